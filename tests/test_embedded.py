@@ -1,0 +1,41 @@
+"""Integration on the real embedded SmolLM2-135M-Instruct (first run dequantises its GGUF, ~20 s)."""
+
+import pytest
+from typer.testing import CliRunner
+
+from tuneoff.models import GenerationConfig
+
+pytestmark = pytest.mark.embedded
+
+
+def test_embedded_model_answers_a_question(embedded_backend):
+    out = embedded_backend.generate([[{"role": "user", "content": "What is the capital of France?"}]],
+                                    GenerationConfig(max_new_tokens=20))[0]
+    assert "Paris" in out.text
+    assert out.tokens_in > 5 and 1 <= out.tokens_out <= 20
+
+
+def test_embedded_tokenizer_counts_tokens(embedded_backend):
+    assert embedded_backend.count_tokens("Hello world") == 2
+    assert embedded_backend.info.parameters == pytest.approx(134.5e6, rel=0.01)
+
+
+def test_embedded_label_scoring_prefers_the_right_sentiment(embedded_backend):
+    chat = [{"role": "user", "content": "Is the sentiment of this review positive or negative? Answer with one "
+                                        "word.\n\nReview: an utterly delightful, moving film."}]
+    pos, neg = embedded_backend.loglikelihood([chat, chat], ["positive", "negative"])
+    assert pos.logprob > neg.logprob
+
+
+def test_ask_cli_stores_the_call(tmp_path, monkeypatch):
+    from conftest import REAL_HOME
+    from tuneoff.cli import build_app
+    from tuneoff.store import Store
+
+    monkeypatch.setenv("TUNEOFF_HOME", REAL_HOME)  # reuse the model cache
+    db = tmp_path / "s.sqlite"
+    result = CliRunner().invoke(build_app(), ["ask", "What is the capital of France?", "--store", str(db)])
+    assert result.exit_code == 0, result.output
+    assert "Paris" in result.output
+    calls = Store(db).db.execute("SELECT * FROM calls").fetchall()
+    assert len(calls) == 1 and "Paris" in calls[0]["output"] and calls[0]["tokens_out"] > 0

@@ -1,0 +1,97 @@
+"""The backend interface every model sits behind: local transformers today, any OpenAI-compatible
+server tomorrow. It is deliberately small: render chat, generate a batch, score continuations,
+count tokens. Timing and token counts come back with every call so the store can keep them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, Sequence, runtime_checkable
+
+Message = dict  # {"role": "system"|"user"|"assistant", "content": str}
+Chat = Sequence[Message]
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    """How to decode. Greedy unless `temperature` > 0."""
+
+    max_new_tokens: int = 64
+    """Upper bound on generated tokens per request."""
+    temperature: float = 0.0
+    """0 means greedy decoding; above 0 samples."""
+    top_p: float = 1.0
+    """Nucleus sampling mass, used only when sampling."""
+    seed: int | None = None
+    """Seed for sampling, so a sampled run can be repeated."""
+    stop: tuple[str, ...] = ()
+    """Strings that end a completion; the returned text is cut before the first one."""
+
+    def __post_init__(self):
+        if self.max_new_tokens < 1:
+            raise ValueError("max_new_tokens: must be >= 1")
+        if self.temperature < 0:
+            raise ValueError("temperature: must be >= 0")
+        if not 0 < self.top_p <= 1:
+            raise ValueError("top_p: must be in (0, 1]")
+        object.__setattr__(self, "stop", tuple(self.stop))
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One generated answer with what it cost."""
+
+    text: str
+    tokens_in: int
+    tokens_out: int
+    seconds: float
+    """Wall time of the call that served this request (the whole batch: what the caller waited)."""
+    batch_size: int = 1
+    finish_reason: str = "stop"
+    """"stop" (end of sequence or a stop string) or "length" (hit max_new_tokens)."""
+
+
+@dataclass(frozen=True)
+class Score:
+    """Log-likelihood of one continuation given a prompt."""
+
+    logprob: float
+    """Sum of log-probabilities of the continuation's tokens."""
+    tokens: int
+    """Number of continuation tokens (for length-normalised scores)."""
+    tokens_in: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class BackendInfo:
+    """What a backend tells the store and the report about itself."""
+
+    name: str
+    """The model spec it was loaded from, e.g. `embedded:smollm2-135m-instruct`."""
+    kind: str = "local"
+    dtype: str = "float32"
+    device: str = "cpu"
+    parameters: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+@runtime_checkable
+class Backend(Protocol):
+    info: BackendInfo
+
+    def render(self, messages: Chat, add_generation_prompt: bool = True) -> str:
+        """The exact prompt text the model sees for these messages (its chat template)."""
+
+    def generate(self, chats: Sequence[Chat], config: GenerationConfig) -> list[Completion]:
+        """One completion per chat, in order. Implementations batch as they see fit."""
+
+    def loglikelihood(self, chats: Sequence[Chat], continuations: Sequence[str]) -> list[Score]:
+        """Score `continuations[i]` as the assistant's reply to `chats[i]`."""
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens in `text` under this model's tokenizer."""

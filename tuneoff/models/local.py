@@ -1,0 +1,199 @@
+"""Local transformers backend: CPU by default, CUDA when present, fp32 or bf16."""
+
+from __future__ import annotations
+
+import time
+from typing import Sequence
+
+import torch
+
+from .base import BackendInfo, Chat, Completion, GenerationConfig, Score
+
+DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+
+
+def resolve_dtype(name: str, device: str) -> torch.dtype:
+    """`auto` picks bf16 where the hardware does it natively (CUDA bf16, or a CPU with AVX512_BF16/AMX)."""
+    if name == "auto":
+        if device.startswith("cuda"):
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+        return torch.bfloat16 if _cpu_has_bf16() else torch.float32
+    if name not in DTYPES:
+        from ..errors import TuneoffError, did_you_mean
+        raise TuneoffError(f"unknown dtype '{name}'", field="dtype", hint=did_you_mean(name, [*DTYPES, "auto"]))
+    return DTYPES[name]
+
+
+def _cpu_has_bf16() -> bool:
+    try:
+        flags = open("/proc/cpuinfo").read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def plain_render(messages: Chat, add_generation_prompt: bool = True) -> str:
+    """Prompt format for base models without a chat template: role-labelled paragraphs."""
+    parts = []
+    for m in messages:
+        label = {"system": "", "user": "Input: ", "assistant": "Output: "}.get(m["role"], m["role"] + ": ")
+        parts.append(f"{label}{m['content']}".strip())
+    text = "\n\n".join(parts)
+    return text + ("\n\nOutput:" if add_generation_prompt else "")
+
+
+class TransformersBackend:
+    """A `Backend` over a transformers causal LM held in memory."""
+
+    def __init__(self, model, tokenizer, info: BackendInfo, batch_size: int = 16, use_chat_template: bool = True):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.info = info
+        self.batch_size = batch_size
+        self.use_chat_template = use_chat_template and bool(getattr(tokenizer, "chat_template", None))
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        self.device = next(model.parameters()).device
+
+    # -- text ---------------------------------------------------------------------------------
+    def render(self, messages: Chat, add_generation_prompt: bool = True) -> str:
+        if self.use_chat_template:
+            return self.tokenizer.apply_chat_template(list(messages), tokenize=False,
+                                                      add_generation_prompt=add_generation_prompt)
+        return plain_render(messages, add_generation_prompt)
+
+    def encode(self, text: str) -> list[int]:
+        # the chat template already writes the special tokens it wants
+        special = not self.use_chat_template
+        return self.tokenizer(text, add_special_tokens=special)["input_ids"]
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    # -- generation ---------------------------------------------------------------------------
+    def generate(self, chats: Sequence[Chat], config: GenerationConfig) -> list[Completion]:
+        encoded = [self.encode(self.render(c)) for c in chats]
+        # length bucketing: neighbours in a batch have similar lengths, so little padding
+        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+        out: list[Completion | None] = [None] * len(encoded)
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start:start + self.batch_size]
+            for i, c in zip(idx, self._generate_batch([encoded[i] for i in idx], config)):
+                out[i] = c
+        return out  # type: ignore[return-value]
+
+    def _generate_batch(self, batch: list[list[int]], config: GenerationConfig) -> list[Completion]:
+        pad = self.tokenizer.pad_token_id
+        input_ids, mask = _left_pad(batch, pad, self.device)
+        kwargs = dict(max_new_tokens=config.max_new_tokens, pad_token_id=pad, do_sample=not config.greedy)
+        if config.greedy:
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        else:
+            kwargs.update(temperature=config.temperature, top_p=config.top_p, top_k=None)
+            if config.seed is not None:
+                torch.manual_seed(config.seed)
+        if config.stop:
+            kwargs.update(stopping_criteria=[GeneratedTextStop(self.tokenizer, config.stop, input_ids.shape[1])])
+        start = time.perf_counter()
+        with torch.inference_mode():
+            gen = self.model.generate(input_ids=input_ids, attention_mask=mask, **kwargs)
+        seconds = time.perf_counter() - start
+        new = gen[:, input_ids.shape[1]:].tolist()
+        eos = _eos_ids(self.model, self.tokenizer)
+        results = []
+        for prompt, ids in zip(batch, new):
+            n = next((k + 1 for k, t in enumerate(ids) if t in eos), len(ids))
+            text = self.tokenizer.decode(ids[:n], skip_special_tokens=True)
+            text, hit_stop = _cut_at_stop(text, config.stop)
+            finish = "stop" if hit_stop or n < len(ids) or (ids and ids[n - 1] in eos) else "length"
+            results.append(Completion(text=text, tokens_in=len(prompt), tokens_out=n, seconds=seconds,
+                                      batch_size=len(batch), finish_reason=finish))
+        return results
+
+    # -- scoring ------------------------------------------------------------------------------
+    def loglikelihood(self, chats: Sequence[Chat], continuations: Sequence[str]) -> list[Score]:
+        pairs = [(self.encode(self.render(c)), self.tokenizer(k, add_special_tokens=False)["input_ids"])
+                 for c, k in zip(chats, continuations)]
+        order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))
+        out: list[Score | None] = [None] * len(pairs)
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start:start + self.batch_size]
+            for i, s in zip(idx, self._score_batch([pairs[i] for i in idx])):
+                out[i] = s
+        return out  # type: ignore[return-value]
+
+    def _score_batch(self, pairs: list[tuple[list[int], list[int]]]) -> list[Score]:
+        # left padding aligns every continuation at the right end, so one `logits_to_keep` slice
+        # covers all of them and the vocabulary projection runs only where it is needed
+        seqs = [p + c for p, c in pairs]
+        input_ids, mask = _left_pad(seqs, self.tokenizer.pad_token_id, self.device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        keep = max(len(c) for _, c in pairs) + 1
+        start = time.perf_counter()
+        with torch.inference_mode():
+            logits = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
+                                logits_to_keep=keep).logits.float()
+            logprobs = torch.log_softmax(logits, dim=-1)
+        seconds = time.perf_counter() - start
+        scores = []
+        for row, (prompt, cont) in enumerate(pairs):
+            n = len(cont)
+            # logits at position t predict token t+1: the n continuation tokens are predicted
+            # by the n positions just before the final one
+            lp = logprobs[row, keep - n - 1:keep - 1, :]
+            target = torch.tensor(cont, device=lp.device)
+            total = lp.gather(-1, target[:, None]).sum().item() if n else 0.0
+            scores.append(Score(logprob=total, tokens=n, tokens_in=len(prompt), seconds=seconds))
+        return scores
+
+
+class GeneratedTextStop:
+    """Stop a row once a stop string appears in its *generated* text.
+
+    transformers' own `stop_strings` also matches across the prompt/answer boundary (a prompt that
+    ends in "\n" plus a generated "\n" matches a "\n\n" stop before any answer is written).
+    Only the last few tokens are decoded per step: a stop string of c characters spans at most c tokens.
+    """
+
+    def __init__(self, tokenizer, stops: tuple[str, ...], prompt_len: int):
+        self.tokenizer = tokenizer
+        self.stops = [s for s in stops if s]
+        self.prompt_len = prompt_len
+        self.window = max(len(s) for s in self.stops) + 2
+
+    def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
+        tails = input_ids[:, max(self.prompt_len, input_ids.shape[1] - self.window):]
+        texts = self.tokenizer.batch_decode(tails, skip_special_tokens=True)
+        return torch.tensor([any(s in t for s in self.stops) for t in texts], device=input_ids.device)
+
+
+def _left_pad(seqs: list[list[int]], pad: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    # left padding: generation appends at the right end, so every row's prompt must end there
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for r, s in enumerate(seqs):
+        if s:
+            ids[r, width - len(s):] = torch.tensor(s)
+            mask[r, width - len(s):] = 1
+    return ids.to(device), mask.to(device)
+
+
+def _eos_ids(model, tokenizer) -> set[int]:
+    ids = {tokenizer.eos_token_id}
+    gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    if isinstance(gen_eos, int):
+        ids.add(gen_eos)
+    elif gen_eos:
+        ids.update(gen_eos)
+    ids.discard(None)
+    return ids
+
+
+def _cut_at_stop(text: str, stops: tuple[str, ...]) -> tuple[str, bool]:
+    cut = min((text.find(s) for s in stops if s and s in text), default=-1)
+    return (text[:cut], True) if cut >= 0 else (text, False)

@@ -1,0 +1,88 @@
+"""Building spec dataclasses from plain dicts (YAML), with errors that name the field.
+
+Every spec (`TaskSpec`, `PromptArm`, `FinetuneArm`, ...) is a dataclass; its cross-field checks
+live in its own `__post_init__`. This module only does the generic part: unknown keys get
+"did you mean", wrong scalar types are named, nested spec dataclasses are built recursively.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from typing import Any, TypeVar
+
+from .errors import TuneoffError, did_you_mean
+
+T = TypeVar("T")
+
+
+def from_dict(cls: type[T], data: Any, where: str = "", file: str | None = None) -> T:
+    """`cls(**data)` with checks: `where` is the dotted path of this spec inside its file."""
+    if isinstance(data, cls):
+        return data
+    if not isinstance(data, dict):
+        raise TuneoffError(f"expected a mapping, got {type(data).__name__}", file=file, field=where or None)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for key, value in data.items():
+        path = f"{where}.{key}" if where else str(key)
+        if key not in fields:
+            raise TuneoffError(f"unknown key '{key}'", file=file, field=path, hint=did_you_mean(str(key), list(fields)))
+        kwargs[key] = _convert(hints[key], value, path, file)
+    try:
+        return cls(**kwargs)
+    except TuneoffError as exc:
+        if file and not exc.file:
+            exc.file = file
+            exc.args = (exc.render(),)
+        if where and exc.field and not exc.field.startswith(where):
+            exc.field = f"{where}.{exc.field}"
+            exc.args = (exc.render(),)
+        raise
+    except (TypeError, ValueError) as exc:
+        raise TuneoffError(str(exc), file=file, field=where or None) from None
+
+
+def _convert(hint: Any, value: Any, path: str, file: str | None) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        options = [a for a in args if a is not type(None)]
+        errors = []
+        for option in options:
+            try:
+                return _convert(option, value, path, file)
+            except TuneoffError as exc:
+                errors.append(exc)
+        raise errors[0]
+    if dataclasses.is_dataclass(hint):
+        return from_dict(hint, value, path, file)
+    if origin in (list, tuple) or hint in (list, tuple):
+        if isinstance(value, str) or not isinstance(value, (list, tuple)):
+            raise TuneoffError(f"expected a list, got {type(value).__name__}", file=file, field=path)
+        inner = args[0] if args else Any
+        items = [_convert(inner, v, f"{path}[{i}]", file) for i, v in enumerate(value)]
+        return tuple(items) if (origin or hint) is tuple else items
+    if origin is dict or hint is dict:
+        if not isinstance(value, dict):
+            raise TuneoffError(f"expected a mapping, got {type(value).__name__}", file=file, field=path)
+        return value
+    if origin is typing.Literal:
+        if value not in args:
+            raise TuneoffError(f"'{value}' is not one of {', '.join(map(str, args))}", file=file, field=path,
+                               hint=did_you_mean(str(value), [str(a) for a in args]))
+        return value
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint in (int, float, str, bool) and not (isinstance(value, hint) and not (hint is int and isinstance(value, bool))):
+        raise TuneoffError(f"expected {hint.__name__}, got {type(value).__name__} ({value!r})", file=file, field=path)
+    return value
+
+
+def to_dict(spec: Any) -> dict:
+    """The plain-dict form of a spec (for the store and for fingerprints)."""
+    return dataclasses.asdict(spec)

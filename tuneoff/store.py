@@ -1,0 +1,215 @@
+"""The SQLite run store: every model call, prediction, metric and training event, as it happens.
+
+Tables, plots and reports are queries over this file. Schema changes are an ordered list of
+migration functions; `PRAGMA user_version` records how many have run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sqlite3
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from .errors import TuneoffError
+from .home import default_store_path
+
+
+def _statements(db: sqlite3.Connection, script: str) -> None:
+    # not executescript(): it COMMITs first, which would break the migration's transaction
+    for statement in re.sub(r"--[^\n]*", "", script).split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+def _m001_initial(db: sqlite3.Connection) -> None:
+    _statements(db, """
+    CREATE TABLE experiments (
+        id INTEGER PRIMARY KEY, name TEXT NOT NULL, spec_json TEXT NOT NULL DEFAULT '{}',
+        created_at REAL NOT NULL);
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY, experiment_id INTEGER REFERENCES experiments(id),
+        kind TEXT NOT NULL,            -- ask | eval | finetune | ...
+        arm TEXT NOT NULL DEFAULT '', task TEXT NOT NULL DEFAULT '', split TEXT NOT NULL DEFAULT '',
+        model TEXT NOT NULL DEFAULT '', spec_json TEXT NOT NULL DEFAULT '{}',
+        fingerprint TEXT NOT NULL DEFAULT '',   -- hash of everything that defines the run: same -> resume
+        status TEXT NOT NULL DEFAULT 'running', -- running | done | failed
+        started_at REAL NOT NULL, finished_at REAL, summary_json TEXT NOT NULL DEFAULT '{}');
+    CREATE INDEX runs_fingerprint ON runs(fingerprint);
+    CREATE TABLE calls (
+        id INTEGER PRIMARY KEY, run_id INTEGER REFERENCES runs(id),
+        cache_key TEXT NOT NULL,       -- model + params + prompt: same key -> same answer (greedy)
+        model TEXT NOT NULL, prompt_hash TEXT NOT NULL, prompt TEXT NOT NULL, params_json TEXT NOT NULL,
+        output TEXT NOT NULL, tokens_in INTEGER NOT NULL, tokens_out INTEGER NOT NULL,
+        latency_s REAL NOT NULL, batch_size INTEGER NOT NULL DEFAULT 1, finish_reason TEXT,
+        created_at REAL NOT NULL);
+    CREATE INDEX calls_cache_key ON calls(cache_key);
+    CREATE TABLE predictions (
+        run_id INTEGER NOT NULL REFERENCES runs(id), item INTEGER NOT NULL, example_id TEXT NOT NULL,
+        input TEXT NOT NULL, target TEXT NOT NULL, output TEXT NOT NULL, prediction TEXT,
+        correct REAL, call_id INTEGER REFERENCES calls(id), extra_json TEXT NOT NULL DEFAULT '{}',
+        PRIMARY KEY (run_id, item));
+    CREATE TABLE metrics (
+        run_id INTEGER NOT NULL REFERENCES runs(id), name TEXT NOT NULL, value REAL,
+        ci_low REAL, ci_high REAL, extra_json TEXT NOT NULL DEFAULT '{}',
+        PRIMARY KEY (run_id, name));
+    CREATE TABLE training_events (
+        id INTEGER PRIMARY KEY, run_id INTEGER NOT NULL REFERENCES runs(id), step INTEGER NOT NULL,
+        kind TEXT NOT NULL,            -- train | eval | checkpoint | summary | error
+        loss REAL, lr REAL, tokens INTEGER, seconds REAL, payload_json TEXT NOT NULL DEFAULT '{}',
+        created_at REAL NOT NULL);
+    """)
+
+
+MIGRATIONS = [_m001_initial]
+"""Ordered; append only. The store's `user_version` is the number already applied."""
+
+
+def prompt_hash(prompt: str) -> str:
+    return hashlib.sha256(prompt.encode()).hexdigest()[:32]
+
+
+def cache_key(model: str, prompt: str, params: dict) -> str:
+    blob = json.dumps({"model": model, "prompt": prompt, "params": params}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+class Store:
+    """A run store at `path` (default `TUNEOFF_HOME/runs.sqlite`)."""
+
+    def __init__(self, path: str | Path | None = None):
+        self.path = Path(path) if path else default_store_path()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            self.db.row_factory = sqlite3.Row
+            self.db.execute("PRAGMA journal_mode=WAL")   # readers (report) never block the writer
+            self.db.execute("PRAGMA busy_timeout=30000")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self.migrate()
+        except sqlite3.DatabaseError as exc:
+            raise TuneoffError(f"cannot open run store: {exc}", file=str(self.path),
+                               hint="pass --store PATH to use another file") from None
+
+    def migrate(self) -> int:
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(MIGRATIONS):
+            raise TuneoffError(f"store schema v{version} is newer than this tuneoff (v{len(MIGRATIONS)})",
+                               file=str(self.path), hint="upgrade tuneoff")
+        for i, migration in enumerate(MIGRATIONS[version:], start=version + 1):
+            with self.transaction():
+                migration(self.db)
+                self.db.execute(f"PRAGMA user_version={i}")
+        return len(MIGRATIONS)
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        else:
+            self.db.execute("COMMIT")
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- experiments and runs -----------------------------------------------------------------
+    def add_experiment(self, name: str, spec: dict | None = None) -> int:
+        cur = self.db.execute("INSERT INTO experiments(name, spec_json, created_at) VALUES (?,?,?)",
+                              (name, json.dumps(spec or {}), time.time()))
+        return int(cur.lastrowid)
+
+    def start_run(self, kind: str, *, arm: str = "", task: str = "", split: str = "", model: str = "",
+                  spec: dict | None = None, fingerprint: str = "", experiment_id: int | None = None) -> int:
+        cur = self.db.execute(
+            "INSERT INTO runs(experiment_id, kind, arm, task, split, model, spec_json, fingerprint, started_at)"
+            " VALUES (?,?,?,?,?,?,?,?,?)",
+            (experiment_id, kind, arm, task, split, model, json.dumps(spec or {}, default=str), fingerprint,
+             time.time()))
+        return int(cur.lastrowid)
+
+    def find_run(self, fingerprint: str, statuses: Iterable[str] = ("running", "failed", "done")) -> sqlite3.Row | None:
+        """The latest run with this fingerprint (to resume or reuse it)."""
+        marks = ",".join("?" * len(tuple(statuses)))
+        return self.db.execute(
+            f"SELECT * FROM runs WHERE fingerprint=? AND status IN ({marks}) ORDER BY id DESC LIMIT 1",
+            (fingerprint, *statuses)).fetchone()
+
+    def finish_run(self, run_id: int, status: str = "done", summary: dict | None = None) -> None:
+        self.db.execute("UPDATE runs SET status=?, finished_at=?, summary_json=? WHERE id=?",
+                        (status, time.time(), json.dumps(summary or {}, default=str), run_id))
+
+    def run(self, run_id: int) -> sqlite3.Row:
+        row = self.db.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
+        if row is None:
+            raise TuneoffError(f"no run {run_id} in the store", file=str(self.path), hint="see `tuneoff runs`")
+        return row
+
+    def runs(self, limit: int = 50, experiment_id: int | None = None) -> list[sqlite3.Row]:
+        if experiment_id is None:
+            return self.db.execute("SELECT * FROM runs ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+        return self.db.execute("SELECT * FROM runs WHERE experiment_id=? ORDER BY id", (experiment_id,)).fetchall()
+
+    # -- model calls --------------------------------------------------------------------------
+    def cached_call(self, key: str) -> sqlite3.Row | None:
+        return self.db.execute("SELECT * FROM calls WHERE cache_key=? ORDER BY id LIMIT 1", (key,)).fetchone()
+
+    def add_call(self, *, run_id: int | None, model: str, prompt: str, params: dict, output: str,
+                 tokens_in: int, tokens_out: int, latency_s: float, batch_size: int = 1,
+                 finish_reason: str | None = None) -> int:
+        cur = self.db.execute(
+            "INSERT INTO calls(run_id, cache_key, model, prompt_hash, prompt, params_json, output, tokens_in,"
+            " tokens_out, latency_s, batch_size, finish_reason, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (run_id, cache_key(model, prompt, params), model, prompt_hash(prompt), prompt,
+             json.dumps(params, sort_keys=True), output, tokens_in, tokens_out, latency_s, batch_size,
+             finish_reason, time.time()))
+        return int(cur.lastrowid)
+
+    def calls(self, run_id: int) -> list[sqlite3.Row]:
+        return self.db.execute("SELECT * FROM calls WHERE run_id=? ORDER BY id", (run_id,)).fetchall()
+
+    # -- predictions and metrics --------------------------------------------------------------
+    def add_predictions(self, run_id: int, rows: Iterable[dict[str, Any]]) -> None:
+        with self.transaction():
+            self.db.executemany(
+                "INSERT OR REPLACE INTO predictions(run_id, item, example_id, input, target, output, prediction,"
+                " correct, call_id, extra_json) VALUES (:run_id,:item,:example_id,:input,:target,:output,"
+                ":prediction,:correct,:call_id,:extra_json)",
+                [{"run_id": run_id, "prediction": None, "correct": None, "call_id": None,
+                  **r, "extra_json": json.dumps(r.get("extra", {}))} for r in rows])
+
+    def predictions(self, run_id: int) -> list[sqlite3.Row]:
+        return self.db.execute("SELECT * FROM predictions WHERE run_id=? ORDER BY item", (run_id,)).fetchall()
+
+    def done_items(self, run_id: int) -> set[int]:
+        return {r[0] for r in self.db.execute("SELECT item FROM predictions WHERE run_id=?", (run_id,))}
+
+    def set_metric(self, run_id: int, name: str, value: float | None, ci_low: float | None = None,
+                   ci_high: float | None = None, extra: dict | None = None) -> None:
+        self.db.execute("INSERT OR REPLACE INTO metrics(run_id, name, value, ci_low, ci_high, extra_json)"
+                        " VALUES (?,?,?,?,?,?)", (run_id, name, value, ci_low, ci_high, json.dumps(extra or {})))
+
+    def metrics(self, run_id: int) -> dict[str, sqlite3.Row]:
+        return {r["name"]: r for r in self.db.execute("SELECT * FROM metrics WHERE run_id=?", (run_id,))}
+
+    # -- training -----------------------------------------------------------------------------
+    def add_training_event(self, run_id: int, step: int, kind: str, *, loss: float | None = None,
+                           lr: float | None = None, tokens: int | None = None, seconds: float | None = None,
+                           payload: dict | None = None) -> None:
+        self.db.execute(
+            "INSERT INTO training_events(run_id, step, kind, loss, lr, tokens, seconds, payload_json, created_at)"
+            " VALUES (?,?,?,?,?,?,?,?,?)",
+            (run_id, step, kind, loss, lr, tokens, seconds, json.dumps(payload or {}, default=str), time.time()))
+
+    def training_events(self, run_id: int, kind: str | None = None) -> list[sqlite3.Row]:
+        if kind:
+            return self.db.execute("SELECT * FROM training_events WHERE run_id=? AND kind=? ORDER BY id",
+                                   (run_id, kind)).fetchall()
+        return self.db.execute("SELECT * FROM training_events WHERE run_id=? ORDER BY id", (run_id,)).fetchall()

@@ -1,0 +1,97 @@
+"""A task as data: where its examples are, how to read them, what counts as right.
+
+Used by `tuneoff eval`, `tuneoff finetune` and experiment files alike, so every arm of a
+comparison sees the same splits.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from .data import Example
+from .errors import TuneoffError
+
+Metric = Literal["accuracy", "exact_match", "numeric", "chrf"]
+
+
+@dataclass
+class TaskSpec:
+    """One task: data files, column mapping, label set, metric, default instruction."""
+
+    name: str
+    """Short name used in the store and the report."""
+    train: str | None = None
+    """Training file (also the pool of few-shot demos)."""
+    dev: str | None = None
+    """Dev file (prompt optimisation, early stopping); split off `train` when absent."""
+    test: str | None = None
+    """Test file (the reported numbers); split off `train` when absent."""
+    input: str | None = None
+    """Input column(s)/key(s) for CSV/TSV/JSON: `a|b` takes the first present, `a,b` joins several."""
+    target: str | None = None
+    """Target column/key."""
+    label_map: dict | None = None
+    """Raw target value -> label name, e.g. {"0": "negative", "1": "positive"}."""
+    labels: list[str] | str | None = None
+    """The label set (classification), or a path to a JSON list of labels; None for free text."""
+    metric: Metric = "accuracy"
+    """Main metric: accuracy (labels), exact_match, numeric (GSM8K-style), chrf (free text)."""
+    instruction: str = ""
+    """The task instruction prompt arms start from."""
+    n_train: int | None = None
+    """Seeded, stratified subsample of the training set (None: all)."""
+    n_dev: int | None = None
+    """Seeded, stratified subsample of the dev set."""
+    n_test: int | None = None
+    """Seeded, stratified subsample of the test set."""
+    split_fraction: float = 0.1
+    """When dev/test files are missing: the fraction of `train` split off for each."""
+    seed: int = 0
+    """Seed for splits and subsamples."""
+    base_dir: str = field(default=".", repr=False)
+    """Directory relative paths are resolved against (the experiment file's folder)."""
+
+    def __post_init__(self):
+        if not self.train and not self.test:
+            raise TuneoffError("a task needs at least a `train` or a `test` file", field="task.train")
+        if not 0 < self.split_fraction < 0.5:
+            raise TuneoffError("must be in (0, 0.5)", field="task.split_fraction")
+        for name in ("n_train", "n_dev", "n_test"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise TuneoffError("must be >= 1", field=f"task.{name}")
+
+    def path(self, name: str | None) -> Path | None:
+        if not name:
+            return None
+        p = Path(name).expanduser()
+        return p if p.is_absolute() else Path(self.base_dir) / p
+
+    def label_list(self) -> list[str] | None:
+        if self.labels is None:
+            return None
+        if isinstance(self.labels, str):
+            path = self.path(self.labels)
+            if not path or not path.exists():
+                raise TuneoffError(f"label file not found: {self.labels}", field="task.labels")
+            return [str(x) for x in json.loads(path.read_text())]
+        return [str(x) for x in self.labels]
+
+
+@dataclass
+class TaskData:
+    """The loaded splits of a task."""
+
+    spec: TaskSpec
+    train: list[Example]
+    dev: list[Example]
+    test: list[Example]
+    labels: list[str] | None
+
+    def split(self, name: str) -> list[Example]:
+        if name not in ("train", "dev", "test"):
+            raise TuneoffError(f"unknown split '{name}'", field="split", hint="train, dev or test")
+        return getattr(self, name)
