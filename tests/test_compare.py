@@ -1,0 +1,133 @@
+"""Statistics, costs, break-even and the recommendation, on hand-made arm summaries."""
+
+import numpy as np
+import pytest
+
+from tuneoff.compare import ArmSummary, crossover, head_to_head, label_bias, paired_test
+from tuneoff.costs import ArmCost, PriceTable, break_even, monthly, one_off, per_request
+from tuneoff.recommend import Constraints, recommend
+
+IDS = [f"t:{i}" for i in range(100)]
+
+
+def arm(name, kind, correct, *, tokens_in=50, spr=0.1, setup=0.0, p95=0.2, needed=0, labels=("a", "b")):
+    correct = list(map(float, correct))
+    targets = ["a" if i % 2 else "b" for i in range(len(correct))]
+    preds = [t if c else ("b" if t == "a" else "a") for t, c in zip(targets, correct)]
+    m = float(np.mean(correct))
+    return ArmSummary(name=name, kind=kind, model="m", metric_name="accuracy", metric=m, ci_low=m - 0.05,
+                      ci_high=m + 0.05, item_ids=IDS[:len(correct)], correct=correct, predictions=preds,
+                      targets=targets, labels=list(labels), tokens_in=tokens_in, tokens_out=1,
+                      seconds_per_request=spr, setup_seconds=setup, latency_p50=p95 / 2, latency_p95=p95,
+                      examples_needed=needed, trainable_parameters=1000 if kind != "prompt" else 0,
+                      total_parameters=10_000)
+
+
+def test_mcnemar_counts_discordant_pairs():
+    a = arm("few-shot", "prompt", [1] * 60 + [0] * 40)
+    b = arm("lora", "finetune", [1] * 60 + [1] * 30 + [0] * 10)  # 30 items only b gets right, 0 only a
+    t = paired_test(a, b)
+    assert t.n == 100 and t.difference == pytest.approx(0.30)
+    assert t.p_value == pytest.approx(2 * 0.5 ** 30) and t.significant
+    assert t.test == "McNemar exact, 0 vs 30 discordant"
+
+
+def test_identical_arms_are_not_significant():
+    a = arm("x", "prompt", [1, 0] * 50)
+    t = paired_test(a, arm("y", "finetune", [1, 0] * 50))
+    assert t.p_value == 1.0 and not t.significant and "not significant" in t.describe()
+
+
+def test_bootstrap_for_graded_scores():
+    a = arm("x", "prompt", [0.2] * 50)
+    b = arm("y", "finetune", [0.9] * 50)
+    t = paired_test(a, b)
+    assert t.test == "paired bootstrap" and t.significant and t.difference == pytest.approx(0.7)
+
+
+def test_label_bias():
+    b = label_bias(["a", "a", "a", "a"], ["a", "a", "b", "b"], ["a", "b"])
+    assert b["tv_distance"] == pytest.approx(0.5)
+    assert b["worst_class"] == "b" and b["worst_recall"] == 0.0
+
+
+def test_crossover():
+    assert crossover([(64, 0.7), (16, 0.5), (128, 0.9)], reference=0.75) == 128
+    assert crossover([(16, 0.5)], reference=0.75) is None
+
+
+def test_costs_hardware_and_api():
+    p = PriceTable(hardware_per_hour=3.6)  # $0.001 per second
+    c = ArmCost(tokens_in=1000, tokens_out=10, seconds_per_request=0.5, one_off_seconds=100)
+    assert per_request(c, p) == pytest.approx(0.0005)
+    assert one_off(c, p) == pytest.approx(0.1)
+    api = PriceTable(mode="api", input_per_1k_tokens=1.0, output_per_1k_tokens=2.0,
+                     finetuned_input_per_1k_tokens=3.0)
+    assert per_request(c, api) == pytest.approx(1.0 + 0.02)
+    tuned = ArmCost(tokens_in=1000, tokens_out=10, seconds_per_request=0.5, finetuned=True)
+    assert per_request(tuned, api) == pytest.approx(3.0 + 0.02)
+    assert monthly(c, p, 1000) == pytest.approx(0.1 / 12 + 0.5)
+
+
+def test_break_even_volume():
+    p = PriceTable(hardware_per_hour=3.6, horizon_months=1)
+    prompt = ArmCost(tokens_in=800, tokens_out=1, seconds_per_request=0.3)
+    tuned = ArmCost(tokens_in=60, tokens_out=1, seconds_per_request=0.1, finetuned=True, one_off_seconds=1000)
+    be = break_even(prompt, tuned, p)
+    assert be.volume == pytest.approx(1.0 / 0.0002)  # $1 one-off / $0.0002 saved per request
+    assert monthly(prompt, p, be.volume) == pytest.approx(monthly(tuned, p, be.volume))
+    assert break_even(tuned, prompt, p).volume is None
+
+
+def test_head_to_head_has_every_dimension():
+    rows = head_to_head([arm("zero", "prompt", [1, 0] * 50), arm("lora", "finetune", [1] * 100, setup=60)],
+                        PriceTable())
+    dims = [d for d, _ in rows]
+    for d in ("Methodology / model change", "Knowledge source", "Data requirement", "Performance",
+              "Control & consistency", "Cost per 1k requests", "Latency p50 / p95", "Development effort",
+              "Bias & hallucinations", "Time to first result", "Flexibility"):
+        assert d in dims
+    perf = dict(rows)["Performance"]
+    assert perf["lora"].startswith("accuracy 1.000")
+
+
+# -- the verdict responds to constraints ------------------------------------------------------
+
+@pytest.fixture
+def arms():
+    few = arm("few-shot", "prompt", [1] * 70 + [0] * 30, tokens_in=600, spr=0.30, p95=0.6, needed=100)
+    zero = arm("zero-shot", "prompt", [1] * 55 + [0] * 45, tokens_in=60, spr=0.05, p95=0.1)
+    lora = arm("lora", "finetune", [1] * 70 + [1] * 22 + [0] * 8, tokens_in=60, spr=0.05, setup=900,
+               p95=0.1, needed=500)
+    return [few, zero, lora]
+
+
+def test_default_verdict_is_fine_tuning_when_it_is_significantly_better(arms):
+    v = recommend(arms, Constraints(monthly_requests=100_000), PriceTable())
+    assert v.choice == "fine-tuning" and v.arm == "lora"
+    assert any("0.920" in r for r in v.reasons)  # cites the measured metric
+
+
+def test_few_examples_turn_the_verdict_to_prompting(arms):
+    v = recommend(arms, Constraints(examples_available=200), PriceTable())
+    assert v.choice == "prompt engineering" and v.arm == "few-shot"
+    assert "needs 500 labelled examples, 200 available" in v.ruled_out["lora"]
+
+
+def test_latency_target_rules_out_slow_arms(arms):
+    v = recommend(arms, Constraints(latency_p95_s=0.2, examples_available=200), PriceTable())
+    assert v.arm == "zero-shot" and "p95 latency 0.600 s" in v.ruled_out["few-shot"]
+
+
+def test_unreachable_quality_target_says_so(arms):
+    v = recommend(arms, Constraints(quality_target=0.99), PriceTable())
+    assert v.arm == "lora" and v.reasons[0].startswith("no arm meets every constraint")
+
+
+def test_insignificant_gap_prefers_the_cheaper_arm():
+    a = arm("few-shot", "prompt", [1] * 80 + [0] * 20, tokens_in=600, spr=0.3)
+    b = arm("lora", "finetune", [1] * 80 + [0] * 19 + [1], tokens_in=60, spr=0.05, setup=10)
+    v = recommend([a, b], Constraints(monthly_requests=1_000_000), PriceTable())
+    assert v.arm == "lora"  # better and cheaper at this volume
+    v = recommend([a, b], Constraints(monthly_requests=10), PriceTable(training_per_hour=10_000))
+    assert v.arm == "few-shot" and not v.test.significant  # training cost dominates at low volume

@@ -1,0 +1,196 @@
+"""The head-to-head: one column per arm, one row per dimension of the usual prompt-engineering vs
+fine-tuning comparison, each cell a measurement (or a stated fact about the run), plus the paired
+test between the best prompt arm and the best fine-tuned arm and the learning-curve crossover.
+
+Everything here works on `ArmSummary` records, which the runner builds from the store, so the
+report can be recomputed from stored predictions at any time.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+from scipy import stats
+
+from .costs import ArmCost, PriceTable, one_off, per_request
+
+
+@dataclass
+class ArmSummary:
+    """Everything measured about one arm on the test split."""
+
+    name: str
+    kind: str
+    """`prompt` (weights fixed), `finetune` (weights changed), `combined` (fine-tuned + prompted)."""
+    model: str
+    metric_name: str
+    metric: float
+    ci_low: float
+    ci_high: float
+    item_ids: list[str]
+    correct: list[float]
+    """Per-item score (1/0 for accuracy-like metrics), aligned with `item_ids`."""
+    predictions: list[str | None]
+    targets: list[str]
+    labels: list[str] | None = None
+    run_id: int | None = None
+    trainable_parameters: int = 0
+    total_parameters: int = 0
+    examples_used: int = 0
+    """Demos shown per request (prompt arms) or training examples (fine-tuned arms)."""
+    examples_note: str = ""
+    examples_needed: int = 0
+    """Labelled examples the arm needs in all: demo pool, training set, dev items for optimising."""
+    format_violation_rate: float = 0.0
+    hallucinated_label_rate: float = 0.0
+    tokens_in: float = 0.0
+    tokens_out: float = 0.0
+    latency_p50: float = 0.0
+    latency_p95: float = 0.0
+    seconds_per_request: float = 0.0
+    setup_seconds: float = 0.0
+    """Wall time before the first request can be served: training, optimisation (0 for plain prompts)."""
+    optimise_calls: int = 0
+    eval_seconds: float = 0.0
+    training_tokens: int = 0
+    agreement: float | None = None
+    metric_spread: float | None = None
+    flexibility: dict = field(default_factory=dict)
+    """{"task": name, "score": x, "base_score": y, "drop": y - x} when measured."""
+
+    @property
+    def weights_changed(self) -> bool:
+        return self.kind in ("finetune", "combined")
+
+    def cost(self) -> ArmCost:
+        return ArmCost(tokens_in=self.tokens_in, tokens_out=self.tokens_out,
+                       seconds_per_request=self.seconds_per_request, finetuned=self.weights_changed,
+                       one_off_seconds=self.setup_seconds, training_tokens=self.training_tokens)
+
+
+# -- statistics -------------------------------------------------------------------------------
+
+@dataclass
+class PairedTest:
+    a: str
+    b: str
+    test: str
+    p_value: float
+    difference: float
+    """metric(b) - metric(a) on the shared items."""
+    n: int
+    significant: bool
+
+    def describe(self) -> str:
+        verdict = "significant" if self.significant else "not significant"
+        return (f"{self.b} - {self.a} = {self.difference:+.3f} on {self.n} paired items "
+                f"({self.test}, p={self.p_value:.3g}: {verdict} at 0.05)")
+
+
+def paired_test(a: ArmSummary, b: ArmSummary, alpha: float = 0.05, seed: int = 0,
+                resamples: int = 2000) -> PairedTest:
+    """McNemar's exact test when scores are 0/1, else a paired bootstrap of the mean difference."""
+    shared = {i: k for k, i in enumerate(a.item_ids)}
+    pairs = [(a.correct[shared[i]], b.correct[k]) for k, i in enumerate(b.item_ids) if i in shared]
+    x = np.array([p[0] for p in pairs], dtype=float)
+    y = np.array([p[1] for p in pairs], dtype=float)
+    diff = float(y.mean() - x.mean()) if len(pairs) else 0.0
+    if len(pairs) and set(np.unique(np.concatenate([x, y]))) <= {0.0, 1.0}:
+        only_a = int(((x == 1) & (y == 0)).sum())
+        only_b = int(((x == 0) & (y == 1)).sum())
+        n = only_a + only_b
+        p = 1.0 if n == 0 else float(stats.binomtest(only_b, n, 0.5).pvalue)
+        test = f"McNemar exact, {only_a} vs {only_b} discordant"
+    else:
+        rng = np.random.default_rng(seed)
+        d = y - x
+        boots = np.array([d[rng.integers(0, len(d), len(d))].mean() for _ in range(resamples)]) if len(d) else np.zeros(1)
+        p = float(min(1.0, 2 * min((boots <= 0).mean(), (boots >= 0).mean())))
+        test = "paired bootstrap"
+    return PairedTest(a.name, b.name, test, p, diff, len(pairs), p < alpha)
+
+
+def label_bias(predictions: Sequence[str | None], targets: Sequence[str], labels: Sequence[str]) -> dict:
+    """How far the predicted label distribution is from the true one (total variation distance,
+    0 = same, 1 = disjoint) and the worst per-class recall."""
+    n = len(targets)
+    pred = Counter(p for p in predictions if p is not None)
+    true = Counter(targets)
+    tv = 0.5 * sum(abs(pred.get(lab, 0) / n - true.get(lab, 0) / n) for lab in set(labels) | set(pred))
+    recalls = {}
+    for lab in labels:
+        idx = [k for k, t in enumerate(targets) if t == lab]
+        if idx:
+            recalls[lab] = sum(predictions[k] == lab for k in idx) / len(idx)
+    worst = min(recalls.items(), key=lambda kv: kv[1]) if recalls else (None, float("nan"))
+    return {"tv_distance": tv, "worst_class": worst[0], "worst_recall": worst[1]}
+
+
+def crossover(curve: Sequence[tuple[int, float]], reference: float) -> int | None:
+    """Smallest n on a fine-tuning learning curve whose metric beats `reference`, else None."""
+    for n, value in sorted(curve):
+        if value > reference:
+            return n
+    return None
+
+
+def best(arms: Sequence[ArmSummary], kinds: Sequence[str]) -> ArmSummary | None:
+    pool = [a for a in arms if a.kind in kinds]
+    return max(pool, key=lambda a: a.metric) if pool else None
+
+
+# -- the table --------------------------------------------------------------------------------
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+def _money(x: float) -> str:
+    return f"${x:.4f}" if x < 100 else f"${x:,.0f}"
+
+
+def head_to_head(arms: Sequence[ArmSummary], prices: PriceTable) -> list[tuple[str, dict[str, str]]]:
+    """Rows (dimension, {arm name: cell}) of the comparison table."""
+    rows: list[tuple[str, dict[str, str]]] = []
+
+    def row(dimension: str, cell) -> None:
+        rows.append((dimension, {a.name: cell(a) for a in arms}))
+
+    row("Methodology / model change", lambda a: (
+        f"weights changed ({a.trainable_parameters:,} of {a.total_parameters:,} trainable)" if a.weights_changed
+        else "weights fixed; input only"))
+    row("Knowledge source", lambda a: {
+        "prompt": "pre-trained weights + what the prompt carries",
+        "finetune": "pre-trained weights + training set baked into weights",
+        "combined": "fine-tuned weights + what the prompt carries"}[a.kind])
+    row("Data requirement", lambda a: f"{a.examples_used} {a.examples_note}".strip())
+    row("Performance", lambda a: f"{a.metric_name} {a.metric:.3f} [{a.ci_low:.3f}, {a.ci_high:.3f}]")
+    row("Control & consistency", lambda a: "; ".join(filter(None, [
+        f"agreement {_pct(a.agreement)}" if a.agreement is not None else "",
+        f"spread ±{a.metric_spread:.3f}" if a.metric_spread is not None else "",
+        f"format violations {_pct(a.format_violation_rate)}"])))
+    row("Cost per 1k requests", lambda a: (
+        f"{_money(1000 * per_request(a.cost(), prices))} ({a.tokens_in:.0f} in / {a.tokens_out:.1f} out tokens)"))
+    row("One-off cost", lambda a: _money(one_off(a.cost(), prices)))
+    row("Latency p50 / p95", lambda a: f"{a.latency_p50:.3f} s / {a.latency_p95:.3f} s")
+    row("Development effort", lambda a: "; ".join(filter(None, [
+        f"{a.setup_seconds:.0f} s training/optimising" if a.setup_seconds else "no training",
+        f"{a.optimise_calls} optimiser calls" if a.optimise_calls else ""])))
+    row("Bias & hallucinations", lambda a: _bias_cell(a))
+    row("Time to first result", lambda a: f"{a.setup_seconds + a.eval_seconds:.0f} s")
+    row("Flexibility", lambda a: (
+        f"{a.flexibility['task']}: {a.flexibility['score']:.3f} vs base {a.flexibility['base_score']:.3f} "
+        f"(drop {a.flexibility['drop']:+.3f})" if a.flexibility else
+        ("same weights serve any task (prompt swap)" if not a.weights_changed else "not measured")))
+    return rows
+
+
+def _bias_cell(a: ArmSummary) -> str:
+    parts = [f"hallucinated labels {_pct(a.hallucinated_label_rate)}", f"invalid {_pct(a.format_violation_rate)}"]
+    if a.labels:
+        b = label_bias(a.predictions, a.targets, a.labels)
+        parts.append(f"label TV {b['tv_distance']:.2f}, worst recall {b['worst_recall']:.2f} ({b['worst_class']})")
+    return "; ".join(parts)

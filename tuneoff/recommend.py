@@ -1,0 +1,105 @@
+"""The verdict: prompt engineering, fine-tuning, or both combined — derived from measured figures
+and the user's constraints. Every reason quotes a measured number.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from .compare import ArmSummary, PairedTest, best, paired_test
+from .costs import PriceTable, break_even, monthly
+from .errors import TuneoffError
+
+VERDICTS = {"prompt": "prompt engineering", "finetune": "fine-tuning", "combined": "both combined"}
+
+
+@dataclass
+class Constraints:
+    """What the user needs; every field optional."""
+
+    monthly_requests: float = 10_000
+    """Expected requests per month (drives the cost comparison)."""
+    monthly_budget: float | None = None
+    """$ per month the arm may cost at that volume (one-off costs spread over the price horizon)."""
+    latency_p95_s: float | None = None
+    """Largest acceptable p95 latency per request, in seconds."""
+    quality_target: float | None = None
+    """Smallest acceptable main metric on the test split."""
+    examples_available: int | None = None
+    """Labelled examples the user has (arms that need more are ruled out)."""
+
+    def __post_init__(self):
+        if self.monthly_requests < 0:
+            raise TuneoffError("must be >= 0", field="constraints.monthly_requests")
+
+
+@dataclass
+class Verdict:
+    choice: str
+    """`prompt engineering`, `fine-tuning` or `both combined`."""
+    arm: str
+    reasons: list[str] = field(default_factory=list)
+    ruled_out: dict[str, str] = field(default_factory=dict)
+    test: PairedTest | None = None
+
+
+def _rule_out(a: ArmSummary, c: Constraints, prices: PriceTable) -> str | None:
+    if c.quality_target is not None and a.metric < c.quality_target:
+        return f"{a.metric_name} {a.metric:.3f} < target {c.quality_target:.3f}"
+    if c.latency_p95_s is not None and a.latency_p95 > c.latency_p95_s:
+        return f"p95 latency {a.latency_p95:.3f} s > target {c.latency_p95_s:.3f} s"
+    if c.monthly_budget is not None:
+        cost = monthly(a.cost(), prices, c.monthly_requests)
+        if cost > c.monthly_budget:
+            return f"${cost:.2f}/month at {c.monthly_requests:,.0f} requests > budget ${c.monthly_budget:.2f}"
+    if c.examples_available is not None and a.examples_needed > c.examples_available:
+        return f"needs {a.examples_needed} labelled examples, {c.examples_available} available"
+    return None
+
+
+def recommend(arms: Sequence[ArmSummary], constraints: Constraints, prices: PriceTable) -> Verdict:
+    """Best feasible arm by quality; a cheaper arm wins when the quality gap is not significant."""
+    if not arms:
+        raise TuneoffError("no arms to compare", field="arms")
+    ruled = {a.name: why for a in arms if (why := _rule_out(a, constraints, prices))}
+    feasible = [a for a in arms if a.name not in ruled]
+    if not feasible:
+        top = max(arms, key=lambda a: a.metric)
+        return Verdict(VERDICTS[top.kind], top.name, [
+            f"no arm meets every constraint; the closest is {top.name} with {top.metric_name} {top.metric:.3f} "
+            f"[{top.ci_low:.3f}, {top.ci_high:.3f}] ({ruled[top.name]})"], ruled)
+    top = max(feasible, key=lambda a: a.metric)
+    cost_of = {a.name: monthly(a.cost(), prices, constraints.monthly_requests) for a in feasible}
+    cheapest = min(feasible, key=lambda a: (cost_of[a.name], -a.metric))
+    chosen, test = top, None
+    reasons = []
+    if cheapest.name != top.name:
+        test = paired_test(cheapest, top)
+        if not test.significant:
+            chosen = cheapest
+            reasons.append(f"{cheapest.name} is cheapest (${cost_of[cheapest.name]:.2f}/month at "
+                           f"{constraints.monthly_requests:,.0f} requests vs ${cost_of[top.name]:.2f} for "
+                           f"{top.name}) and its quality gap is not significant: {test.describe()}")
+        else:
+            reasons.append(f"{top.name} is significantly better than the cheapest feasible arm: {test.describe()}")
+    reasons.insert(0, f"{chosen.name}: {chosen.metric_name} {chosen.metric:.3f} [{chosen.ci_low:.3f}, "
+                      f"{chosen.ci_high:.3f}], p95 latency {chosen.latency_p95:.3f} s, "
+                      f"${cost_of[chosen.name]:.2f}/month at {constraints.monthly_requests:,.0f} requests")
+    reasons += _cost_reasons(chosen, feasible, constraints, prices)
+    if ruled:
+        reasons.append("ruled out: " + "; ".join(f"{k} ({v})" for k, v in ruled.items()))
+    return Verdict(VERDICTS[chosen.kind], chosen.name, reasons, ruled, test)
+
+
+def _cost_reasons(chosen: ArmSummary, feasible: Sequence[ArmSummary], c: Constraints,
+                  prices: PriceTable) -> list[str]:
+    prompt, tuned = best(feasible, ["prompt"]), best(feasible, ["finetune", "combined"])
+    if not prompt or not tuned:
+        return []
+    be = break_even(prompt.cost(), tuned.cost(), prices)
+    if be.volume is None:
+        return [f"{tuned.name} is never cheaper than {prompt.name} per request ({be.reason})"]
+    side = "above" if c.monthly_requests >= be.volume else "below"
+    return [f"break-even of {tuned.name} vs {prompt.name}: {be.volume:,.0f} requests/month "
+            f"(you expect {c.monthly_requests:,.0f}: {side} it)"]
