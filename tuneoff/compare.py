@@ -36,6 +36,8 @@ class ArmSummary:
     predictions: list[str | None]
     targets: list[str]
     labels: list[str] | None = None
+    inputs: list[str] = field(default_factory=list)
+    """Item inputs (for the side-by-side sample in the report), aligned with `item_ids`."""
     run_id: int | None = None
     trainable_parameters: int = 0
     total_parameters: int = 0
@@ -194,3 +196,96 @@ def _bias_cell(a: ArmSummary) -> str:
         b = label_bias(a.predictions, a.targets, a.labels)
         parts.append(f"label TV {b['tv_distance']:.2f}, worst recall {b['worst_recall']:.2f} ({b['worst_class']})")
     return "; ".join(parts)
+
+
+@dataclass
+class Curve:
+    """A learning curve: main metric against k demos (prompting) or n training examples."""
+
+    arm: str
+    axis: str
+    """`shots` or `n_train`."""
+    points: list[tuple[int, float, float, float]]
+    """(x, metric, ci_low, ci_high), sorted by x."""
+
+
+@dataclass
+class Comparison:
+    """Everything the report shows; built from stored runs, so it can be rebuilt at any time."""
+
+    experiment: str
+    task: str
+    model: str
+    metric_name: str
+    arms: list[ArmSummary]
+    rows: list[tuple[str, dict[str, str]]]
+    test: PairedTest | None
+    curves: list[Curve]
+    crossover: dict
+    """{"n": smallest n where fine-tuning beats the best prompt arm or None, "reference": arm, "text": ...}."""
+    break_even: dict
+    """{"prompt": arm, "tuned": arm, "volume": v or None, "reason": ..., "volumes": [...], "costs": {arm: [...]}}."""
+    verdict: object
+    latencies: dict[str, list[float]]
+    confusion: dict[str, dict]
+    """{arm: {"labels": [...], "matrix": [[...]]}} for the best prompt and best fine-tuned arms."""
+    samples: list[dict]
+    phases: dict[str, float] = field(default_factory=dict)
+    """Wall time by phase (load, each arm's evaluation, training, report), in seconds."""
+
+
+def build_comparison(name: str, task: str, model: str, arms: list[ArmSummary], prices: PriceTable,
+                     constraints, curves: list[Curve] | None = None,
+                     latencies: dict[str, list[float]] | None = None, phases: dict | None = None,
+                     sample_size: int = 12) -> Comparison:
+    """Assemble the table, paired test, crossover, break-even and verdict from arm summaries."""
+    from .costs import break_even, cost_curve
+    from .recommend import recommend
+
+    prompt, tuned = best(arms, ["prompt"]), best(arms, ["finetune", "combined"])
+    test = paired_test(prompt, tuned) if prompt and tuned else None
+    curves = curves or []
+    cross: dict = {"n": None, "reference": prompt.name if prompt else None, "text": "no fine-tuning curve"}
+    ft_curve = next((c for c in curves if c.axis == "n_train"), None)
+    if ft_curve and prompt:
+        n = crossover([(x, m) for x, m, _, _ in ft_curve.points], prompt.metric)
+        cross.update(n=n, text=(f"fine-tuning overtakes {prompt.name} ({prompt.metric:.3f}) from n={n}" if n
+                                else f"no crossover within the grid {[p[0] for p in ft_curve.points]}"))
+    be: dict = {}
+    if prompt and tuned:
+        b = break_even(prompt.cost(), tuned.cost(), prices)
+        top = max(constraints.monthly_requests * 10, (b.volume or 0) * 2, 1000)
+        volumes = [top * i / 20 for i in range(21)]
+        be = {"prompt": prompt.name, "tuned": tuned.name, "volume": b.volume, "reason": b.reason,
+              "volumes": volumes, "costs": {a.name: cost_curve(a.cost(), prices, volumes) for a in (prompt, tuned)}}
+    confusion = {a.name: confusion_matrix(a) for a in (prompt, tuned) if a and a.labels}
+    return Comparison(name, task, model, arms[0].metric_name if arms else "", list(arms), head_to_head(arms, prices),
+                      test, curves, cross, be, recommend(arms, constraints, prices), latencies or {}, confusion,
+                      side_by_side(arms, sample_size), phases or {})
+
+
+def confusion_matrix(a: ArmSummary) -> dict:
+    """Rows: true label; columns: predicted label (+ a last column for unparseable/other)."""
+    labels = list(a.labels or [])
+    index = {lab: k for k, lab in enumerate(labels)}
+    matrix = [[0] * (len(labels) + 1) for _ in labels]
+    for t, p in zip(a.targets, a.predictions):
+        if t in index:
+            matrix[index[t]][index.get(p, len(labels))] += 1
+    return {"labels": labels, "matrix": matrix}
+
+
+def side_by_side(arms: Sequence[ArmSummary], n: int) -> list[dict]:
+    """The first n shared items with every arm's prediction, disagreements first."""
+    if not arms:
+        return []
+    common = set(arms[0].item_ids).intersection(*[set(a.item_ids) for a in arms[1:]])
+    pos = [{i: k for k, i in enumerate(a.item_ids)} for a in arms]
+    rows = []
+    for item in (i for i in arms[0].item_ids if i in common):
+        preds = {a.name: a.predictions[p[item]] for a, p in zip(arms, pos)}
+        k = pos[0][item]
+        rows.append({"id": item, "input": arms[0].inputs[k] if arms[0].inputs else "", "target": arms[0].targets[k],
+                     "predictions": preds, "disagree": len(set(map(str, preds.values()))) > 1})
+    rows.sort(key=lambda r: not r["disagree"])
+    return rows[:n]

@@ -95,3 +95,20 @@ class TaskData:
         if name not in ("train", "dev", "test"):
             raise TuneoffError(f"unknown split '{name}'", field="split", hint="train, dev or test")
         return getattr(self, name)
+
+
+def load_task(spec: TaskSpec) -> TaskData:
+    """Read, validate and split a task's data: same spec and seed, same splits on any machine.
+
+    A file with any error raises one `DataError` listing every problem; subsamples are seeded,
+    stratified and nested (the first n of a larger sample), so learning curves share items.
+    """
+    from .data import ColumnMapping, load_splits, subsample
+
+    labels = spec.label_list()
+    mapping = ColumnMapping(input=spec.input, target=spec.target, label_map=spec.label_map)
+    splits = load_splits(spec.path(spec.train), spec.path(spec.dev), spec.path(spec.test), mapping=mapping,
+                         labels=labels, fraction=spec.split_fraction, seed=spec.seed)
+    return TaskData(spec=spec, train=subsample(splits.train, spec.n_train, spec.seed),
+                    dev=subsample(splits.dev, spec.n_dev, spec.seed),
+                    test=subsample(splits.test, spec.n_test, spec.seed), labels=labels)
