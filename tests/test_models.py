@@ -135,3 +135,19 @@ def test_gguf_cache_is_atomic(tmp_path, monkeypatch, tiny_llama):
     reloaded = load_backend(ModelSpec(str(cache)))
     for a, b in zip(reloaded.model.state_dict().values(), model.state_dict().values()):
         assert torch.equal(a, b)
+
+
+def test_shared_prefix_scoring_equals_plain_scoring(tiny_llama):
+    """A long shared instruction is cached once; scores must not change (labels of varied length)."""
+    model, tok = tiny_llama
+    plain = TransformersBackend(model, tok, BackendInfo(name="tiny"), batch_size=3, reuse_prefix=False)
+    cached = TransformersBackend(model, tok, BackendInfo(name="tiny"), batch_size=3)
+    cached.min_prefix = 4
+    instruction = "classify the sentiment of this review as positive or negative " * 3
+    items = ["the movie was great", "a dull boring film", "what a waste of time and money"]
+    chats = [[{"role": "user", "content": instruction + "\n\n" + x}] for x in items for _ in range(3)]
+    labels = ["positive", "negative", "the answer is 42"] * len(items)
+    assert cached.loglikelihood(chats, labels) != []
+    for a, b in zip(plain.loglikelihood(chats, labels), cached.loglikelihood(chats, labels)):
+        assert a.tokens == b.tokens and a.tokens_in == b.tokens_in
+        assert a.logprob == pytest.approx(b.logprob, abs=1e-4)

@@ -93,7 +93,185 @@ def runs(
     console.print(table)
 
 
+def validate(
+    file: Annotated[Path, typer.Argument(help="Data file: JSON array, JSONL (prompt/completion or chat), CSV or TSV.")],
+    input_col: Annotated[Optional[str], typer.Option("--input-col", help="Input column(s): `a|b` first present, `a,b` joined.")] = None,
+    target_col: Annotated[Optional[str], typer.Option("--target-col", help="Target column (`a|b` allowed).")] = None,
+    label_map: Annotated[Optional[str], typer.Option(help="Raw target -> label: `0=negative,1=positive`, JSON, or a JSON file.")] = None,
+    labels: Annotated[Optional[str], typer.Option(help="Label set: `a,b,c`, a JSON list file, or one label per line.")] = None,
+    max_tokens: Annotated[Optional[int], typer.Option(help="Flag examples longer than this many tokens.")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model whose tokenizer counts tokens (default: the embedded default).")] = None,
+    show: Annotated[int, typer.Option(help="Most problems printed per kind (0: all).")] = 20,
+) -> None:
+    """List every problem in a data file (file:line, named class), then a summary."""
+    from .validation import run_validate
+
+    code = run_validate(file, input_col, target_col, label_map, labels, max_tokens, model, console, show or None)
+    raise typer.Exit(code)
+
+
+def _arm_from(file: Path, arm: str):
+    """(prompt/finetune arm source, experiment or None): an arm name inside an experiment file, or an arm YAML."""
+    from .experiment import load_experiment
+
+    if Path(arm).suffix in (".yaml", ".yml") or Path(arm).is_file():
+        return Path(arm), None
+    exp = load_experiment(file)
+    entry = exp.arm(arm)
+    if entry is None:
+        from .errors import did_you_mean
+
+        raise TuneoffError(f"no arm '{arm}' in {file}", field="arm", hint=did_you_mean(arm, [a.name for a in exp.arms]))
+    return entry, exp
+
+
+def eval_arm(
+    task: Annotated[Path, typer.Argument(help="A task YAML, or an experiment YAML (its task).")],
+    arm: Annotated[str, typer.Option(help="An arm name in the experiment file, or a prompt-arm YAML file.")],
+    model: ModelOpt = DEFAULT_MODEL,
+    split: Annotated[str, typer.Option(help="train, dev or test.")] = "test",
+    store: StoreOpt = None,
+) -> None:
+    """Run one prompt arm on a task split: metrics table in the terminal, every call in the store."""
+    from .evaluate.runner import run_eval
+    from .experiment import build_prompt_arm
+
+    source, exp = _arm_from(task, arm)
+    prompt_arm = build_prompt_arm(source, exp) if exp else source
+    run_eval(task, prompt_arm, model=model, split=split, store=_store(store), console=console)
+
+
+def finetune(
+    task: Annotated[Path, typer.Argument(help="A task YAML, or an experiment YAML (its task).")],
+    arm: Annotated[str, typer.Option(help="A fine-tune arm name in the experiment file, or a fine-tune-arm YAML.")],
+    output: Annotated[Path, typer.Option(help="Where the adapter or model directory goes.")],
+    model: ModelOpt = DEFAULT_MODEL,
+    resume: Annotated[bool, typer.Option(help="Continue from the latest complete checkpoint in OUTPUT.")] = False,
+    store: StoreOpt = None,
+) -> None:
+    """Fine-tune a model on a task's training split (full, layer-freeze or LoRA)."""
+    from .evaluate.runner import _read_yaml, load_task_data
+    from .experiment import ArmEntry, build_finetune_arm
+    from .finetune import run_finetune
+
+    source, exp = _arm_from(task, arm)
+    entry = source if exp else ArmEntry(name=Path(arm).stem, finetune=_read_yaml(Path(arm)))
+    if entry.finetune is None:
+        raise TuneoffError(f"arm '{entry.name}' is not a fine-tune arm", field="arm")
+    result = run_finetune(load_task_data(task), build_finetune_arm(entry), model, output, _store(store),
+                          resume=resume, console=console)
+    s = result.stats
+    console.print(f"{result.output_dir}: {s.steps} steps, {s.examples} examples, {s.tokens:,} tokens in "
+                  f"{s.seconds:.1f} s ({s.tokens_per_second:.0f} tokens/s), final loss {s.final_loss:.4f}, "
+                  f"{s.trainable_parameters:,} of {s.total_parameters:,} parameters trained (run {result.run_id})")
+
+
+def merge(
+    adapter: Annotated[Path, typer.Argument(help="Adapter directory written by `tuneoff finetune` (LoRA).")],
+    output: Annotated[Path, typer.Argument(help="Where the standalone merged model goes.")],
+    dtype: DtypeOpt = "float32",
+) -> None:
+    """Write base + adapter as one standalone Hugging Face model directory."""
+    from .finetune import merge as merge_adapter
+
+    console.print(f"merged model written to {merge_adapter(adapter, output, dtype)}")
+
+
+def run(
+    experiment: Annotated[Path, typer.Argument(help="Experiment YAML: task, model, arms, comparison settings.")],
+    store: StoreOpt = None,
+    open_report: Annotated[bool, typer.Option("--open", help="Open the HTML report when done.")] = False,
+) -> None:
+    """Run every arm of an experiment, compare them, and write the report."""
+    from .experiment import load_experiment
+
+    exp = load_experiment(experiment)
+    _run_and_report(exp, _store(store), open_report)
+
+
+def _run_and_report(exp, db, open_report: bool) -> None:
+    from .runner import run_experiment
+
+    experiment_id = run_experiment(exp, db, console)
+    _report(db, experiment_id, exp.output_dir(), open_report)
+
+
+def _report(db, experiment_id: int, outdir: Path, open_report: bool) -> None:
+    from .report import write_report
+    from .summaries import comparison_from_store
+
+    began = time.perf_counter()
+    comparison = comparison_from_store(db, experiment_id)
+    comparison.phases["report: rebuild from store"] = time.perf_counter() - began
+    paths = write_report(comparison, comparison_prices(db, experiment_id), outdir)
+    rendered = time.perf_counter() - began
+    console.print(comparison_table(comparison))
+    v = comparison.verdict
+    console.print(f"\n[bold]Recommendation: {v.choice}[/bold] ({v.arm})")
+    for reason in v.reasons:
+        console.print(f"  - {reason}")
+    if comparison.test:
+        console.print(f"Paired test: {comparison.test.describe()}")
+    console.print(f"Learning curves: {comparison.crossover.get('text')}")
+    console.print(f"\nReport: {paths['html']}  (also {paths['md'].name}, {paths['json'].name}; experiment "
+                  f"{experiment_id}; rebuilt and rendered in {rendered:.1f} s)")
+    if open_report:
+        import webbrowser
+
+        webbrowser.open(paths["html"].resolve().as_uri())
+
+
+def comparison_prices(db, experiment_id: int):
+    from .summaries import experiment_spec
+
+    return experiment_spec(db, experiment_id).prices
+
+
+def comparison_table(comparison) -> Table:
+    table = Table(title=f"{comparison.experiment}: {comparison.task} on {comparison.model}", show_lines=True)
+    table.add_column("dimension", style="bold")
+    for a in comparison.arms:
+        table.add_column(a.name)
+    for dim, cells in comparison.rows:
+        table.add_row(dim, *[cells.get(a.name, "") for a in comparison.arms])
+    return table
+
+
+def report(
+    experiment_id: Annotated[int, typer.Argument(help="Experiment id printed by `tuneoff run` (see `tuneoff runs`).")],
+    output: Annotated[Optional[Path], typer.Option(help="Where to write the report (default: the experiment's output).")] = None,
+    store: StoreOpt = None,
+    open_report: Annotated[bool, typer.Option("--open", help="Open the HTML report in a browser.")] = False,
+) -> None:
+    """Re-render an experiment's report from the store (no model is loaded)."""
+    from .summaries import experiment_spec
+
+    db = _store(store)
+    _report(db, experiment_id, output or experiment_spec(db, experiment_id).output_dir(), open_report)
+
+
+def demo(
+    store: StoreOpt = None,
+    open_report: Annotated[bool, typer.Option("--open", help="Open the HTML report when done.")] = False,
+) -> None:
+    """The main job: SST-2 prompt arms vs LoRA on the embedded model, with a report (~15 min on 2 cores)."""
+    from .experiment import load_experiment
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "sst2.yaml"
+    if not path.is_file():
+        raise TuneoffError("the demo experiment is missing", file=str(path),
+                           hint="run the demo from a clone of the tuneoff repository (examples/sst2.yaml)")
+    _run_and_report(load_experiment(path), _store(store), open_report)
+
+
 COMMANDS: dict[str, Callable] = {
+    "demo": demo,
+    "run": run,
+    "report": report,
+    "eval": eval_arm,
+    "finetune": finetune,
+    "merge": merge,
+    "validate": validate,
     "models": models,
     "ask": ask,
     "runs": runs,

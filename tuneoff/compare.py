@@ -232,6 +232,8 @@ class Comparison:
     samples: list[dict]
     phases: dict[str, float] = field(default_factory=dict)
     """Wall time by phase (load, each arm's evaluation, training, report), in seconds."""
+    experiment_id: int | None = None
+    """The experiment's id in the store (`tuneoff report ID` re-renders it)."""
 
 
 def build_comparison(name: str, task: str, model: str, arms: list[ArmSummary], prices: PriceTable,

@@ -28,6 +28,9 @@ def from_dict(cls: type[T], data: Any, where: str = "", file: str | None = None)
     kwargs = {}
     for key, value in data.items():
         path = f"{where}.{key}" if where else str(key)
+        if isinstance(key, bool):  # YAML 1.1 reads a bare on/off/yes/no key as a boolean
+            raise TuneoffError(f"the key was read as {key}", file=file, field=path,
+                               hint="YAML turns a bare on/off/yes/no into true/false: quote the key")
         if key not in fields:
             raise TuneoffError(f"unknown key '{key}'", file=file, field=path, hint=did_you_mean(str(key), list(fields)))
         kwargs[key] = _convert(hints[key], value, path, file)

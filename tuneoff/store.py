@@ -65,7 +65,18 @@ def _m001_initial(db: sqlite3.Connection) -> None:
     """)
 
 
-MIGRATIONS = [_m001_initial]
+def _m002_experiment_links(db: sqlite3.Connection) -> None:
+    _statements(db, """
+    ALTER TABLE experiments ADD COLUMN summary_json TEXT NOT NULL DEFAULT '{}';
+    CREATE TABLE experiment_runs (
+        experiment_id INTEGER NOT NULL REFERENCES experiments(id), run_id INTEGER NOT NULL REFERENCES runs(id),
+        role TEXT NOT NULL,            -- arm | finetune | optimise | curve | consistency | flexibility | flexibility_base
+        arm TEXT NOT NULL, x INTEGER,  -- x: k demos or n training examples on a learning curve
+        PRIMARY KEY (experiment_id, run_id, role, arm));
+    """)
+
+
+MIGRATIONS = [_m001_initial, _m002_experiment_links]
 """Ordered; append only. The store's `user_version` is the number already applied."""
 
 
@@ -125,6 +136,26 @@ class Store:
         cur = self.db.execute("INSERT INTO experiments(name, spec_json, created_at) VALUES (?,?,?)",
                               (name, json.dumps(spec or {}), time.time()))
         return int(cur.lastrowid)
+
+    def experiment(self, experiment_id: int) -> sqlite3.Row:
+        row = self.db.execute("SELECT * FROM experiments WHERE id=?", (experiment_id,)).fetchone()
+        if row is None:
+            raise TuneoffError(f"no experiment {experiment_id} in the store", file=str(self.path),
+                               hint="`tuneoff runs` lists runs; `tuneoff run FILE` prints its experiment id")
+        return row
+
+    def finish_experiment(self, experiment_id: int, summary: dict) -> None:
+        self.db.execute("UPDATE experiments SET summary_json=? WHERE id=?",
+                        (json.dumps(summary, default=str), experiment_id))
+
+    def link_run(self, experiment_id: int, run_id: int, role: str, arm: str, x: int | None = None) -> None:
+        """Record that `run_id` plays `role` for `arm` in an experiment (the report queries these links)."""
+        self.db.execute("INSERT OR REPLACE INTO experiment_runs(experiment_id, run_id, role, arm, x) VALUES (?,?,?,?,?)",
+                        (experiment_id, run_id, role, arm, x))
+
+    def linked_runs(self, experiment_id: int, role: str | None = None) -> list[sqlite3.Row]:
+        query = "SELECT * FROM experiment_runs WHERE experiment_id=?" + (" AND role=?" if role else "") + " ORDER BY rowid"
+        return self.db.execute(query, (experiment_id, role) if role else (experiment_id,)).fetchall()
 
     def start_run(self, kind: str, *, arm: str = "", task: str = "", split: str = "", model: str = "",
                   spec: dict | None = None, fingerprint: str = "", experiment_id: int | None = None) -> int:
@@ -213,3 +244,25 @@ class Store:
             return self.db.execute("SELECT * FROM training_events WHERE run_id=? AND kind=? ORDER BY id",
                                    (run_id, kind)).fetchall()
         return self.db.execute("SELECT * FROM training_events WHERE run_id=? ORDER BY id", (run_id,)).fetchall()
+
+    def delete_training_events(self, run_id: int, after_step: int) -> int:
+        """Drop a run's training events past `after_step`: a resumed run replays those steps from its
+        last checkpoint, and the loss curve must not hold them twice."""
+        cur = self.db.execute("DELETE FROM training_events WHERE run_id=? AND step>?", (run_id, after_step))
+        return cur.rowcount
+
+    def reopen_run(self, run_id: int) -> None:
+        """Mark a failed or interrupted run as running again (it is being resumed)."""
+        self.db.execute("UPDATE runs SET status='running', finished_at=NULL WHERE id=?", (run_id,))
+
+    # -- evaluation reads ---------------------------------------------------------------------
+    def call_prediction_extra(self, call_id: int) -> dict | None:
+        """The extra of a prediction made from this call: score mode keeps per-label log-probs there."""
+        row = self.db.execute("SELECT extra_json FROM predictions WHERE call_id=? LIMIT 1", (call_id,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def predictions_with_costs(self, run_id: int) -> list[sqlite3.Row]:
+        """A run's predictions with the tokens, latency and batch size of the call behind each."""
+        return self.db.execute(
+            "SELECT p.*, c.tokens_in, c.tokens_out, c.latency_s, c.batch_size, c.finish_reason FROM predictions p"
+            " LEFT JOIN calls c ON c.id = p.call_id WHERE p.run_id=? ORDER BY p.item", (run_id,)).fetchall()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import time
 from typing import Sequence
 
@@ -49,8 +50,15 @@ def plain_render(messages: Chat, add_generation_prompt: bool = True) -> str:
 class TransformersBackend:
     """A `Backend` over a transformers causal LM held in memory."""
 
-    def __init__(self, model, tokenizer, info: BackendInfo, batch_size: int = 16, use_chat_template: bool = True):
+    min_prefix = 16
+    """Shortest shared prompt prefix worth caching for scoring (tokens)."""
+    score_tokens_per_batch = 4096
+    """Scoring batches hold at least `batch_size` rows, more when rows are short."""
+
+    def __init__(self, model, tokenizer, info: BackendInfo, batch_size: int = 16, use_chat_template: bool = True,
+                 reuse_prefix: bool = True):
         self.model = model.eval()
+        self.reuse_prefix = reuse_prefix
         self.tokenizer = tokenizer
         self.info = info
         self.batch_size = batch_size
@@ -116,38 +124,61 @@ class TransformersBackend:
 
     # -- scoring ------------------------------------------------------------------------------
     def loglikelihood(self, chats: Sequence[Chat], continuations: Sequence[str]) -> list[Score]:
-        pairs = [(self.encode(self.render(c)), self.tokenizer(k, add_special_tokens=False)["input_ids"])
-                 for c, k in zip(chats, continuations)]
-        order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))
-        out: list[Score | None] = [None] * len(pairs)
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start:start + self.batch_size]
-            for i, s in zip(idx, self._score_batch([pairs[i] for i in idx])):
+        prompts = [self.encode(self.render(c)) for c in chats]
+        conts = [self.tokenizer(k, add_special_tokens=False)["input_ids"] for k in continuations]
+        # the instruction, label list and shared demos open every prompt: their keys/values are
+        # computed once and reused, so each request only runs its own suffix + continuation
+        shared = _common_prefix_len(prompts) if self.reuse_prefix else 0
+        shared = min(shared, min(len(p) for p in prompts) - 1) if prompts else 0
+        prefix_cache = self._prefix_cache(prompts[0][:shared]) if shared >= self.min_prefix else None
+        if prefix_cache is None:
+            shared = 0
+        rows = [(p[shared:], c, len(p)) for p, c in zip(prompts, conts)]
+        order = sorted(range(len(rows)), key=lambda i: len(rows[i][0]) + len(rows[i][1]))
+        out: list[Score | None] = [None] * len(rows)
+        start = 0
+        while start < len(order):
+            width = len(rows[order[start]][0]) + len(rows[order[start]][1])
+            size = max(self.batch_size, self.score_tokens_per_batch // max(width, 1))
+            idx = order[start:start + size]
+            for i, s in zip(idx, self._score_batch([rows[i] for i in idx], prefix_cache, shared)):
                 out[i] = s
+            start += len(idx)
         return out  # type: ignore[return-value]
 
-    def _score_batch(self, pairs: list[tuple[list[int], list[int]]]) -> list[Score]:
+    def _prefix_cache(self, prefix: list[int]):
+        ids = torch.tensor([prefix], device=self.device)
+        with torch.inference_mode():
+            return self.model(input_ids=ids, use_cache=True).past_key_values
+
+    def _score_batch(self, rows: list[tuple[list[int], list[int], int]], prefix_cache, shared: int) -> list[Score]:
         # left padding aligns every continuation at the right end, so one `logits_to_keep` slice
-        # covers all of them and the vocabulary projection runs only where it is needed
-        seqs = [p + c for p, c in pairs]
-        input_ids, mask = _left_pad(seqs, self.tokenizer.pad_token_id, self.device)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        keep = max(len(c) for _, c in pairs) + 1
+        # covers all of them and the vocabulary projection runs only where it is needed; with a
+        # cached prefix the padding sits between the prefix and each row's suffix, masked out
+        input_ids, mask = _left_pad([p + c for p, c, _ in rows], self.tokenizer.pad_token_id, self.device)
+        positions = shared + (mask.cumsum(-1) - 1).clamp(min=0)
+        kwargs = {}
+        if prefix_cache is not None:
+            cache = copy.deepcopy(prefix_cache)
+            cache.batch_repeat_interleave(len(rows))
+            ones = torch.ones((len(rows), shared), dtype=mask.dtype, device=mask.device)
+            kwargs = dict(past_key_values=cache, attention_mask=torch.cat([ones, mask], dim=1))
+        keep = max(len(c) for _, c, _ in rows) + 1
         start = time.perf_counter()
         with torch.inference_mode():
-            logits = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
-                                logits_to_keep=keep).logits.float()
-            logprobs = torch.log_softmax(logits, dim=-1)
+            logits = self.model(input_ids=input_ids, attention_mask=kwargs.pop("attention_mask", mask),
+                                position_ids=positions, logits_to_keep=keep, use_cache=False, **kwargs).logits
+            logprobs = torch.log_softmax(logits.float(), dim=-1)
         seconds = time.perf_counter() - start
         scores = []
-        for row, (prompt, cont) in enumerate(pairs):
+        for row, (_, cont, prompt_len) in enumerate(rows):
             n = len(cont)
             # logits at position t predict token t+1: the n continuation tokens are predicted
             # by the n positions just before the final one
             lp = logprobs[row, keep - n - 1:keep - 1, :]
             target = torch.tensor(cont, device=lp.device)
             total = lp.gather(-1, target[:, None]).sum().item() if n else 0.0
-            scores.append(Score(logprob=total, tokens=n, tokens_in=len(prompt), seconds=seconds))
+            scores.append(Score(logprob=total, tokens=n, tokens_in=prompt_len, seconds=seconds))
         return scores
 
 
@@ -169,6 +200,18 @@ class GeneratedTextStop:
         tails = input_ids[:, max(self.prompt_len, input_ids.shape[1] - self.window):]
         texts = self.tokenizer.batch_decode(tails, skip_special_tokens=True)
         return torch.tensor([any(s in t for s in self.stops) for t in texts], device=input_ids.device)
+
+
+def _common_prefix_len(seqs: list[list[int]]) -> int:
+    if not seqs:
+        return 0
+    first, n = seqs[0], min(len(s) for s in seqs)
+    for s in seqs[1:]:
+        k = 0
+        while k < n and s[k] == first[k]:
+            k += 1
+        n = k
+    return n
 
 
 def _left_pad(seqs: list[list[int]], pad: int, device) -> tuple[torch.Tensor, torch.Tensor]:

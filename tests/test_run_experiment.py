@@ -1,0 +1,122 @@
+"""`tuneoff run` end to end on a tiny random Llama: every arm kind, curves, consistency, flexibility,
+the report, and its numbers recomputed from the stored per-item predictions."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from tuneoff.cli import build_app
+from tuneoff.compare import paired_test
+from tuneoff.store import Store
+from tuneoff.summaries import comparison_from_store
+
+GOOD = Path(__file__).parent / "fixtures" / "good"
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    from conftest import build_tiny_llama, build_tokenizer
+
+    tok = build_tokenizer()
+    path = tmp_path_factory.mktemp("model") / "tiny-llama"
+    build_tiny_llama(tok).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def experiment(tmp_path_factory, tiny_dir):
+    tmp_path = tmp_path_factory.mktemp("exp")
+    spec = {
+        "version": 1, "name": "tiny", "model": str(tiny_dir), "batch_size": 8,
+        "task": {"name": "sst2", "train": str(GOOD / "sst2_dev_60.tsv"), "input": "sentence|content",
+                 "target": "label", "label_map": {"0": "negative", "1": "positive"},
+                 "labels": ["negative", "positive"], "instruction": "positive or negative?",
+                 "split_fraction": 0.25, "seed": 1},
+        "arms": [
+            {"name": "zero-shot", "prompt": {"mode": "score"}},
+            {"name": "few-shot", "prompt": {"shots": 2, "demo_selection": "stratified", "mode": "score"}},
+            {"name": "cot", "prompt": {"chain_of_thought": True, "max_new_tokens": 6}},
+            {"name": "lora", "finetune": {"method": "lora", "n_train": 16, "epochs": 1, "batch_size": 8,
+                                          "learning_rate": 1e-3}},
+            {"name": "lora+few", "finetuned": "lora", "prompt": {"shots": 2, "mode": "score"}},
+        ],
+        "curves": {"shots": [0, 1], "n_train": [8, 16]},
+        "consistency": {"arms": ["zero-shot"], "paraphrases": ["sentiment?"]},
+        "flexibility": {"task": {"name": "banking", "test": str(GOOD / "banking77_test_60.csv"), "input": "text",
+                                 "target": "category", "labels": str(GOOD / "banking77_categories.json"),
+                                 "n_test": 6}},
+        "constraints": {"monthly_requests": 1000},
+        "output": str(tmp_path / "out"),
+    }
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    db = tmp_path / "store.sqlite"
+    result = CliRunner().invoke(build_app(), ["run", str(path), "--store", str(db)], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    return path, db, result.output
+
+
+def test_run_writes_a_report_whose_numbers_match_the_store(experiment):
+    path, db, output = experiment
+    assert "Recommendation:" in output
+    report = json.loads((path.parent / "out" / "report.json").read_text())
+    assert [a["name"] for a in report["arms"]] == ["zero-shot", "few-shot", "cot", "lora", "lora+few"]
+
+    store = Store(db)
+    for arm in report["arms"]:
+        rows = store.predictions(arm["run_id"])
+        correct = [float(r["target"] == r["prediction"]) for r in rows]
+        assert arm["metric"] == pytest.approx(np.mean(correct))  # recomputed from per-item predictions
+        assert arm["ci_low"] <= arm["metric"] <= arm["ci_high"]
+        assert len(rows) == 15  # every arm scored on the same 15 test items
+    by_name = {a["name"]: a for a in report["arms"]}
+    assert by_name["lora"]["trainable_parameters"] > 0
+    assert by_name["lora"]["trainable_parameters"] < by_name["lora"]["total_parameters"]
+    assert by_name["zero-shot"]["trainable_parameters"] == 0
+    assert by_name["zero-shot"]["agreement"] is not None
+    assert set(by_name["lora"]["flexibility"]) == {"task", "score", "base_score", "drop"}
+    curves = {c["axis"]: [p[0] for p in c["points"]] for c in report["curves"]}
+    assert curves == {"shots": [0, 1], "n_train": [8, 16]}
+
+    comparison = comparison_from_store(store, 1)
+    best_prompt = max((a for a in comparison.arms if a.kind == "prompt"), key=lambda a: a.metric)
+    best_tuned = max((a for a in comparison.arms if a.kind != "prompt"), key=lambda a: a.metric)
+    assert report["test"]["p_value"] == pytest.approx(paired_test(best_prompt, best_tuned).p_value)
+    html = (path.parent / "out" / "report.html").read_text()
+    assert "Head to head" in html and html.count("<svg") >= 4
+
+
+def test_rerun_reuses_the_store_and_the_trained_models(experiment):
+    path, db, _ = experiment
+    again = CliRunner().invoke(build_app(), ["run", str(path), "--store", str(db)], terminal_width=200)
+    assert again.exit_code == 0, again.output
+    assert "reusing the trained model" in again.output
+    assert " 0 new calls" in again.output and "cached" in again.output
+    store = Store(db)
+    assert store.db.execute("SELECT COUNT(*) FROM runs WHERE kind='finetune'").fetchone()[0] == 2  # lora@8, lora@16
+
+
+def test_report_rerenders_from_the_store_alone(experiment, tmp_path):
+    path, db, _ = experiment
+    first = json.loads((path.parent / "out" / "report.json").read_text())
+    out = tmp_path / "again"
+    result = CliRunner().invoke(build_app(), ["report", str(first["experiment_id"]), "--store", str(db),
+                                              "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    second = json.loads((out / "report.json").read_text())
+    assert second["arms"] == first["arms"] and second["rows"] == first["rows"]
+
+
+def test_bad_experiment_names_file_line_and_field(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("version: 1\nname: x\ntask:\n  name: t\n  train: a.tsv\narms:\n  - name: z\n    prompt:\n"
+                    "      shots: two\n")
+    result = CliRunner().invoke(build_app(), ["run", str(path), "--store", str(tmp_path / "s.db")])
+    assert result.exit_code == 1
+    assert f"{path}:9: field 'arms[0].prompt.shots': expected int" in result.output
+    assert "Traceback" not in result.output

@@ -1,0 +1,215 @@
+"""An experiment as data: a task, a model, arms, and comparison settings, read from YAML.
+
+Errors name the file, the line and the dotted field (`arms[2].prompt.shots`): the YAML is
+composed into nodes first so every value keeps its position.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .costs import PriceTable
+from .errors import TuneoffError
+from .recommend import Constraints
+from .specs import from_dict
+from .task import TaskSpec
+
+SUPPORTED_VERSIONS = (1,)
+
+
+@dataclass
+class ArmEntry:
+    """One arm: a prompt arm, a fine-tune arm, or a prompt arm on a fine-tuned model (`finetuned`)."""
+
+    name: str
+    """Unique within the experiment; the column name in the table."""
+    prompt: dict | None = None
+    """PromptArm options (see `tuneoff.prompting`); for a fine-tune arm, how it is prompted at
+    evaluation (and formatted in training): default zero-shot with the task instruction."""
+    finetune: dict | None = None
+    """FinetuneArm options (see `tuneoff.finetune`): method, lora, epochs, learning_rate, ..."""
+    finetuned: str | None = None
+    """Name of a fine-tune arm whose trained model this prompt arm uses (the combined arm)."""
+    model: str | None = None
+    """Override the experiment's model for this arm."""
+
+    def __post_init__(self):
+        if not re.fullmatch(r"[\w.+\-]+", self.name):
+            raise TuneoffError(f"'{self.name}' must be letters, digits, and . + - _", field="name")
+        if self.finetune is not None and self.finetuned:
+            raise TuneoffError("a fine-tune arm trains from the base model; `finetuned` is for prompt arms",
+                               field="finetuned")
+
+    @property
+    def kind(self) -> str:
+        return "finetune" if self.finetune is not None else ("combined" if self.finetuned else "prompt")
+
+
+@dataclass
+class CurveSpec:
+    """Learning curves: metric vs k demos and vs n training examples."""
+
+    shots: list[int] = field(default_factory=list)
+    """k values for the few-shot curve (of `prompt_arm`)."""
+    n_train: list[int] = field(default_factory=list)
+    """n values for the fine-tuning curve (of `finetune_arm`)."""
+    prompt_arm: str | None = None
+    """Prompt arm whose `shots` varies; default: the first prompt arm with shots > 0."""
+    finetune_arm: str | None = None
+    """Fine-tune arm whose `n_train` varies; default: the first fine-tune arm."""
+
+    def __post_init__(self):
+        for name in ("shots", "n_train"):
+            values = getattr(self, name)
+            if any(v < (0 if name == "shots" else 1) for v in values):
+                raise TuneoffError("values must be >= 0 (shots) / >= 1 (n_train)", field=f"curves.{name}")
+
+
+@dataclass
+class ConsistencySpec:
+    """Control and consistency: the same arm under instruction paraphrases and sampling seeds."""
+
+    arms: list[str] = field(default_factory=list)
+    """Arms to probe (prompt or combined arms); default: every prompt arm in score mode is skipped
+    unless listed, since scoring is deterministic."""
+    paraphrases: list[str] = field(default_factory=list)
+    """Alternative instructions."""
+    seeds: list[int] = field(default_factory=list)
+    """Sampling seeds (sampling at `temperature`)."""
+    temperature: float = 0.7
+    n_items: int | None = None
+    """Test items to use (a prefix of the test split); default all."""
+
+
+@dataclass
+class FlexibilitySpec:
+    """Score each fine-tuned model on a second, unrelated task and report the drop vs the base model."""
+
+    task: TaskSpec
+    prompt: dict = field(default_factory=dict)
+    """How the second task is prompted (default zero-shot in score mode when it has labels)."""
+
+
+@dataclass
+class Experiment:
+    """A whole comparison, as written in an experiment YAML file."""
+
+    name: str
+    task: TaskSpec
+    arms: list[ArmEntry]
+    version: int = 1
+    """Schema version of the file."""
+    model: str = "embedded:smollm2-135m-instruct"
+    dtype: str = "float32"
+    """float32, bfloat16 or auto, for every arm's evaluation."""
+    batch_size: int = 16
+    curves: CurveSpec | None = None
+    consistency: ConsistencySpec | None = None
+    flexibility: FlexibilitySpec | None = None
+    prices: PriceTable = field(default_factory=PriceTable)
+    constraints: Constraints = field(default_factory=Constraints)
+    output: str = "tuneoff-runs/{name}"
+    """Where models and the report go, relative to the experiment file."""
+    base_dir: str = field(default=".", repr=False)
+
+    def __post_init__(self):
+        if self.version not in SUPPORTED_VERSIONS:
+            raise TuneoffError(f"unsupported version {self.version}", field="version",
+                               hint=f"this tuneoff reads versions {SUPPORTED_VERSIONS}")
+        if not self.arms:
+            raise TuneoffError("an experiment needs at least one arm", field="arms")
+        names = [a.name for a in self.arms]
+        for i, arm in enumerate(self.arms):
+            if names.count(arm.name) > 1:
+                raise TuneoffError(f"duplicate arm name '{arm.name}'", field=f"arms[{i}].name")
+            if arm.finetuned and self.arm(arm.finetuned) is None or (arm.finetuned and self.arm(arm.finetuned).kind != "finetune"):
+                raise TuneoffError(f"'{arm.finetuned}' is not a fine-tune arm of this experiment", field=f"arms[{i}].finetuned",
+                                   hint="fine-tune arms: " + ", ".join(a.name for a in self.arms if a.kind == "finetune"))
+        self.task.base_dir = self.base_dir
+        if self.flexibility:
+            self.flexibility.task.base_dir = self.base_dir
+
+    def arm(self, name: str) -> ArmEntry | None:
+        return next((a for a in self.arms if a.name == name), None)
+
+    def output_dir(self) -> Path:
+        out = Path(self.output.format(name=self.name))
+        return out if out.is_absolute() else Path(self.base_dir) / out
+
+
+def load_experiment(path: str | Path) -> Experiment:
+    """Read and validate an experiment file; errors carry its file, line and field."""
+    path = Path(path)
+    if not path.is_file():
+        raise TuneoffError("no such experiment file", file=str(path))
+    text = path.read_text(encoding="utf-8")
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise TuneoffError(f"invalid YAML: {getattr(exc, 'problem', exc)}", file=str(path),
+                           line=mark.line + 1 if mark else None) from None
+    if not isinstance(data, dict):
+        raise TuneoffError("an experiment file is a mapping (name, task, arms, ...)", file=str(path))
+    data = {**data, "base_dir": str(path.parent)}
+    try:
+        exp = from_dict(Experiment, data, "", str(path))
+        check_arm_options(exp)
+        return exp
+    except TuneoffError as exc:
+        exc.file = exc.file or str(path)
+        if exc.field and exc.line is None:
+            exc.line = line_of(root, exc.field)
+        exc.args = (exc.render(),)
+        raise
+
+
+def check_arm_options(exp: Experiment) -> None:
+    """Build every arm's PromptArm/FinetuneArm now, so a typo fails before any model call."""
+    for i, entry in enumerate(exp.arms):
+        build_prompt_arm(entry, exp, where=f"arms[{i}].prompt")
+        if entry.finetune is not None:
+            build_finetune_arm(entry, where=f"arms[{i}].finetune")
+
+
+def build_prompt_arm(entry: ArmEntry, exp: Experiment, where: str = "prompt", overrides: dict | None = None):
+    from .prompting import PromptArm
+
+    options = {"name": entry.name, **(entry.prompt or {}), **(overrides or {})}
+    if "mode" not in options and exp.task.labels is not None and not options.get("chain_of_thought"):
+        options["mode"] = "score"  # label tasks: constrained scoring unless the arm asks to generate
+    return from_dict(PromptArm, options, where)
+
+
+def build_finetune_arm(entry: ArmEntry, where: str = "finetune", overrides: dict | None = None):
+    from .finetune import FinetuneArm
+
+    return from_dict(FinetuneArm, {"name": entry.name, **(entry.finetune or {}), **(overrides or {})}, where)
+
+
+def line_of(root, dotted: str) -> int | None:
+    """1-based line of `a.b[2].c` in a composed YAML node tree (the deepest part that exists)."""
+    node, line = root, None
+    for part in re.findall(r"[^.\[\]]+|\[\d+\]", dotted):
+        if node is None:
+            break
+        if part.startswith("[") and isinstance(node, yaml.SequenceNode):
+            k = int(part[1:-1])
+            node = node.value[k] if k < len(node.value) else None
+        elif isinstance(node, yaml.MappingNode):
+            pair = next(((k, v) for k, v in node.value if k.value == part), None)
+            if pair is None:
+                break
+            line = pair[0].start_mark.line + 1
+            node = pair[1]
+            continue
+        else:
+            break
+        if node is not None:
+            line = node.start_mark.line + 1
+    return line
