@@ -49,7 +49,9 @@ def test_seeded_sampling_repeats(backend):
     assert backend.generate([CHAT], cfg)[0].text == backend.generate([CHAT], cfg)[0].text
 
 
-def test_loglikelihood_matches_a_plain_forward(backend):
+@pytest.mark.parametrize("packed", [False, True])
+def test_loglikelihood_matches_a_plain_forward(backend, packed):
+    backend.packed = packed
     chats = [CHAT, CHAT[1:], CHAT]
     conts = ["positive", "negative", "the answer is 42"]
     scores = backend.loglikelihood(chats, conts)
@@ -137,12 +139,16 @@ def test_gguf_cache_is_atomic(tmp_path, monkeypatch, tiny_llama):
         assert torch.equal(a, b)
 
 
-def test_shared_prefix_scoring_equals_plain_scoring(tiny_llama):
-    """A long shared instruction is cached once; scores must not change (labels of varied length)."""
+@pytest.mark.parametrize("packed", [False, True])
+def test_shared_prefix_scoring_equals_plain_scoring(tiny_llama, packed):
+    """A long shared instruction is cached once (and, packed, each prompt's labels share one row);
+    scores must not change, for labels of varied length."""
     model, tok = tiny_llama
-    plain = TransformersBackend(model, tok, BackendInfo(name="tiny"), batch_size=3, reuse_prefix=False)
-    cached = TransformersBackend(model, tok, BackendInfo(name="tiny"), batch_size=3)
+    plain = TransformersBackend(model, tok, BackendInfo(name="tiny"), batch_size=3, reuse_prefix=False,
+                                packed=False)
+    cached = TransformersBackend(model, tok, BackendInfo(name="tiny"), batch_size=3, packed=packed)
     cached.min_prefix = 4
+    cached.score_tokens_per_batch = 40  # several batches, with padding
     instruction = "classify the sentiment of this review as positive or negative " * 3
     items = ["the movie was great", "a dull boring film", "what a waste of time and money"]
     chats = [[{"role": "user", "content": instruction + "\n\n" + x}] for x in items for _ in range(3)]

@@ -10,12 +10,10 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from .costs import PriceTable
 from .errors import TuneoffError
 from .recommend import Constraints
-from .specs import from_dict
+from .specs import from_dict, located, read_yaml
 from .task import TaskSpec
 
 SUPPORTED_VERSIONS = (1,)
@@ -143,30 +141,11 @@ class Experiment:
 
 def load_experiment(path: str | Path) -> Experiment:
     """Read and validate an experiment file; errors carry its file, line and field."""
-    path = Path(path)
-    if not path.is_file():
-        raise TuneoffError("no such experiment file", file=str(path))
-    text = path.read_text(encoding="utf-8")
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise TuneoffError(f"invalid YAML: {getattr(exc, 'problem', exc)}", file=str(path),
-                           line=mark.line + 1 if mark else None) from None
-    if not isinstance(data, dict):
-        raise TuneoffError("an experiment file is a mapping (name, task, arms, ...)", file=str(path))
-    data = {**data, "base_dir": str(path.parent)}
-    try:
-        exp = from_dict(Experiment, data, "", str(path))
+    data, root = read_yaml(path, "an experiment: a mapping of name, task, arms, ...")
+    with located(path, root):
+        exp = from_dict(Experiment, {**data, "base_dir": str(Path(path).parent)}, "", str(path))
         check_arm_options(exp)
-        return exp
-    except TuneoffError as exc:
-        exc.file = exc.file or str(path)
-        if exc.field and exc.line is None:
-            exc.line = line_of(root, exc.field)
-        exc.args = (exc.render(),)
-        raise
+    return exp
 
 
 def check_arm_options(exp: Experiment) -> None:
@@ -190,26 +169,3 @@ def build_finetune_arm(entry: ArmEntry, where: str = "finetune", overrides: dict
     from .finetune import FinetuneArm
 
     return from_dict(FinetuneArm, {"name": entry.name, **(entry.finetune or {}), **(overrides or {})}, where)
-
-
-def line_of(root, dotted: str) -> int | None:
-    """1-based line of `a.b[2].c` in a composed YAML node tree (the deepest part that exists)."""
-    node, line = root, None
-    for part in re.findall(r"[^.\[\]]+|\[\d+\]", dotted):
-        if node is None:
-            break
-        if part.startswith("[") and isinstance(node, yaml.SequenceNode):
-            k = int(part[1:-1])
-            node = node.value[k] if k < len(node.value) else None
-        elif isinstance(node, yaml.MappingNode):
-            pair = next(((k, v) for k, v in node.value if k.value == part), None)
-            if pair is None:
-                break
-            line = pair[0].start_mark.line + 1
-            node = pair[1]
-            continue
-        else:
-            break
-        if node is not None:
-            line = node.start_mark.line + 1
-    return line

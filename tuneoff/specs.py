@@ -8,8 +8,11 @@ live in its own `__post_init__`. This module only does the generic part: unknown
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 from .errors import TuneoffError, did_you_mean
@@ -84,6 +87,69 @@ def _convert(hint: Any, value: Any, path: str, file: str | None) -> Any:
     if hint in (int, float, str, bool) and not (isinstance(value, hint) and not (hint is int and isinstance(value, bool))):
         raise TuneoffError(f"expected {hint.__name__}, got {type(value).__name__} ({value!r})", file=file, field=path)
     return value
+
+
+def read_yaml(path: str | Path, what: str = "a mapping of fields") -> tuple[dict, Any]:
+    """(data, node tree) of a YAML mapping file; the nodes keep every value's line for errors."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise TuneoffError("no such file", file=str(path))
+    text = path.read_text(encoding="utf-8")
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise TuneoffError(f"invalid YAML: {getattr(exc, 'problem', exc)}", file=str(path),
+                           line=mark.line + 1 if mark else None) from None
+    if not isinstance(data, dict):
+        raise TuneoffError(f"expected {what}", file=str(path))
+    return data, root
+
+
+@contextmanager
+def located(path: str | Path, root: Any):
+    """Give a TuneoffError raised inside the block the file and, from its dotted field, the line."""
+    try:
+        yield
+    except TuneoffError as exc:
+        exc.file = exc.file or str(path)
+        if exc.field and exc.line is None:
+            exc.line = line_of(root, exc.field)
+        exc.args = (exc.render(),)
+        raise
+
+
+def load_spec(cls: type[T], path: str | Path, **extra: Any) -> T:
+    """A spec dataclass from a YAML file; `extra` keys (e.g. base_dir) are added to its data."""
+    data, root = read_yaml(path)
+    with located(path, root):
+        return from_dict(cls, {**data, **extra}, "", str(path))
+
+
+def line_of(root: Any, dotted: str) -> int | None:
+    """1-based line of `a.b[2].c` in a composed YAML node tree (the deepest part that exists)."""
+    import yaml
+
+    node, line = root, None
+    for part in re.findall(r"[^.\[\]]+|\[\d+\]", dotted):
+        if part.startswith("[") and isinstance(node, yaml.SequenceNode):
+            k = int(part[1:-1])
+            node = node.value[k] if k < len(node.value) else None
+        elif isinstance(node, yaml.MappingNode):
+            pair = next(((k, v) for k, v in node.value if k.value == part), None)
+            if pair is None:
+                break
+            line, node = pair[0].start_mark.line + 1, pair[1]
+            continue
+        else:
+            break
+        if node is None:
+            break
+        line = node.start_mark.line + 1
+    return line
 
 
 def to_dict(spec: Any) -> dict:

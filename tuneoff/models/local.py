@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import copy
 import time
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 
 from .base import BackendInfo, Chat, Completion, GenerationConfig, Score
+
+PACKED_SCORING = {"llama", "mistral", "qwen2", "qwen3"}
+"""Model types whose scoring packs every continuation of a prompt into one row (4D masks)."""
 
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
 
@@ -56,9 +60,11 @@ class TransformersBackend:
     """Scoring batches hold at least `batch_size` rows, more when rows are short."""
 
     def __init__(self, model, tokenizer, info: BackendInfo, batch_size: int = 16, use_chat_template: bool = True,
-                 reuse_prefix: bool = True):
+                 reuse_prefix: bool = True, packed: bool | None = None):
         self.model = model.eval()
         self.reuse_prefix = reuse_prefix
+        # packing needs custom 4D masks, which these architectures take as given (checked in tests)
+        self.packed = packed if packed is not None else model.config.model_type in PACKED_SCORING
         self.tokenizer = tokenizer
         self.info = info
         self.batch_size = batch_size
@@ -133,23 +139,34 @@ class TransformersBackend:
         prefix_cache = self._prefix_cache(prompts[0][:shared]) if shared >= self.min_prefix else None
         if prefix_cache is None:
             shared = 0
+        if self.packed:
+            return self._score_packed(prompts, conts, prefix_cache, shared)
         rows = [(p[shared:], c, len(p)) for p, c in zip(prompts, conts)]
-        order = sorted(range(len(rows)), key=lambda i: len(rows[i][0]) + len(rows[i][1]))
         out: list[Score | None] = [None] * len(rows)
-        start = 0
-        while start < len(order):
-            width = len(rows[order[start]][0]) + len(rows[order[start]][1])
-            size = max(self.batch_size, self.score_tokens_per_batch // max(width, 1))
-            idx = order[start:start + size]
+        for idx in self._token_batches([len(r[0]) + len(r[1]) for r in rows]):
             for i, s in zip(idx, self._score_batch([rows[i] for i in idx], prefix_cache, shared)):
                 out[i] = s
-            start += len(idx)
         return out  # type: ignore[return-value]
+
+    def _token_batches(self, widths: list[int]) -> list[list[int]]:
+        """Indices grouped by similar width, at least `batch_size` rows or a token budget per batch."""
+        order = sorted(range(len(widths)), key=widths.__getitem__)
+        batches, start = [], 0
+        while start < len(order):
+            size = max(self.batch_size, self.score_tokens_per_batch // max(widths[order[start]], 1))
+            batches.append(order[start:start + size])
+            start += len(batches[-1])
+        return batches
 
     def _prefix_cache(self, prefix: list[int]):
         ids = torch.tensor([prefix], device=self.device)
         with torch.inference_mode():
             return self.model(input_ids=ids, use_cache=True).past_key_values
+
+    def _expanded(self, prefix_cache, rows: int):
+        cache = copy.deepcopy(prefix_cache)
+        cache.batch_repeat_interleave(rows)
+        return cache
 
     def _score_batch(self, rows: list[tuple[list[int], list[int], int]], prefix_cache, shared: int) -> list[Score]:
         # left padding aligns every continuation at the right end, so one `logits_to_keep` slice
@@ -159,15 +176,14 @@ class TransformersBackend:
         positions = shared + (mask.cumsum(-1) - 1).clamp(min=0)
         kwargs = {}
         if prefix_cache is not None:
-            cache = copy.deepcopy(prefix_cache)
-            cache.batch_repeat_interleave(len(rows))
             ones = torch.ones((len(rows), shared), dtype=mask.dtype, device=mask.device)
-            kwargs = dict(past_key_values=cache, attention_mask=torch.cat([ones, mask], dim=1))
+            kwargs = dict(past_key_values=self._expanded(prefix_cache, len(rows)))
+            mask = torch.cat([ones, mask], dim=1)
         keep = max(len(c) for _, c, _ in rows) + 1
         start = time.perf_counter()
         with torch.inference_mode():
-            logits = self.model(input_ids=input_ids, attention_mask=kwargs.pop("attention_mask", mask),
-                                position_ids=positions, logits_to_keep=keep, use_cache=False, **kwargs).logits
+            logits = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
+                                logits_to_keep=keep, use_cache=False, **kwargs).logits
             logprobs = torch.log_softmax(logits.float(), dim=-1)
         seconds = time.perf_counter() - start
         scores = []
@@ -180,6 +196,89 @@ class TransformersBackend:
             total = lp.gather(-1, target[:, None]).sum().item() if n else 0.0
             scores.append(Score(logprob=total, tokens=n, tokens_in=prompt_len, seconds=seconds))
         return scores
+
+    def _score_packed(self, prompts: list[list[int]], conts: list[list[int]], prefix_cache, shared: int) -> list[Score]:
+        """Requests that share a prompt are packed into one row: the prompt's suffix once, then every
+        continuation, each attending to the prompt and to itself only (a tree-shaped 4D mask)."""
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, p in enumerate(prompts):
+            groups.setdefault(tuple(p), []).append(i)
+        items = [(list(p[shared:]), members) for p, members in groups.items()]
+        out: list[Score | None] = [None] * len(prompts)
+        widths = [len(s) + sum(len(conts[i]) for i in m) for s, m in items]
+        for idx in self._token_batches(widths):
+            batch = [items[k] for k in idx]
+            for i, score in self._packed_batch(batch, conts, prefix_cache, shared):
+                out[i] = score
+        return out  # type: ignore[return-value]
+
+    def _packed_batch(self, batch, conts, prefix_cache, shared: int):
+        rows = [PackedRow.build(suffix, [conts[i] for i in members], shared) for suffix, members in batch]
+        width = max(len(r.tokens) for r in rows)
+        ids = torch.full((len(rows), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        pos = torch.zeros((len(rows), width), dtype=torch.long)
+        allow = torch.zeros((len(rows), 1, width, shared + width), dtype=torch.bool)
+        for r, row in enumerate(rows):
+            n = len(row.tokens)
+            ids[r, :n], pos[r, :n] = torch.tensor(row.tokens), torch.tensor(row.positions)
+            allow[r, 0, :n, shared:shared + n] = row.mask
+            allow[r, 0, :n, :shared] = True
+            # padding queries attend to themselves only: a fully masked row would give NaN
+            allow[r, 0, range(n, width), range(shared + n, shared + width)] = True
+        kwargs = {"past_key_values": self._expanded(prefix_cache, len(rows))} if prefix_cache is not None else {}
+        start = time.perf_counter()
+        with torch.inference_mode():
+            hidden = self.model.get_decoder()(input_ids=ids.to(self.device), attention_mask=allow.to(self.device),
+                                              position_ids=pos.to(self.device), use_cache=False,
+                                              **kwargs).last_hidden_state
+            # project to the vocabulary only at the positions that predict a continuation token
+            where = [(r, q) for r, row in enumerate(rows) for q in row.predictors]
+            picked = hidden[[r for r, _ in where], [q for _, q in where]]
+            logprobs = torch.log_softmax(self._logits(picked).float(), dim=-1)
+        seconds = time.perf_counter() - start
+        k = 0
+        for (suffix, members), row in zip(batch, rows):
+            for i, cont in zip(members, row.continuations):
+                n = len(cont)
+                total = logprobs[range(k, k + n), cont].sum().item() if n else 0.0
+                k += n
+                yield i, Score(logprob=total, tokens=n, tokens_in=shared + len(suffix), seconds=seconds)
+
+    def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        logits = self.model.get_output_embeddings()(hidden)
+        cap = getattr(self.model.config, "final_logit_softcapping", None)
+        return torch.tanh(logits / cap) * cap if cap else logits
+
+
+@dataclass
+class PackedRow:
+    """One prompt suffix followed by all its continuations, with the mask that keeps them apart."""
+
+    tokens: list[int]
+    positions: list[int]
+    mask: torch.Tensor
+    """[n, n] bool: may query i attend to key j (both within this row)."""
+    continuations: list[list[int]]
+    predictors: list[int]
+    """Row positions whose logits predict each continuation token, in order."""
+
+    @classmethod
+    def build(cls, suffix: list[int], continuations: list[list[int]], shared: int) -> "PackedRow":
+        tokens, positions = list(suffix), list(range(shared, shared + len(suffix)))
+        n = len(suffix) + sum(len(c) for c in continuations)
+        mask = torch.zeros((n, n), dtype=torch.bool)
+        mask[:len(suffix), :len(suffix)] = torch.tril(torch.ones(len(suffix), len(suffix), dtype=torch.bool))
+        predictors = []
+        for cont in continuations:
+            begin = len(tokens)
+            tokens += cont
+            positions += list(range(shared + len(suffix), shared + len(suffix) + len(cont)))
+            mask[begin:begin + len(cont), :len(suffix)] = True  # each continuation sees the whole prompt ...
+            mask[begin:begin + len(cont), begin:begin + len(cont)] = torch.tril(  # ... and its own past only
+                torch.ones(len(cont), len(cont), dtype=torch.bool))
+            # the prompt's last token predicts the first continuation token; each token the next
+            predictors += [len(suffix) - 1] + list(range(begin, begin + len(cont) - 1)) if cont else []
+        return cls(tokens, positions, mask, continuations, predictors)
 
 
 class GeneratedTextStop:

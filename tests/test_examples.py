@@ -1,0 +1,36 @@
+"""Every YAML file we ship is loaded and validated, its data files included (walks subfolders)."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tuneoff.experiment import load_experiment
+from tuneoff.prompting import PromptArm
+from tuneoff.specs import load_spec
+from tuneoff.task import TaskSpec, load_task
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+SHIPPED = sorted(EXAMPLES.rglob("*.yaml"))
+
+
+def test_there_are_examples_for_each_shipped_task():
+    names = {p.name for p in SHIPPED}
+    assert {"sst2.yaml", "banking77.yaml", "gsm8k.yaml"} <= names
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: str(p.relative_to(EXAMPLES)))
+def test_shipped_yaml_loads_and_its_data_validates(path):
+    first = path.read_text().splitlines()[0]
+    assert first.startswith("# "), "every config opens with the command that runs it"
+    data = yaml.safe_load(path.read_text())
+    if "arms" in data:
+        exp = load_experiment(path)
+        task = load_task(exp.task)
+        assert task.test, "an experiment needs test items"
+        if exp.flexibility:
+            assert load_task(exp.flexibility.task).test
+    elif path.parent.name == "arms":
+        load_spec(PromptArm, path)
+    else:
+        assert load_task(load_spec(TaskSpec, path, base_dir=str(path.parent))).test
