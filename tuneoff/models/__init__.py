@@ -86,8 +86,11 @@ def load_model(spec: ModelSpec, trainable: bool = False):
     """(model, tokenizer, info) for a spec. Adapters are merged for inference unless `trainable`."""
     import torch
     from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
 
     from .local import default_device, resolve_dtype
+
+    hf_logging.disable_progress_bar()  # a cached load takes ~1 s: the callers show their own status
 
     device = spec.device or default_device()
     dtype = resolve_dtype(spec.dtype, device)

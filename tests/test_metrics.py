@@ -1,0 +1,112 @@
+"""Metrics: exact values on hand-checked cases, sacreBLEU's published chrF numbers, seeded CIs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tuneoff.errors import TuneoffError
+from tuneoff.metrics import (INVALID, as_number, bootstrap_ci, chrf, chrf_stats, chrf_total, confusion_matrix,
+                             cost_metrics, get_metric, label_metrics, macro_f1, main_metric, normalise_text, rate)
+
+LABELS = ["negative", "positive"]
+PREDS = ["negative", "positive", "neutral", None, "positive", "positive"]
+TARGETS = ["negative", "positive", "negative", "positive", "negative", "positive"]
+
+
+def test_accuracy_value_and_ci():
+    m = main_metric("accuracy", PREDS, TARGETS, seed=0)
+    assert m.value == pytest.approx(3 / 6)
+    assert m.ci_low <= m.value <= m.ci_high
+    assert 0 <= m.ci_low < m.ci_high <= 1
+    assert main_metric("accuracy", PREDS, TARGETS, seed=0) == m  # seeded: the same report twice
+
+
+def test_confusion_matrix_puts_unreadable_and_unknown_in_invalid():
+    matrix = confusion_matrix(PREDS, TARGETS, LABELS)
+    assert matrix.tolist() == [[1, 1, 1], [0, 2, 1]]
+    values = {v.name: v for v in label_metrics(PREDS, TARGETS, LABELS)}
+    assert values["confusion_matrix"].extra["columns"] == [*LABELS, INVALID]
+    # negative: tp 1, fp 0, fn 2 -> 0.5; positive: tp 2, fp 1, fn 1 -> 2/3
+    assert values["macro_f1"].value == pytest.approx((0.5 + 2 / 3) / 2)
+    assert values["macro_f1"].ci_low <= values["macro_f1"].value <= values["macro_f1"].ci_high
+
+
+def test_macro_f1_matches_sklearn():
+    from sklearn.metrics import f1_score
+
+    rng = np.random.default_rng(1)
+    labels = ["a", "b", "c", "d"]
+    targets = list(rng.choice(labels, 200))
+    preds = [t if rng.random() < 0.6 else str(rng.choice(labels + ["zzz"])) for t in targets]
+    ours = macro_f1(confusion_matrix(preds, targets, labels))
+    theirs = f1_score(targets, preds, labels=labels, average="macro", zero_division=0)
+    assert ours == pytest.approx(theirs)
+
+
+def test_exact_match_normalises():
+    m = get_metric("exact_match")
+    assert m.item("The Eiffel Tower!", "eiffel tower") == 1.0
+    assert m.item("Eiffel", "eiffel tower") == 0.0
+    assert m.item(None, "x") == 0.0
+    assert normalise_text("  A  cat, the dog. ") == "cat dog"
+
+
+@pytest.mark.parametrize("pred,target,ok", [
+    ("1234", "Janet sells ... so 1,234 in all.\n#### 1,234", True),
+    ("18.0", "#### 18", True),
+    ("-3", "-3", True),
+    ("17", "#### 18", False),
+    (None, "#### 18", False),
+])
+def test_numeric_match(pred, target, ok):
+    assert get_metric("numeric").item(pred, target) == (1.0 if ok else 0.0)
+
+
+def test_as_number_reads_the_answer_after_the_cue():
+    assert as_number("3 + 4 = 7 apples, 2 left\n#### 5") == 5.0
+    assert as_number("no digits") is None
+
+
+def test_chrf_matches_sacrebleu_published_values():
+    # the numbers the HF `chrf` metric card prints (it wraps sacreBLEU 2)
+    hyp = ["The relationship between Obama and Netanyahu is not exactly friendly."]
+    ref = ["The ties between Obama and Netanyahu are not particularly friendly."]
+    assert chrf(hyp, ref) == pytest.approx(61.576379378113785, abs=1e-9)
+    hyp = ["The relationship between cats and dogs is not exactly friendly.",
+           "a good bookshop is just a genteel black hole that knows how to read."]
+    ref = ["The relationship between dogs and cats is not exactly friendly.",
+           "A good bookshop is just a genteel Black Hole that knows how to read."]
+    assert chrf(hyp, ref) == pytest.approx(84.64214891738334, abs=1e-9)
+
+
+def test_chrf_edges_and_corpus_from_counts():
+    assert chrf(["abc def"], ["abcdef"]) == pytest.approx(100.0)  # whitespace is not counted
+    assert chrf(["xyz"], ["abc"]) == 0.0
+    assert chrf([""], ["abc"]) == 0.0
+    stats = np.array([chrf_stats("le chat dort", "le chat dort bien"), chrf_stats("bonjour", "bonsoir")])
+    assert float(chrf_total(stats.sum(0))) == pytest.approx(chrf(["le chat dort", "bonjour"],
+                                                                  ["le chat dort bien", "bonsoir"]))
+    m = main_metric("chrf", ["le chat dort", "bonjour"], ["le chat dort bien", "bonsoir"])
+    assert m.ci_low <= m.value <= m.ci_high
+
+
+def test_bootstrap_is_seeded_and_degenerate_cases():
+    stats = np.array([[1.0], [0.0], [1.0], [1.0]])
+    mean = lambda s, n: s[..., 0] / n  # noqa: E731
+    assert bootstrap_ci(stats, mean, seed=3) == bootstrap_ci(stats, mean, seed=3)
+    assert bootstrap_ci(np.ones((5, 1)), mean) == (1.0, 1.0)
+
+
+def test_unknown_metric_suggests_the_closest():
+    with pytest.raises(TuneoffError, match="accuracy"):
+        get_metric("acuracy")
+
+
+def test_cost_metrics_and_rates():
+    values = {v.name: v.value for v in cost_metrics([10, 20, 30, 40], [1, 1, 2, 2], [1.0, 1.0, 2.0, 4.0], [2, 2, 1, 1])}
+    assert values["tokens_in_mean"] == 25 and values["tokens_out_mean"] == 1.5
+    assert values["latency_p50"] == pytest.approx(1.5)
+    assert values["latency_p95"] == pytest.approx(np.percentile([1, 1, 2, 4], 95))
+    assert values["seconds_per_item"] == pytest.approx((0.5 + 0.5 + 2 + 4) / 4)
+    assert rate("x", [True, False, False, False]).value == 0.25

@@ -1,0 +1,240 @@
+"""Running a prompt arm over a split: batched calls, the call cache, resume, per-item predictions.
+
+Items go to the backend in chunks. Before a prompt is sent, the store is asked for a call with the
+same cache key (model + rendered prompt + decoding params): greedy and seeded calls are
+deterministic, so a stored answer is the answer. Each chunk's calls and predictions are written as
+soon as it finishes, so a run killed half-way resumes from its last chunk: the run fingerprint
+(model + arm + items + task) finds it again and its `done_items` are skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Iterator, Sequence
+
+from ..data import Example
+from ..errors import TuneoffError
+from ..metrics import MetricValue, get_metric
+from ..models.base import Backend, GenerationConfig
+from ..prompting.answers import parse_reply
+from ..prompting.arm import PromptArm, TaskContext
+from ..prompting.strategies import Prompter, prepare
+from ..store import Store, cache_key
+from .scoring import score_labels
+from .summary import summarise
+
+
+@dataclass
+class EvalResult:
+    """One evaluation of one arm on one split; everything in it is also in the store under `run_id`."""
+
+    run_id: int
+    """The evaluation's run in the store (kind `eval`, or `optimise` for the optimiser's candidates)."""
+    arm: PromptArm
+    """The arm evaluated (for an optimised arm: the one the optimiser chose)."""
+    split: str
+    """The split's name, as stored."""
+    metrics: dict[str, MetricValue]
+    """Every metric stored for the run, by name (the main metric carries its CI)."""
+    predictions: list[dict] = field(repr=False)
+    """Per item: input, target, output, prediction, correct, extra (violation, hallucinated, cached, demos)."""
+    cache_hits: int = 0
+    """Items this session answered from stored calls."""
+    cache_misses: int = 0
+    """Items this session sent to the model (its model calls)."""
+    resumed: int = 0
+    """Items an interrupted earlier attempt had already finished."""
+    wall_seconds: float = 0.0
+    """Wall time of this session's evaluation (model calls, parsing, store writes)."""
+
+    @property
+    def main(self) -> MetricValue:
+        return next(iter(self.metrics.values()))
+
+
+def model_id(backend: Backend) -> str:
+    """The model as the cache knows it: a spec in another precision gives other answers."""
+    return f"{backend.info.name}|{backend.info.dtype}"
+
+
+def _digest(examples: Sequence[Example]) -> str:
+    blob = "\x1e".join(f"{ex.id}\x1f{ex.input}\x1f{ex.target}" for ex in examples)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def run_fingerprint(backend: Backend, arm: PromptArm, examples: Sequence[Example], ctx: TaskContext,
+                    split: str, kind: str = "eval") -> str:
+    """Same fingerprint = same run: the model, the arm, the items, and what of the task shapes prompts."""
+    blob = json.dumps({"model": model_id(backend), "arm": arm.to_dict(), "items": _digest(examples),
+                       "pool": _digest(ctx.pool), "labels": ctx.labels, "metric": ctx.metric,
+                       "instruction": ctx.instruction, "split": split, "kind": kind}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class CallRef:
+    """A stored model call an item's prediction comes from."""
+
+    id: int
+    """Row id in the `calls` table."""
+    output: str
+    """The reply text (score mode: the winning label)."""
+    cached: bool
+    """True when the call was found in the store rather than made now."""
+    logprobs: dict | None = None
+    """Score mode: label -> summed log-probability."""
+
+
+class ChunkRunner:
+    """Sends one chunk of items through the cache and the backend, and writes calls and predictions."""
+
+    def __init__(self, backend: Backend, prompter: Prompter, store: Store, run_id: int):
+        self.backend, self.prompter, self.store, self.run_id = backend, prompter, store, run_id
+        self.arm, self.ctx = prompter.arm, prompter.ctx
+        self.model = model_id(backend)
+        self.metric = get_metric(self.ctx.metric)
+        self.hits = self.misses = 0
+        if self.arm.mode == "score":
+            self.params = {"mode": "score", "labels": list(self.ctx.labels or ()), "norm": self.arm.score_norm,
+                           "end_of_turn": self.arm.score_end_of_turn}
+        else:
+            sampled = self.arm.temperature > 0
+            self.config = GenerationConfig(max_new_tokens=self.arm.new_tokens, temperature=self.arm.temperature,
+                                           seed=self.arm.seed if sampled else None, stop=tuple(self.arm.stop))
+            # a greedy answer does not depend on the seed: leaving it out lets seed variants share calls
+            self.params = {"mode": "generate", "max_new_tokens": self.config.max_new_tokens,
+                           "temperature": self.config.temperature, "top_p": self.config.top_p,
+                           "stop": list(self.config.stop), **({"seed": self.arm.seed} if sampled else {})}
+
+    def run(self, items: Sequence[tuple[int, Example]]) -> None:
+        demos = [self.prompter.demos(ex) for _, ex in items]
+        chats = [self.prompter.messages(ex, d) for (_, ex), d in zip(items, demos)]
+        prompts = [self.backend.render(chat) for chat in chats]
+        refs = [self._cached(p) for p in prompts]
+        todo: dict[str, int] = {}  # unique prompts still to send, first position of each
+        for i, ref in enumerate(refs):
+            if ref is None:
+                todo.setdefault(prompts[i], i)
+        fresh = self._call([chats[i] for i in todo.values()], list(todo)) if todo else {}
+        refs = [ref or fresh[p] for ref, p in zip(refs, prompts)]
+        self.hits += sum(r.cached for r in refs)
+        self.misses += sum(not r.cached for r in refs)
+        self.store.add_predictions(self.run_id, [self._row(i, ex, d, ref)
+                                                 for (i, ex), d, ref in zip(items, demos, refs)])
+
+    def _cached(self, prompt: str) -> CallRef | None:
+        row = self.store.cached_call(cache_key(self.model, prompt, self.params))
+        if row is None:
+            return None
+        if self.arm.mode == "generate":
+            return CallRef(row["id"], row["output"], True)
+        extra = self.store.call_prediction_extra(row["id"]) or {}
+        # a score call is only reusable with its per-label log-probs (kept on the prediction)
+        return CallRef(row["id"], row["output"], True, extra["logprobs"]) if "logprobs" in extra else None
+
+    def _call(self, chats: list, prompts: list[str]) -> dict[str, CallRef]:
+        out = {}
+        if self.arm.mode == "generate":
+            for prompt, c in zip(prompts, self.backend.generate(chats, self.config)):
+                call_id = self.store.add_call(run_id=self.run_id, model=self.model, prompt=prompt, params=self.params,
+                                              output=c.text, tokens_in=c.tokens_in, tokens_out=c.tokens_out,
+                                              latency_s=c.seconds, batch_size=c.batch_size,
+                                              finish_reason=c.finish_reason)
+                out[prompt] = CallRef(call_id, c.text, False)
+            return out
+        labels = list(self.ctx.labels or ())
+        for prompt, s in zip(prompts, score_labels(self.backend, chats, labels, self.arm.score_end_of_turn)):
+            best = s.best(labels, self.arm.score_norm)
+            call_id = self.store.add_call(run_id=self.run_id, model=self.model, prompt=prompt, params=self.params,
+                                          output=best, tokens_in=s.tokens_in, tokens_out=0, latency_s=s.seconds,
+                                          batch_size=s.batch_size, finish_reason="score")
+            out[prompt] = CallRef(call_id, best, False, dict(zip(labels, s.logprobs)))
+        return out
+
+    def _row(self, item: int, ex: Example, demos: Sequence[Example], ref: CallRef) -> dict:
+        extra: dict = {"cached": ref.cached, "demos": [d.id for d in demos]}
+        if self.arm.mode == "score":
+            prediction, violation, hallucinated = ref.output, False, False
+            extra["logprobs"] = ref.logprobs
+        else:
+            parsed = parse_reply(ref.output, labels=self.ctx.labels, metric=self.ctx.metric,
+                                 extractor=self.arm.extractor, cot=self.arm.chain_of_thought)
+            prediction, violation, hallucinated = parsed.prediction, parsed.violation, parsed.hallucinated
+        extra.update(violation=violation, hallucinated=hallucinated)
+        return {"item": item, "example_id": ex.id or str(item), "input": ex.input, "target": ex.target,
+                "output": ref.output, "prediction": prediction, "correct": self.metric.item(prediction, ex.target),
+                "call_id": ref.id, "extra": extra}
+
+
+def _open_run(store: Store, fingerprint: str, arm: PromptArm, ctx: TaskContext, backend: Backend, split: str,
+              kind: str, experiment_id: int | None) -> tuple[int, set[int], float]:
+    """(run id, items already done, wall seconds already spent): an interrupted run is picked up again."""
+    row = store.find_run(fingerprint, statuses=("running", "failed"))
+    if row is not None:
+        store.reopen_run(row["id"])
+        earlier = json.loads(row["summary_json"] or "{}").get("wall_seconds", 0.0)
+        return row["id"], store.done_items(row["id"]), float(earlier)
+    run_id = store.start_run(kind, arm=arm.name, task=ctx.name, split=split, model=backend.info.name,
+                             spec=arm.to_dict(), fingerprint=fingerprint, experiment_id=experiment_id)
+    return run_id, set(), 0.0
+
+
+@contextmanager
+def _progress(console, total: int, label: str) -> Iterator:
+    if console is None or total == 0:
+        yield lambda n: None
+        return
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TimeRemainingColumn(), console=console, transient=True) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+def evaluate(backend: Backend, arm: PromptArm, examples: Sequence[Example], task, *, store: Store | None = None,
+             split: str = "test", kind: str = "eval", chunk_size: int | None = None, console=None,
+             experiment_id: int | None = None) -> EvalResult:
+    """Run `arm` over `examples` with `backend`; store every call, prediction and metric.
+
+    task: a `TaskContext` or loaded `TaskData` (labels, metric, instruction, demo pool).
+    store: the run store (default: a throwaway in-memory one).
+    split: the split's name, for the store and the report.
+    kind: the run kind in the store (`eval`; the optimiser's candidate runs are `optimise`).
+    chunk_size: items per backend call and per store write (default: the backend's batch size).
+    console: a rich Console to draw a progress bar on; None draws nothing.
+    """
+    ctx = TaskContext.of(task)
+    examples = list(examples)
+    if not examples:
+        raise TuneoffError("no examples to evaluate", field="split", hint="check the task's split sizes")
+    prompter = prepare(arm, ctx, sample=examples[0])  # template mistakes surface here, before any call
+    store = store or Store(":memory:")
+    fingerprint = run_fingerprint(backend, arm, examples, ctx, split, kind)
+    run_id, done, earlier = _open_run(store, fingerprint, arm, ctx, backend, split, kind, experiment_id)
+    todo = [i for i in range(len(examples)) if i not in done]
+    runner = ChunkRunner(backend, prompter, store, run_id)
+    size = chunk_size or getattr(backend, "batch_size", 16)
+    began = time.perf_counter()
+    try:
+        with _progress(console, len(todo), f"{arm.name} [{split}]") as advance:
+            for start in range(0, len(todo), size):
+                chunk = todo[start:start + size]
+                runner.run([(i, examples[i]) for i in chunk])
+                advance(len(chunk))
+    except BaseException:
+        # interrupted or failed: keep what is done, and the time it took, for the resume
+        store.finish_run(run_id, "failed", {"wall_seconds": earlier + time.perf_counter() - began})
+        raise
+    wall = time.perf_counter() - began
+    metrics = summarise(store, run_id, ctx, wall_seconds=earlier + wall)
+    store.finish_run(run_id, "done", {"wall_seconds": earlier + wall, "cache_hits": runner.hits,
+                                      "cache_misses": runner.misses, "resumed": len(done),
+                                      "main": {"name": ctx.metric, "value": metrics[ctx.metric].value}})
+    predictions = [{**dict(r), "extra": json.loads(r["extra_json"])} for r in store.predictions(run_id)]
+    return EvalResult(run_id, arm, split, metrics, predictions, runner.hits, runner.misses, len(done), wall)

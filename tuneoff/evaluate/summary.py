@@ -1,0 +1,35 @@
+"""A finished run's metrics, computed from what the store holds (never from in-memory state).
+
+Reading back from the store means a resumed run is summarised over all its items, the ones done
+before the interruption included, exactly as a run that never stopped.
+"""
+
+from __future__ import annotations
+
+import json
+
+from ..metrics import MetricValue, cost_metrics, label_metrics, main_metric, rate
+from ..prompting.arm import TaskContext
+from ..store import Store
+
+
+def summarise(store: Store, run_id: int, ctx: TaskContext, *, wall_seconds: float = 0.0,
+              seed: int = 0) -> dict[str, MetricValue]:
+    """Compute and store a run's metrics; the main metric comes first in the returned dict."""
+    rows = store.predictions_with_costs(run_id)
+    extras = [json.loads(r["extra_json"] or "{}") for r in rows]
+    predictions = [r["prediction"] for r in rows]
+    targets = [r["target"] for r in rows]
+    values = [main_metric(ctx.metric, predictions, targets, seed=seed)]
+    if ctx.labels:
+        values += label_metrics(predictions, targets, ctx.labels, seed=seed)
+        values.append(rate("hallucinated_label_rate", [bool(e.get("hallucinated")) for e in extras]))
+    values.append(rate("format_violation_rate", [bool(e.get("violation")) for e in extras]))
+    values += cost_metrics([r["tokens_in"] or 0 for r in rows], [r["tokens_out"] or 0 for r in rows],
+                           [r["latency_s"] or 0.0 for r in rows], [r["batch_size"] or 1 for r in rows])
+    cached = sum(bool(e.get("cached")) for e in extras)
+    values += [MetricValue("cache_hits", float(cached)), MetricValue("cache_misses", float(len(rows) - cached)),
+               MetricValue("n_items", float(len(rows))), MetricValue("wall_seconds", wall_seconds)]
+    for v in values:
+        store.set_metric(run_id, v.name, v.value, v.ci_low, v.ci_high, v.extra)
+    return {v.name: v for v in values}
