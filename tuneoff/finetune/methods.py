@@ -7,6 +7,7 @@ Everything after this (loop, checkpoints, outputs) sees only `requires_grad`.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -46,7 +47,10 @@ def prepare_model(model, arm: FinetuneArm):
 
         torch.manual_seed(arm.seed)  # adapter A matrices are drawn at random: same seed, same start
         try:
-            return get_peft_model(model, peft_config)
+            with warnings.catch_warnings():
+                # peft 0.21 still reads transformers' deprecated `is_gradient_checkpointing`; not ours to fix
+                warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
+                return get_peft_model(model, peft_config)
         except ValueError as exc:  # peft names the target modules it could not find
             raise TuneoffError(str(exc), field="lora.target_modules",
                                hint="use `all-linear`, or module names such as q_proj, v_proj") from None
