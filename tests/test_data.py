@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tuneoff.data import (ColumnMapping, Example, load_dataset, load_examples, load_splits, split_examples,
-                          stratified_order, subsample)
+from tuneoff.data import ColumnMapping, Example, load_dataset, load_examples
+from tuneoff.splits import load_splits, split_examples, stratified_order, subsample
 from tuneoff.errors import DataError, TuneoffError
 from tuneoff.validation import parse_labels
 

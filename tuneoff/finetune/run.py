@@ -15,7 +15,8 @@ from typing import Sequence
 
 import torch
 
-from ..data import Example, subsample
+from ..data import Example
+from ..splits import subsample
 from ..errors import TuneoffError
 from ..store import Store
 from ..task import TaskData

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..errors import TuneoffError
 from .base import Backend, BackendInfo, Completion, GenerationConfig, Score  # noqa: F401 (re-export)
-from .embedded import DEFAULT_MODEL, EMBEDDED, get_embedded, gguf_cache_dir, materialize, materialize_gguf
+from .embedded import DEFAULT_MODEL, get_embedded, gguf_cache_dir, materialize, materialize_gguf
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a hub, even by accident
 
