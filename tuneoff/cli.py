@@ -150,12 +150,13 @@ def finetune(
     store: StoreOpt = None,
 ) -> None:
     """Fine-tune a model on a task's training split (full, layer-freeze or LoRA)."""
-    from .evaluate.runner import _read_yaml, load_task_data
+    from .evaluate.runner import load_task_data
     from .experiment import ArmEntry, build_finetune_arm
     from .finetune import run_finetune
+    from .specs import read_yaml
 
     source, exp = _arm_from(task, arm)
-    entry = source if exp else ArmEntry(name=Path(arm).stem, finetune=_read_yaml(Path(arm)))
+    entry = source if exp else ArmEntry(name=Path(arm).stem, finetune=read_yaml(Path(arm))[0])
     if entry.finetune is None:
         raise TuneoffError(f"arm '{entry.name}' is not a fine-tune arm", field="arm")
     result = run_finetune(load_task_data(task), build_finetune_arm(entry), model, output, _store(store),
@@ -254,7 +255,7 @@ def demo(
     store: StoreOpt = None,
     open_report: Annotated[bool, typer.Option("--open", help="Open the HTML report when done.")] = False,
 ) -> None:
-    """The main job: SST-2 prompt arms vs LoRA on the embedded model, with a report (~15 min on 2 cores)."""
+    """The main job: SST-2 prompt arms vs LoRA on the embedded model, with a report (~20 min on 2 cores)."""
     from .experiment import load_experiment
 
     path = Path(__file__).resolve().parents[1] / "examples" / "sst2.yaml"

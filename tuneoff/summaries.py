@@ -83,7 +83,7 @@ def _add_training(store: Store, s: ArmSummary, entry: ArmEntry, by_role: dict, s
     stats = json.loads(store.run(link[-1]["run_id"])["summary_json"])
     s.trainable_parameters, s.total_parameters = stats["trainable_parameters"], stats["total_parameters"]
     s.setup_seconds, s.training_tokens = stats["seconds"], stats["tokens"]
-    s.examples_used = stats["examples"] + shots
+    s.examples_used = stats["examples"]
     s.examples_note = f"training examples{f' + {shots} demos per request' if shots else ''}"
     s.examples_needed = stats["examples"]
 

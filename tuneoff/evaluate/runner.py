@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import TuneoffError
 from ..prompting.arm import PromptArm, TaskContext
 from ..store import Store
 from .engine import EvalResult, evaluate
@@ -19,25 +18,9 @@ if TYPE_CHECKING:
 DEFAULT_MODEL = "embedded:smollm2-135m-instruct"
 
 
-def _read_yaml(path: Path) -> dict:
-    import yaml
-
-    if not path.is_file():
-        raise TuneoffError("no such file", file=str(path))
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise TuneoffError(f"invalid YAML: {getattr(exc, 'problem', exc)}", file=str(path),
-                           line=mark.line + 1 if mark else None) from None
-    if not isinstance(data, dict):
-        raise TuneoffError("expected a mapping of fields", file=str(path))
-    return data
-
-
 def load_task_data(task: TaskData | TaskSpec | str | Path) -> TaskData:
     """A loaded task from TaskData, a TaskSpec, a task YAML file, or an experiment file (its `task`)."""
-    from ..specs import from_dict
+    from ..specs import load_spec, read_yaml
     from ..task import TaskData, TaskSpec, load_task
 
     if isinstance(task, TaskData):
@@ -45,24 +28,24 @@ def load_task_data(task: TaskData | TaskSpec | str | Path) -> TaskData:
     if isinstance(task, TaskSpec):
         return load_task(task)
     path = Path(task)
-    data = _read_yaml(path)
+    data, _ = read_yaml(path)
     if "arms" in data:
         from ..experiment import load_experiment
 
         return load_task(load_experiment(path).task)
-    return load_task(from_dict(TaskSpec, {**data, "base_dir": str(path.parent)}, "task", str(path)))
+    return load_task(load_spec(TaskSpec, path, base_dir=str(path.parent)))
 
 
 def load_arm(arm: PromptArm | dict | str | Path) -> PromptArm:
     """A PromptArm from itself, a dict of its fields, or a YAML file of them."""
-    from ..specs import from_dict
+    from ..specs import from_dict, load_spec
 
     if isinstance(arm, PromptArm):
         return arm
     if isinstance(arm, dict):
         return from_dict(PromptArm, arm, "arm")
     path = Path(arm)
-    return from_dict(PromptArm, _read_yaml(path), "", str(path))
+    return load_spec(PromptArm, path)
 
 
 def run_eval(task: TaskData | TaskSpec | str | Path, arm: PromptArm | dict | str | Path, *,
