@@ -128,6 +128,19 @@ def test_interrupted_run_resumes_where_it_stopped():
     assert store.run(result.run_id)["status"] == "done"
 
 
+def test_a_killed_run_resumes_and_keeps_its_time():
+    store = Store(":memory:")
+    with pytest.raises(RuntimeError):
+        evaluate(FakeBackend(SCRIPT, fail_after=2), PromptArm(name="zero"), sentiment(), CTX, store=store, chunk_size=2)
+    run = store.runs()[0]
+    # what a SIGKILL leaves: status still running, no summary written
+    store.db.execute("UPDATE runs SET status='running', summary_json='{}', started_at=started_at-5 WHERE id=?",
+                     (run["id"],))
+    result = evaluate(FakeBackend(SCRIPT), PromptArm(name="zero"), sentiment(), CTX, store=store, chunk_size=2)
+    assert result.run_id == run["id"] and result.resumed == 2 and result.cache_misses == 4
+    assert result.metrics["wall_seconds"].value >= 5
+
+
 def test_score_mode_picks_the_likeliest_label_and_keeps_logprobs():
     logprobs = {f"review {i}": {"negative": -1.0 - (i % 2), "positive": -1.5 + (i % 2)} for i in range(4)}
     backend, store = FakeBackend(logprobs=logprobs), Store(":memory:")

@@ -176,11 +176,20 @@ def _open_run(store: Store, fingerprint: str, arm: PromptArm, ctx: TaskContext, 
     row = store.find_run(fingerprint, statuses=("running", "failed"))
     if row is not None:
         store.reopen_run(row["id"])
-        earlier = json.loads(row["summary_json"] or "{}").get("wall_seconds", 0.0)
-        return row["id"], store.done_items(row["id"]), float(earlier)
+        return row["id"], store.done_items(row["id"]), _time_spent(store, row)
     run_id = store.start_run(kind, arm=arm.name, task=ctx.name, split=split, model=backend.info.name,
                              spec=arm.to_dict(), fingerprint=fingerprint, experiment_id=experiment_id)
     return run_id, set(), 0.0
+
+
+def _time_spent(store: Store, row) -> float:
+    """Wall seconds an interrupted attempt spent: what it recorded when it failed, or, for a process
+    killed before it could record anything, the span from the run's start to its last stored call."""
+    summary = json.loads(row["summary_json"] or "{}")
+    if "wall_seconds" in summary:
+        return float(summary["wall_seconds"])
+    calls = store.calls(row["id"])
+    return max(0.0, calls[-1]["created_at"] - row["started_at"]) if calls else 0.0
 
 
 @contextmanager
