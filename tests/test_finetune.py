@@ -327,3 +327,37 @@ def test_gradient_accumulation_equals_one_big_batch(tiny_llama, tmp_path):
     assert len(grads) == 2
     for name, value in grads[0].items():
         assert torch.allclose(value, grads[1][name], rtol=1e-5, atol=1e-7), name
+
+
+# -- speed changes that must not change the method ---------------------------------------------
+def test_packed_dropout_is_inverted_dropout_at_rate_p():
+    from tuneoff.finetune.speed import PackedDropout
+
+    drop = PackedDropout(0.05)
+    x = torch.ones(1000, 1000)
+    torch.manual_seed(0)
+    y = drop(x)
+    kept = y != 0
+    # 1e6 Bernoulli(0.05) draws: the rate is within 5 standard deviations (2.2e-4) of p
+    assert abs(1 - kept.float().mean().item() - 0.05) < 5 * (0.05 * 0.95 / 1e6) ** 0.5
+    assert torch.allclose(y[kept], torch.full_like(y[kept], 1 / 0.95))
+    torch.manual_seed(0)
+    assert torch.equal(drop(x), y)  # torch's generator: seeded, replayable on resume
+    assert torch.equal(drop.eval()(x), x)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_speed_up_swaps_lora_dropout_and_stores_only_frozen_linears_in_bf16(tiny_llama, dtype):
+    from tuneoff.finetune.speed import PackedDropout, speed_up
+
+    model, _ = tiny_llama
+    a = arm(method="lora", dtype=dtype, lora={"r": 4, "alpha": 8, "dropout": 0.1})
+    lm = prepare_model(model, a)
+    speed_up(lm, a)
+    drops = [m for m in lm.modules() if isinstance(m, torch.nn.Dropout)]
+    assert not drops and any(isinstance(m, PackedDropout) for m in lm.modules())
+    frozen = {p.dtype for n, p in lm.named_parameters() if "base_layer" in n}
+    trained = {p.dtype for p in lm.parameters() if p.requires_grad}
+    others = {p.dtype for n, p in lm.named_parameters() if "base_layer" not in n and not p.requires_grad}
+    assert frozen == {torch.bfloat16 if dtype == "bfloat16" else torch.float32}
+    assert trained == {torch.float32} and others == {torch.float32}  # adapters, norms, embeddings, head

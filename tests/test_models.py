@@ -157,3 +157,20 @@ def test_shared_prefix_scoring_equals_plain_scoring(tiny_llama, packed):
     for a, b in zip(plain.loglikelihood(chats, labels), cached.loglikelihood(chats, labels)):
         assert a.tokens == b.tokens and a.tokens_in == b.tokens_in
         assert a.logprob == pytest.approx(b.logprob, abs=1e-4)
+
+
+def test_prefix_cache_follows_the_prompts_across_calls(tiny_llama):
+    """The backend keeps the last shared prefix's keys/values for the next call: a call with another
+    prefix must recompute it, and vocabulary chunks of any size give the same log-probs."""
+    model, tok = tiny_llama
+    plain = TransformersBackend(model, tok, BackendInfo(name="tiny"), reuse_prefix=False, packed=False)
+    cached = TransformersBackend(model, tok, BackendInfo(name="tiny"), packed=True)
+    cached.min_prefix, cached.logprob_chunk = 4, 3
+    def chats(instruction):
+        return [[{"role": "user", "content": instruction + "\n\n" + x}] for x in ("great film", "dull and long")]
+    labels = ["positive", "the answer is negative"]
+    for instruction in ("classify the sentiment " * 4, "is this review positive " * 4, "classify the sentiment " * 4):
+        want = [s.logprob for s in plain.loglikelihood(chats(instruction), labels)]
+        got = [s.logprob for s in cached.loglikelihood(chats(instruction), labels)]
+        assert cached._prefix_memo is not None and len(cached._prefix_memo[0]) >= 4
+        assert got == pytest.approx(want, abs=1e-4)

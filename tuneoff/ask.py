@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .models import GenerationConfig, ModelSpec, load_backend
+from .models import GenerationConfig, ModelSpec, engine_of, load_backend
 from .models.base import Completion
 from .store import Store
 
@@ -37,9 +37,10 @@ def ask(prompt: str, spec: ModelSpec, store: Store, system: str | None = None, d
     messages.append({"role": "user", "content": prompt})
     backend = backend or load_backend(spec)
     run_id = store.start_run("ask", model=spec.name, spec={"system": system, "demos": str(demos_file or "")})
-    completion = backend.generate([messages], config)[0]
+    one = getattr(backend, "generate_one", None)  # a single request: the backend's lowest-latency engine
+    completion = one(messages, config) if one else backend.generate([messages], config)[0]
     params = {"max_new_tokens": config.max_new_tokens, "temperature": config.temperature, "seed": config.seed,
-              "stop": list(config.stop), "dtype": backend.info.dtype}
+              "stop": list(config.stop), "dtype": backend.info.dtype, "engine": engine_of(backend)}
     call_id = store.add_call(run_id=run_id, model=spec.name, prompt=backend.render(messages), params=params,
                              output=completion.text, tokens_in=completion.tokens_in,
                              tokens_out=completion.tokens_out, latency_s=completion.seconds,

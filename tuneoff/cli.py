@@ -55,13 +55,15 @@ def ask(
     temperature: Annotated[float, typer.Option(help="0 = greedy; above 0 samples.")] = 0.0,
     seed: Annotated[Optional[int], typer.Option(help="Sampling seed.")] = None,
     dtype: DtypeOpt = "float32",
+    engine: Annotated[str, typer.Option(help="auto (llama.cpp for GGUF models when installed), transformers, "
+                                             "or llamacpp.")] = "auto",
     store: StoreOpt = None,
 ) -> None:
     """Ask one prompt to a model; the call is kept in the run store."""
     from .ask import ask as run_ask
     from .models import GenerationConfig, ModelSpec, load_backend
 
-    spec = ModelSpec(model, dtype=dtype)
+    spec = ModelSpec(model, dtype=dtype, engine=engine)
     db = _store(store)
     with err_console.status(f"loading {model} (a first load dequantises the GGUF: ~20 s)"):
         backend = load_backend(spec)
@@ -70,8 +72,10 @@ def ask(
         result = run_ask(prompt, spec, db, system=system, demos_file=demos, config=config, backend=backend)
     c = result.completion
     console.print(c.text)
-    err_console.print(f"[dim]run {result.run_id}: {c.tokens_in} tokens in, {c.tokens_out} out, {c.seconds:.2f} s, "
-                      f"stored in {db.path}[/dim]")
+    from .models import engine_of
+
+    err_console.print(f"[dim]run {result.run_id}: {c.tokens_in} tokens in, {c.tokens_out} out, {c.seconds:.2f} s "
+                      f"({engine_of(backend)}), stored in {db.path}[/dim]")
 
 
 def runs(

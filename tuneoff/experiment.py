@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .costs import PriceTable
-from .errors import TuneoffError
+from .errors import TuneoffError, did_you_mean
 from .recommend import Constraints
 from .specs import from_dict, located, read_yaml
 from .task import TaskSpec
@@ -104,6 +104,10 @@ class Experiment:
     model: str = "embedded:smollm2-135m-instruct"
     dtype: str = "float32"
     """float32, bfloat16 or auto, for every arm's evaluation."""
+    engine: str = "transformers"
+    """Generation engine of the base model's generated arms: `transformers` (batched, measured faster
+    for evaluation) or `llamacpp` (GGUF models only; see `tuneoff.models.llamacpp`). Scoring and
+    fine-tuned models always run in transformers."""
     batch_size: int = 16
     curves: CurveSpec | None = None
     consistency: ConsistencySpec | None = None
@@ -120,6 +124,12 @@ class Experiment:
                                hint=f"this tuneoff reads versions {SUPPORTED_VERSIONS}")
         if not self.arms:
             raise TuneoffError("an experiment needs at least one arm", field="arms")
+        from .models.llamacpp import ENGINES
+        from .models.local import DTYPES
+        if self.dtype not in (*DTYPES, "auto"):
+            raise TuneoffError(f"unknown dtype '{self.dtype}'", field="dtype", hint=did_you_mean(self.dtype, [*DTYPES, "auto"]))
+        if self.engine not in ENGINES[1:]:
+            raise TuneoffError(f"unknown engine '{self.engine}'", field="engine", hint="transformers or llamacpp")
         names = [a.name for a in self.arms]
         for i, arm in enumerate(self.arms):
             if names.count(arm.name) > 1:

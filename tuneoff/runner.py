@@ -48,7 +48,9 @@ class RunContext:
     def backend(self, spec: str):
         if spec not in self.backends:
             with self.phase(f"load {Path(spec).name if '/' in spec else spec}"):
-                self.backends[spec] = load_backend(ModelSpec(spec, dtype=self.exp.dtype,
+                # a fine-tune is a transformers directory: only the base model can be a GGUF
+                engine = self.exp.engine if spec == self.exp.model else "transformers"
+                self.backends[spec] = load_backend(ModelSpec(spec, dtype=self.exp.dtype, engine=engine,
                                                              batch_size=self.exp.batch_size))
         return self.backends[spec]
 

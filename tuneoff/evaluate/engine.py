@@ -57,8 +57,11 @@ class EvalResult:
 
 
 def model_id(backend: Backend) -> str:
-    """The model as the cache knows it: a spec in another precision gives other answers."""
-    return f"{backend.info.name}|{backend.info.dtype}"
+    """The model as the cache knows it: a spec in another precision, or another engine, gives other answers."""
+    from ..models import engine_of
+
+    engine = engine_of(backend, batched=True)
+    return f"{backend.info.name}|{backend.info.dtype}" + ("|llamacpp" if engine == "llamacpp" else "")
 
 
 def _digest(examples: Sequence[Example]) -> str:

@@ -27,6 +27,7 @@ from .methods import count_params, estimate_flops, prepare_model
 from .outputs import base_spec, is_finished, write_model
 from .record import ProgressBar, TrainStats, make_stats, peak_memory_mb, store_hook, store_stats
 from .spec import FinetuneArm
+from .speed import speed_up
 
 CHECKPOINTS = "checkpoints"
 
@@ -113,7 +114,9 @@ def _load_base(model: str, arm: FinetuneArm):
     # fp32 master weights whatever arm.dtype says: bf16 is an autocast choice, not a storage one
     lm, tokenizer, info = load_model(ModelSpec(model, dtype="float32"))
     torch.manual_seed(arm.seed)
-    return prepare_model(lm, arm), tokenizer, torch.device(info.device)
+    lm = prepare_model(lm, arm)
+    speed_up(lm, arm)
+    return lm, tokenizer, torch.device(info.device)
 
 
 def _pad_id(tokenizer) -> int:

@@ -35,10 +35,16 @@ class ModelSpec:
     """`cpu` or `cuda`; default: CUDA when present."""
     batch_size: int = 16
     """Requests per forward pass in generation and scoring."""
+    engine: str = "auto"
+    """Generation engine: `transformers`, `llamacpp` (GGUF models, needs the llamacpp extra), or `auto`:
+    llama.cpp for single requests when it is installed and the model is a GGUF, transformers otherwise."""
 
     def __post_init__(self):
         if not self.name:
             raise TuneoffError("a model spec cannot be empty", field="model")
+        from .llamacpp import ENGINES
+        if self.engine not in ENGINES:
+            raise TuneoffError(f"unknown engine '{self.engine}'", field="engine", hint=f"one of: {', '.join(ENGINES)}")
         if self.batch_size < 1:
             raise TuneoffError("must be >= 1", field="batch_size")
 
@@ -121,4 +127,33 @@ def load_backend(spec: ModelSpec | str) -> Backend:
 
     spec = ModelSpec(spec) if isinstance(spec, str) else spec
     model, tokenizer, info = load_model(spec)
-    return TransformersBackend(model, tokenizer, info, batch_size=spec.batch_size)
+    backend = TransformersBackend(model, tokenizer, info, batch_size=spec.batch_size)
+    backend.generator, backend.generator_policy = _generator(spec, info.device)
+    return backend
+
+
+def engine_of(backend, batched: bool = False) -> str:
+    """The engine that serves a backend's generation: `llamacpp` or `transformers`."""
+    policy = getattr(backend, "generator_policy", "never")
+    if getattr(backend, "generator", None) is None or policy == "never" or (batched and policy != "always"):
+        return "transformers"
+    return "llamacpp"
+
+
+def _generator(spec: ModelSpec, device: str):
+    """(llama.cpp generator or None, policy) for a spec: see `tuneoff.models.llamacpp`."""
+    from . import llamacpp
+
+    if spec.engine == "transformers" or device != "cpu":
+        return None, "never"
+    gguf = llamacpp.gguf_of(spec.name)
+    if spec.engine == "llamacpp":
+        if gguf is None:
+            raise TuneoffError(f"the llama.cpp engine needs a GGUF model, and '{spec.name}' is not one",
+                               field="engine", hint="use engine: transformers (or auto) for this model")
+        import torch
+        return llamacpp.LlamaCppGenerator(gguf, torch.get_num_threads()), "always"
+    if gguf is None or not llamacpp.installed():
+        return None, "never"
+    import torch
+    return llamacpp.LlamaCppGenerator(gguf, torch.get_num_threads()), "single"

@@ -58,6 +58,8 @@ class TransformersBackend:
     """Shortest shared prompt prefix worth caching for scoring (tokens)."""
     score_tokens_per_batch = 4096
     """Scoring batches hold at least `batch_size` rows, more when rows are short."""
+    logprob_chunk = 512
+    """Positions projected to the vocabulary at a time when scoring (bounds the logits' memory)."""
 
     def __init__(self, model, tokenizer, info: BackendInfo, batch_size: int = 16, use_chat_template: bool = True,
                  reuse_prefix: bool = True, packed: bool | None = None):
@@ -72,6 +74,11 @@ class TransformersBackend:
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         self.device = next(model.parameters()).device
+        self._prefix_memo: tuple[tuple[int, ...], object] | None = None
+        self.generator = None
+        """An optional llama.cpp engine for generation (`tuneoff.models.llamacpp`)."""
+        self.generator_policy = "never"
+        """When it serves: `always` (every generation), `single` (`generate_one`: interactive requests), `never`."""
 
     # -- text ---------------------------------------------------------------------------------
     def render(self, messages: Chat, add_generation_prompt: bool = True) -> str:
@@ -91,6 +98,8 @@ class TransformersBackend:
     # -- generation ---------------------------------------------------------------------------
     def generate(self, chats: Sequence[Chat], config: GenerationConfig) -> list[Completion]:
         encoded = [self.encode(self.render(c)) for c in chats]
+        if self.generator is not None and self.generator_policy == "always":
+            return self.generator.generate(encoded, config)
         # length bucketing: neighbours in a batch have similar lengths, so little padding
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
         out: list[Completion | None] = [None] * len(encoded)
@@ -99,6 +108,14 @@ class TransformersBackend:
             for i, c in zip(idx, self._generate_batch([encoded[i] for i in idx], config)):
                 out[i] = c
         return out  # type: ignore[return-value]
+
+    def generate_one(self, chat: Chat, config: GenerationConfig) -> Completion:
+        """One interactive request, where latency is what counts: llama.cpp when it is attached
+        (7x faster than transformers at batch 1 on CPU), else a batch of one. An evaluation always
+        goes through `generate`, so its outputs never depend on how its items were chunked."""
+        if self.generator is not None and self.generator_policy != "never":
+            return self.generator.generate([self.encode(self.render(chat))], config)[0]
+        return self.generate([chat], config)[0]
 
     def _generate_batch(self, batch: list[list[int]], config: GenerationConfig) -> list[Completion]:
         pad = self.tokenizer.pad_token_id
@@ -159,9 +176,14 @@ class TransformersBackend:
         return batches
 
     def _prefix_cache(self, prefix: list[int]):
-        ids = torch.tensor([prefix], device=self.device)
-        with torch.inference_mode():
-            return self.model(input_ids=ids, use_cache=True).past_key_values
+        # an evaluation sends its items in chunks that all open with the same prefix (the same
+        # instruction and fixed demos): the last prefix's keys/values are kept for the next chunk
+        key = tuple(prefix)
+        if self._prefix_memo is None or self._prefix_memo[0] != key:
+            ids = torch.tensor([prefix], device=self.device)
+            with torch.inference_mode():
+                self._prefix_memo = (key, self.model(input_ids=ids, use_cache=True).past_key_values)
+        return self._prefix_memo[1]
 
     def _expanded(self, prefix_cache, rows: int):
         cache = copy.deepcopy(prefix_cache)
@@ -234,15 +256,28 @@ class TransformersBackend:
             # project to the vocabulary only at the positions that predict a continuation token
             where = [(r, q) for r, row in enumerate(rows) for q in row.predictors]
             picked = hidden[[r for r, _ in where], [q for _, q in where]]
-            logprobs = torch.log_softmax(self._logits(picked).float(), dim=-1)
+            targets = torch.tensor([t for row in rows for cont in row.continuations for t in cont],
+                                   dtype=torch.long, device=picked.device)
+            logprobs = self._target_logprobs(picked, targets).tolist()
         seconds = time.perf_counter() - start
         k = 0
         for (suffix, members), row in zip(batch, rows):
             for i, cont in zip(members, row.continuations):
                 n = len(cont)
-                total = logprobs[range(k, k + n), cont].sum().item() if n else 0.0
+                total = sum(logprobs[k:k + n])
                 k += n
                 yield i, Score(logprob=total, tokens=n, tokens_in=shared + len(suffix), seconds=seconds)
+
+    def _target_logprobs(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """log p(target | position) for each row of `hidden`: the target's logit minus the logsumexp
+        over the vocabulary, a chunk of positions at a time. A full log-softmax would hold
+        positions x vocabulary fp32 values twice (77 labels x 6 tokens x 49k: ~180 MB per prompt)."""
+        out, chunk = torch.empty(len(targets), dtype=torch.float32, device=hidden.device), self.logprob_chunk
+        for start in range(0, len(targets), chunk):
+            logits = self._logits(hidden[start:start + chunk]).float()
+            t = targets[start:start + chunk, None]
+            out[start:start + chunk] = (logits.gather(-1, t) - torch.logsumexp(logits, -1, keepdim=True))[:, 0]
+        return out
 
     def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
         logits = self.model.get_output_embeddings()(hidden)

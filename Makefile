@@ -1,0 +1,26 @@
+# make bench — every benchmark, one after another (never two at once: they share 2 cores).
+# Needs: bash scripts/setup.sh (TRL baseline included) and, for bench-decode, make bench-setup
+# (llama-cpp-python compiles llama.cpp: several minutes on 2 cores).
+PY ?= .venv/bin/python
+
+.PHONY: bench bench-setup bench-eval bench-train bench-decode bench-demo test
+
+bench: bench-eval bench-train bench-decode bench-demo
+
+bench-setup:
+	$(PY) -m pip install -c constraints.txt -e ".[bench,llamacpp]"
+
+bench-eval:
+	$(PY) bench/eval_throughput.py
+
+bench-train:
+	$(PY) bench/train_throughput.py
+
+bench-decode:
+	$(PY) bench/decode.py
+
+bench-demo:
+	$(PY) bench/demo_phases.py
+
+test:
+	$(PY) -m pytest -q
