@@ -79,7 +79,9 @@ def test_run_writes_a_report_whose_numbers_match_the_store(experiment):
     assert by_name["lora"]["trainable_parameters"] < by_name["lora"]["total_parameters"]
     assert by_name["zero-shot"]["trainable_parameters"] == 0
     assert by_name["zero-shot"]["agreement"] is not None
-    assert set(by_name["lora"]["flexibility"]) == {"task", "score", "base_score", "drop"}
+    assert set(by_name["lora"]["flexibility"]) == {"task", "score", "base_score", "drop", "weights_of"}
+    # the combined arm runs on lora's weights: their flexibility is lora's, said to be so
+    assert by_name["lora+few"]["flexibility"] == {**by_name["lora"]["flexibility"], "weights_of": "lora"}
     curves = {c["axis"]: [p[0] for p in c["points"]] for c in report["curves"]}
     assert curves == {"shots": [0, 1], "n_train": [8, 16]}
 

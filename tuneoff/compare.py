@@ -185,7 +185,8 @@ def head_to_head(arms: Sequence[ArmSummary], prices: PriceTable) -> list[tuple[s
     row("Time to first result", lambda a: f"{a.setup_seconds + a.eval_seconds:.0f} s")
     row("Flexibility", lambda a: (
         f"{a.flexibility['task']}: {a.flexibility['score']:.3f} vs base {a.flexibility['base_score']:.3f} "
-        f"(drop {a.flexibility['drop']:+.3f})" if a.flexibility else
+        f"(drop {a.flexibility['drop']:+.3f})"
+        + (f", {a.flexibility['weights_of']}'s weights" if a.flexibility.get("weights_of") else "") if a.flexibility else
         ("same weights serve any task (prompt swap)" if not a.weights_changed else "not measured")))
     return rows
 

@@ -108,14 +108,18 @@ def _add_consistency(store: Store, s: ArmSummary, entry: ArmEntry, by_role: dict
 
 
 def _add_flexibility(store: Store, s: ArmSummary, entry: ArmEntry, by_role: dict) -> None:
-    link = by_role.get("flexibility", {}).get(entry.name)
+    flex = by_role.get("flexibility", {})
+    # a combined arm runs on its fine-tune's weights: what those weights still serve is measured once
+    link, via = flex.get(entry.name), None
+    if not link and entry.finetuned:
+        link, via = flex.get(entry.finetuned), entry.finetuned
     base = by_role.get("flexibility_base", {}).get("base")
     if link and base:
         tuned, ref = store.run(link[-1]["run_id"]), store.run(base[-1]["run_id"])
         metric = json.loads(ref["summary_json"]).get("main", {})
         score = json.loads(tuned["summary_json"]).get("main", {}).get("value")
         s.flexibility = {"task": ref["task"], "score": score, "base_score": metric.get("value"),
-                         "drop": (metric.get("value") or 0.0) - (score or 0.0)}
+                         "drop": (metric.get("value") or 0.0) - (score or 0.0), "weights_of": via}
 
 
 def curves_from_links(store: Store, exp: Experiment, curve_links: dict) -> list[Curve]:

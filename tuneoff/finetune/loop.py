@@ -107,7 +107,7 @@ def loss_sum(model, batch: dict[str, torch.Tensor], amp) -> torch.Tensor:
 
 
 def autocast(arm: FinetuneArm, device: torch.device):
-    if arm.dtype == "bfloat16":
+    if arm.bf16(device.type):
         # master weights and optimizer stay fp32; matmuls run in bf16
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return nullcontext()

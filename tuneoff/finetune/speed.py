@@ -51,7 +51,7 @@ def speed_up(model, arm: FinetuneArm) -> None:
             for key, drop in drops.items():
                 if isinstance(drop, nn.Dropout):
                     drops[key] = PackedDropout(drop.p)
-    if arm.dtype == "bfloat16":
+    if arm.bf16(next(model.parameters()).device.type):
         head = model.get_output_embeddings()
         for module in model.modules():
             if isinstance(module, nn.Linear) and module is not head and not module.weight.requires_grad:

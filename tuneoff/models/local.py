@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import time
 from dataclasses import dataclass
 from typing import Sequence
@@ -29,6 +30,7 @@ def resolve_dtype(name: str, device: str) -> torch.dtype:
     return DTYPES[name]
 
 
+@functools.lru_cache(maxsize=1)
 def _cpu_has_bf16() -> bool:
     try:
         flags = open("/proc/cpuinfo").read()
