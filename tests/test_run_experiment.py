@@ -103,6 +103,20 @@ def test_rerun_reuses_the_store_and_the_trained_models(experiment):
     assert store.db.execute("SELECT COUNT(*) FROM runs WHERE kind='finetune'").fetchone()[0] == 2  # lora@8, lora@16
 
 
+def test_a_smaller_test_split_reuses_the_trained_models(experiment, tmp_path):
+    """The fine-tunes depend on the training data, the arm and the prompt format, not on how many
+    test items are scored: shrinking the test split must not retrain."""
+    path, db, _ = experiment
+    spec = yaml.safe_load(path.read_text())
+    spec["task"]["n_test"] = 10
+    smaller = path.parent / "smaller.yaml"
+    smaller.write_text(yaml.safe_dump(spec))
+    result = CliRunner().invoke(build_app(), ["run", str(smaller), "--store", str(db)], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "reusing the trained model" in result.output and ": train" not in result.output
+    assert Store(db).db.execute("SELECT COUNT(*) FROM runs WHERE kind='finetune'").fetchone()[0] == 2
+
+
 def test_report_rerenders_from_the_store_alone(experiment, tmp_path):
     path, db, _ = experiment
     first = json.loads((path.parent / "out" / "report.json").read_text())

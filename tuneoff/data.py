@@ -472,3 +472,11 @@ def load_dataset(path: str | Path, mapping: ColumnMapping | None = None, labels:
     if result.errors:
         raise DataError(result.errors)
     return result.examples
+
+
+def digest(examples: Sequence[Example]) -> str:
+    """A hash of examples' ids, inputs and targets, in order: "same data" for caches and model reuse."""
+    import hashlib
+
+    blob = "\x1e".join(f"{ex.id}\x1f{ex.input}\x1f{ex.target}" for ex in examples)
+    return hashlib.sha256(blob.encode()).hexdigest()

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .data import digest
 from .experiment import ArmEntry, Experiment, build_finetune_arm, build_prompt_arm
 from .models import ModelSpec, load_backend
 from .specs import to_dict
@@ -89,8 +90,12 @@ def model_of(ctx: RunContext, entry: ArmEntry) -> str:
 
 
 def output_dir(ctx: RunContext, entry: ArmEntry, arm) -> Path:
-    """One directory per (arm spec, base model, task spec): a changed spec never reuses a stale model."""
-    key = json.dumps({"arm": to_dict(arm), "model": entry.model or ctx.exp.model, "task": to_dict(ctx.exp.task)},
+    """One directory per (arm spec, base model, training data, prompt format): a change to any of them
+    never reuses a stale model, and a change to anything else (test size, other arms) reuses it."""
+    prompt = build_prompt_arm(entry, ctx.exp)
+    key = json.dumps({"arm": to_dict(arm), "model": entry.model or ctx.exp.model, "prompt": prompt.to_dict(),
+                      "instruction": ctx.exp.task.instruction, "labels": list(ctx.data.labels or ()),
+                      "train": digest(ctx.data.train), "dev": digest(ctx.data.dev)},
                      sort_keys=True, default=str)
     return ctx.exp.output_dir() / "models" / f"{arm.name}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
 

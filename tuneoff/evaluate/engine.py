@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
-from ..data import Example
+from ..data import Example, digest
 from ..errors import TuneoffError
 from ..metrics import MetricValue, get_metric
 from ..models.base import Backend, GenerationConfig
@@ -64,16 +64,11 @@ def model_id(backend: Backend) -> str:
     return f"{backend.info.name}|{backend.info.dtype}" + ("|llamacpp" if engine == "llamacpp" else "")
 
 
-def _digest(examples: Sequence[Example]) -> str:
-    blob = "\x1e".join(f"{ex.id}\x1f{ex.input}\x1f{ex.target}" for ex in examples)
-    return hashlib.sha256(blob.encode()).hexdigest()
-
-
 def run_fingerprint(backend: Backend, arm: PromptArm, examples: Sequence[Example], ctx: TaskContext,
                     split: str, kind: str = "eval") -> str:
     """Same fingerprint = same run: the model, the arm, the items, and what of the task shapes prompts."""
-    blob = json.dumps({"model": model_id(backend), "arm": arm.to_dict(), "items": _digest(examples),
-                       "pool": _digest(ctx.pool), "labels": ctx.labels, "metric": ctx.metric,
+    blob = json.dumps({"model": model_id(backend), "arm": arm.to_dict(), "items": digest(examples),
+                       "pool": digest(ctx.pool), "labels": ctx.labels, "metric": ctx.metric,
                        "instruction": ctx.instruction, "split": split, "kind": kind}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 
