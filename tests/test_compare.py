@@ -131,3 +131,19 @@ def test_insignificant_gap_prefers_the_cheaper_arm():
     assert v.arm == "lora"  # better and cheaper at this volume
     v = recommend([a, b], Constraints(monthly_requests=10), PriceTable(training_per_hour=10_000))
     assert v.arm == "few-shot" and not v.test.significant  # training cost dominates at low volume
+
+
+def test_break_even_is_never_for_a_significantly_worse_fine_tune():
+    """Break-even means cheaper at equal or better quality: a cheaper but clearly worse fine-tune has none
+    (its cost-only volume is kept for the chart); an insignificant gap counts as equal quality."""
+    from tuneoff.compare import build_comparison
+    from tuneoff.recommend import Constraints
+
+    prompt = arm("few-shot", "prompt", [1] * 90 + [0] * 10, tokens_in=600, spr=0.3)
+    worse = arm("lora", "finetune", [1] * 40 + [0] * 60, tokens_in=60, spr=0.05, setup=10)
+    be = build_comparison("x", "t", "m", [prompt, worse], PriceTable(), Constraints()).break_even
+    assert be["volume"] is None and be["reason"].startswith("never at equal quality: lora scores 0.400 vs 0.900")
+    assert be["cost_only_volume"] is not None and be["cost_only_volume"] > 0
+    level = arm("lora", "finetune", [1] * 89 + [0] * 11, tokens_in=60, spr=0.05, setup=10)
+    be = build_comparison("x", "t", "m", [prompt, level], PriceTable(), Constraints()).break_even
+    assert be["volume"] == be["cost_only_volume"] is not None

@@ -259,7 +259,15 @@ def build_comparison(name: str, task: str, model: str, arms: list[ArmSummary], p
         b = break_even(prompt.cost(), tuned.cost(), prices)
         top = max(constraints.monthly_requests * 10, (b.volume or 0) * 2, 1000)
         volumes = [top * i / 20 for i in range(21)]
-        be = {"prompt": prompt.name, "tuned": tuned.name, "volume": b.volume, "reason": b.reason,
+        volume, reason = b.volume, b.reason
+        if tuned.metric < prompt.metric and (test is None or test.significant):
+            # break-even is "cheaper at equal or better quality": a significantly worse arm never is
+            volume, reason = None, (f"never at equal quality: {tuned.name} scores {tuned.metric:.3f} vs "
+                                    f"{prompt.metric:.3f}{' (significant)' if test else ''}; on cost alone: "
+                                    + (f"{b.volume:,.0f} requests/month, " if b.volume is not None else "")
+                                    + b.reason)
+        be = {"prompt": prompt.name, "tuned": tuned.name, "volume": volume, "reason": reason,
+              "cost_only_volume": b.volume,
               "volumes": volumes, "costs": {a.name: cost_curve(a.cost(), prices, volumes) for a in (prompt, tuned)}}
     confusion = {a.name: confusion_matrix(a) for a in (prompt, tuned) if a and a.labels}
     return Comparison(name, task, model, arms[0].metric_name if arms else "", list(arms), head_to_head(arms, prices),
