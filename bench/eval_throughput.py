@@ -18,17 +18,14 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import body_params, machine, matmul_peak, timed  # noqa: E402
+from common import body_params, machine, matmul_peak, sst2_items, timed  # noqa: E402
 
-from tuneoff.data import ColumnMapping, load_dataset  # noqa: E402
 from tuneoff.evaluate import evaluate  # noqa: E402
 from tuneoff.models import ModelSpec, load_backend  # noqa: E402
-from tuneoff.models.base import GenerationConfig  # noqa: E402
 from tuneoff.prompting import PromptArm, TaskContext, prepare  # noqa: E402
 from tuneoff.prompting.answers import parse_reply  # noqa: E402
 from tuneoff.store import Store  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 LABELS = ("negative", "positive")
 INSTRUCTION = "Is the sentiment of this movie review positive or negative?"
 
@@ -80,11 +77,9 @@ def main() -> None:
     print(machine())
     peak = {d: matmul_peak(getattr(torch, d)) for d in ("float32", "bfloat16")}
     print(f"matmul peak 2048^2: fp32 {peak['float32']:.0f} GFLOP/s, bf16 {peak['bfloat16']:.0f} GFLOP/s")
-    dev = load_dataset(ROOT / "examples/data/sst2/dev.tsv", ColumnMapping("content", "label",
-                                                                         {"0": "negative", "1": "positive"}))
+    dev = sst2_items("dev")
     items, warmup = dev[:args.items], dev[-32:]
-    pool = load_dataset(ROOT / "examples/data/sst2/train.tsv", ColumnMapping("sentence", "label",
-                                                                            {"0": "negative", "1": "positive"}))
+    pool = sst2_items("train")
     ctx = TaskContext(name="sst2", labels=LABELS, instruction=INSTRUCTION, pool=tuple(pool))
     baseline = load_backend(ModelSpec("embedded:smollm2-135m-instruct", dtype="float32", engine="transformers"))
     backend = load_backend(ModelSpec("embedded:smollm2-135m-instruct", dtype=args.dtype, engine="transformers"))

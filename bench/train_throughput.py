@@ -58,7 +58,7 @@ def run_trl(examples, formatter, args, out: Path) -> dict:
     settings = (f"bf16={config.bf16}, gradient_checkpointing={config.gradient_checkpointing}, "
                 f"padding_free={config.padding_free}, packing={config.packing}")
     return {"tokens": tokens, "seconds": seconds, "tok/s": tokens / seconds, "mean loss": result.training_loss,
-            "model": trainer.model, "settings": settings}
+            "model": trainer.model, "settings": settings, "dtype": "bfloat16" if config.bf16 else "float32"}
 
 
 def run_tuneoff(examples, formatter, args, out: Path) -> dict:
@@ -72,7 +72,8 @@ def run_tuneoff(examples, formatter, args, out: Path) -> dict:
     losses = [e["loss"] for e in store.training_events(result.run_id, kind="train")]
     model, _, _ = load_model(ModelSpec(str(out), dtype="float32"))
     return {"tokens": result.stats.tokens, "seconds": result.stats.seconds, "tok/s": result.stats.tokens_per_second,
-            "mean loss": sum(losses) / len(losses), "model": model, "settings": f"dtype={args.dtype}"}
+            "mean loss": sum(losses) / len(losses), "model": model, "settings": f"dtype={args.dtype}",
+            "dtype": "bfloat16" if arm.bf16() else "float32"}
 
 
 def train_set_loss(model, tokenizer, examples, formatter) -> float:
@@ -100,7 +101,7 @@ def main() -> None:
     params = body_params(rows["tuneoff"]["model"])
     for name, row in rows.items():
         row["train-set loss"] = train_set_loss(row["model"], tokenizer, examples, formatter)
-        dtype = "bfloat16" if "bf16=True" in row["settings"] or "bfloat16" in row["settings"] else "float32"
+        dtype = row["dtype"]
         row["peak"] = 4 * params * row["tok/s"] / 1e9 / peak[dtype]
         print(f"{name:16s} {row['tokens']:6d} tokens in {row['seconds']:6.1f} s = {row['tok/s']:6.1f} tok/s   "
               f"mean step loss {row['mean loss']:.4f}   train-set loss after {row['train-set loss']:.4f}   "

@@ -61,7 +61,7 @@ def ask(
 ) -> None:
     """Ask one prompt to a model; the call is kept in the run store."""
     from .ask import ask as run_ask
-    from .models import GenerationConfig, ModelSpec, load_backend
+    from .models import GenerationConfig, ModelSpec, engine_of, load_backend
 
     spec = ModelSpec(model, dtype=dtype, engine=engine)
     db = _store(store)
@@ -72,8 +72,6 @@ def ask(
         result = run_ask(prompt, spec, db, system=system, demos_file=demos, config=config, backend=backend)
     c = result.completion
     console.print(c.text)
-    from .models import engine_of
-
     err_console.print(f"[dim]run {result.run_id}: {c.tokens_in} tokens in, {c.tokens_out} out, {c.seconds:.2f} s "
                       f"({engine_of(backend)}), stored in {db.path}[/dim]")
 

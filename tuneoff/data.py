@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import hashlib
 import io
 import json
 import re
@@ -476,7 +477,5 @@ def load_dataset(path: str | Path, mapping: ColumnMapping | None = None, labels:
 
 def digest(examples: Sequence[Example]) -> str:
     """A hash of examples' ids, inputs and targets, in order: "same data" for caches and model reuse."""
-    import hashlib
-
     blob = "\x1e".join(f"{ex.id}\x1f{ex.input}\x1f{ex.target}" for ex in examples)
     return hashlib.sha256(blob.encode()).hexdigest()

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .costs import PriceTable
-from .errors import TuneoffError, did_you_mean
+from .errors import TuneoffError
 from .recommend import Constraints
 from .specs import from_dict, located, read_yaml
 from .task import TaskSpec
@@ -125,9 +125,8 @@ class Experiment:
         if not self.arms:
             raise TuneoffError("an experiment needs at least one arm", field="arms")
         from .models.llamacpp import ENGINES
-        from .models.local import DTYPES
-        if self.dtype not in (*DTYPES, "auto"):
-            raise TuneoffError(f"unknown dtype '{self.dtype}'", field="dtype", hint=did_you_mean(self.dtype, [*DTYPES, "auto"]))
+        from .models.local import resolve_dtype
+        resolve_dtype(self.dtype, "cpu")  # raises the named-field error for an unknown dtype
         if self.engine not in ENGINES[1:]:
             raise TuneoffError(f"unknown engine '{self.engine}'", field="engine", hint="transformers or llamacpp")
         names = [a.name for a in self.arms]

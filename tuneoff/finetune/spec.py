@@ -105,15 +105,6 @@ class FinetuneArm:
     dtype: Literal["float32", "bfloat16", "auto"] = "float32"
     """Compute precision: `bfloat16` autocasts matmuls while master weights and optimizer stay fp32;
     `auto`: bfloat16 where the hardware does it natively (AVX512_BF16/AMX CPUs, bf16 GPUs)."""
-
-    def bf16(self, device: str = "cpu") -> bool:
-        """Whether this arm's matmuls run in bf16 on `device`."""
-        if self.dtype == "auto":
-            import torch
-
-            from ..models.local import resolve_dtype
-            return resolve_dtype("auto", device) == torch.bfloat16
-        return self.dtype == "bfloat16"
     n_train: int | None = None
     """Seeded, stratified subsample of the training split (None: all of it)."""
     seed: int = 0
@@ -130,6 +121,15 @@ class FinetuneArm:
     """Keep only the last K checkpoints."""
     keep_checkpoints: bool = False
     """Keep `checkpoints/` after a successful run (they hold optimizer state: ~3x the trained weights)."""
+
+    def bf16(self, device: str = "cpu") -> bool:
+        """Whether this arm's matmuls run in bf16 on `device`."""
+        if self.dtype == "auto":
+            import torch
+
+            from ..models.local import resolve_dtype
+            return resolve_dtype("auto", device) == torch.bfloat16
+        return self.dtype == "bfloat16"
 
     def __post_init__(self):
         self._check_positive()

@@ -134,8 +134,7 @@ def load_backend(spec: ModelSpec | str) -> Backend:
 
 def engine_of(backend, batched: bool = False) -> str:
     """The engine that serves a backend's generation: `llamacpp` or `transformers`."""
-    policy = getattr(backend, "generator_policy", "never")
-    if getattr(backend, "generator", None) is None or policy == "never" or (batched and policy != "always"):
+    if getattr(backend, "generator", None) is None or (batched and backend.generator_policy != "always"):
         return "transformers"
     return "llamacpp"
 
@@ -147,13 +146,12 @@ def _generator(spec: ModelSpec, device: str):
     if spec.engine == "transformers" or device != "cpu":
         return None, "never"
     gguf = llamacpp.gguf_of(spec.name)
-    if spec.engine == "llamacpp":
-        if gguf is None:
-            raise TuneoffError(f"the llama.cpp engine needs a GGUF model, and '{spec.name}' is not one",
-                               field="engine", hint="use engine: transformers (or auto) for this model")
-        import torch
-        return llamacpp.LlamaCppGenerator(gguf, torch.get_num_threads()), "always"
-    if gguf is None or not llamacpp.installed():
+    if spec.engine == "llamacpp" and gguf is None:
+        raise TuneoffError(f"the llama.cpp engine needs a GGUF model, and '{spec.name}' is not one",
+                           field="engine", hint="use engine: transformers (or auto) for this model")
+    if spec.engine == "auto" and (gguf is None or not llamacpp.installed()):
         return None, "never"
     import torch
-    return llamacpp.LlamaCppGenerator(gguf, torch.get_num_threads()), "single"
+
+    policy = "always" if spec.engine == "llamacpp" else "single"
+    return llamacpp.LlamaCppGenerator(gguf, torch.get_num_threads()), policy

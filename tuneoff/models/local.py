@@ -115,7 +115,7 @@ class TransformersBackend:
         """One interactive request, where latency is what counts: llama.cpp when it is attached
         (7x faster than transformers at batch 1 on CPU), else a batch of one. An evaluation always
         goes through `generate`, so its outputs never depend on how its items were chunked."""
-        if self.generator is not None and self.generator_policy != "never":
+        if self.generator is not None:
             return self.generator.generate([self.encode(self.render(chat))], config)[0]
         return self.generate([chat], config)[0]
 
