@@ -17,7 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from common import machine  # noqa: E402
 
-from tuneoff.experiment import load_experiment  # noqa: E402
+from tuneoff.config.experiment import load_experiment  # noqa: E402
 from tuneoff.models import resolve_dir  # noqa: E402
 from tuneoff.runner import run_experiment  # noqa: E402
 from tuneoff.store import Store  # noqa: E402

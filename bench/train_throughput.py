@@ -28,7 +28,7 @@ from tuneoff.finetune.collate import encode_all  # noqa: E402
 from tuneoff.finetune.loop import eval_loss  # noqa: E402
 from tuneoff.models import ModelSpec, load_model  # noqa: E402
 from tuneoff.store import Store  # noqa: E402
-from tuneoff.task import TaskData, TaskSpec  # noqa: E402
+from tuneoff.config.task import TaskData, TaskSpec  # noqa: E402
 
 MODEL = "embedded:smollm2-135m-instruct"
 INSTRUCTION = "Is the sentiment of this movie review positive or negative?"

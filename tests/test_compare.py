@@ -4,8 +4,10 @@ import numpy as np
 import pytest
 
 from tuneoff.compare import ArmSummary, crossover, head_to_head, label_bias, paired_test
-from tuneoff.costs import ArmCost, PriceTable, break_even, monthly, one_off, per_request
-from tuneoff.recommend import Constraints, recommend
+from tuneoff.compare.costs import ArmCost, monthly, one_off, payback, per_request
+from tuneoff.config.prices import PriceTable
+from tuneoff.compare import recommend
+from tuneoff.config.prices import Constraints
 
 IDS = [f"t:{i}" for i in range(100)]
 
@@ -69,14 +71,14 @@ def test_costs_hardware_and_api():
     assert monthly(c, p, 1000) == pytest.approx(0.1 / 12 + 0.5)
 
 
-def test_break_even_volume():
+def test_payback_volume():
     p = PriceTable(hardware_per_hour=3.6, horizon_months=1)
     prompt = ArmCost(tokens_in=800, tokens_out=1, seconds_per_request=0.3)
     tuned = ArmCost(tokens_in=60, tokens_out=1, seconds_per_request=0.1, finetuned=True, one_off_seconds=1000)
-    be = break_even(prompt, tuned, p)
+    be = payback(prompt, tuned, p)
     assert be.volume == pytest.approx(1.0 / 0.0002)  # $1 one-off / $0.0002 saved per request
     assert monthly(prompt, p, be.volume) == pytest.approx(monthly(tuned, p, be.volume))
-    assert break_even(tuned, prompt, p).volume is None
+    assert payback(tuned, prompt, p).volume is None
 
 
 def test_head_to_head_has_every_dimension():
@@ -137,13 +139,13 @@ def test_break_even_is_never_for_a_significantly_worse_fine_tune():
     """Break-even means cheaper at equal or better quality: a cheaper but clearly worse fine-tune has none
     (its cost-only volume is kept for the chart); an insignificant gap counts as equal quality."""
     from tuneoff.compare import build_comparison
-    from tuneoff.recommend import Constraints
+    from tuneoff.config.prices import Constraints
 
     prompt = arm("few-shot", "prompt", [1] * 90 + [0] * 10, tokens_in=600, spr=0.3)
     worse = arm("lora", "finetune", [1] * 40 + [0] * 60, tokens_in=60, spr=0.05, setup=10)
     be = build_comparison("x", "t", "m", [prompt, worse], PriceTable(), Constraints()).break_even
-    assert be["volume"] is None and be["reason"].startswith("never at equal quality: lora scores 0.400 vs 0.900")
-    assert be["cost_only_volume"] is not None and be["cost_only_volume"] > 0
+    assert be.volume is None and be.reason.startswith("never at equal quality: lora scores 0.400 vs 0.900")
+    assert be.cost_only_volume is not None and be.cost_only_volume > 0
     level = arm("lora", "finetune", [1] * 89 + [0] * 11, tokens_in=60, spr=0.05, setup=10)
     be = build_comparison("x", "t", "m", [prompt, level], PriceTable(), Constraints()).break_even
-    assert be["volume"] == be["cost_only_volume"] is not None
+    assert be.volume == be.cost_only_volume is not None

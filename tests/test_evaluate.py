@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tuneoff.consistency import agreement, consistency
+from tuneoff.evaluate.consistency import agreement, consistency
 from tuneoff.data import Example
 from tuneoff.errors import TuneoffError
 from tuneoff.evaluate import evaluate, run_eval
@@ -212,7 +212,7 @@ def test_consistency_agreement_and_spread():
 def test_run_eval_prints_a_table():
     from rich.console import Console
 
-    from tuneoff.task import TaskData, TaskSpec
+    from tuneoff.config.task import TaskData, TaskSpec
 
     data = TaskData(TaskSpec(name="sst", test="x.tsv", labels=list(LABELS)), train=sentiment(4), dev=[],
                     test=sentiment(), labels=list(LABELS))

@@ -5,10 +5,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tuneoff.experiment import load_experiment
+from tuneoff.config.experiment import load_experiment
 from tuneoff.prompting import PromptArm
-from tuneoff.specs import load_spec
-from tuneoff.task import TaskSpec, load_task
+from tuneoff.config.specs import load_spec
+from tuneoff.config.task import TaskSpec, load_task
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 SHIPPED = sorted(EXAMPLES.rglob("*.yaml"))

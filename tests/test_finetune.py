@@ -17,9 +17,9 @@ from tuneoff.finetune.collate import collate, encode_all, encode_example
 from tuneoff.finetune.loop import Loop, build_optimizer
 from tuneoff.finetune.methods import count_params, prepare_model
 from tuneoff.models import ModelSpec, load_model
-from tuneoff.specs import from_dict
+from tuneoff.config.specs import from_dict
 from tuneoff.store import Store
-from tuneoff.task import TaskData, TaskSpec
+from tuneoff.config.task import TaskData, TaskSpec
 
 REVIEWS = ["the movie was great", "a dull boring film", "wonderful acting", "what a waste of time",
            "great and wonderful", "boring", "the acting was great", "a waste", "wonderful film", "dull",

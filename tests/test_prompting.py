@@ -7,10 +7,10 @@ import pytest
 from tuneoff.data import Example
 from tuneoff.errors import TuneoffError
 from tuneoff.models.base import BackendInfo, Completion
-from tuneoff.prompting import OptimiseSpec, PromptArm, TaskContext, extract_answer, match_label, optimise, \
-    parse_reply, prepare
+from tuneoff.evaluate.optimise import optimise
+from tuneoff.prompting import OptimiseSpec, PromptArm, TaskContext, extract_answer, match_label, parse_reply, prepare
 from tuneoff.prompting.demos import Similar, Tfidf, first_k, make_selector, minilm_dir, random_k, stratified_k
-from tuneoff.specs import from_dict
+from tuneoff.config.specs import from_dict
 from tuneoff.store import Store
 
 EN_FR = [Example("The cat sleeps.", "Le chat dort.", id="p1"), Example("Good morning.", "Bonjour.", id="p2"),

@@ -7,8 +7,8 @@ import subprocess
 import pytest
 
 from tuneoff.compare import Curve, build_comparison
-from tuneoff.costs import PriceTable
-from tuneoff.recommend import Constraints
+from tuneoff.config.prices import PriceTable
+from tuneoff.config.prices import Constraints
 from tuneoff.report import write_report
 
 from test_compare import arm

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from tuneoff.cli import build_app
 from tuneoff.compare import paired_test
 from tuneoff.store import Store
-from tuneoff.summaries import comparison_from_store
+from tuneoff.compare.rebuild import comparison_from_store
 
 GOOD = Path(__file__).parent / "fixtures" / "good"
 

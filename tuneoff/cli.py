@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .errors import TuneoffError
+from .models.options import DEFAULT_MODEL
 
 console = Console()
 err_console = Console(stderr=True)
@@ -24,7 +25,6 @@ err_console = Console(stderr=True)
 StoreOpt = Annotated[Optional[Path], typer.Option("--store", help="Run store (SQLite); default TUNEOFF_HOME/runs.sqlite.")]
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Model spec: embedded:NAME, a model/adapter dir, or a .gguf.")]
 DtypeOpt = Annotated[str, typer.Option("--dtype", help="float32, bfloat16, or auto (bf16 where the CPU/GPU has it).")]
-DEFAULT_MODEL = "embedded:smollm2-135m-instruct"
 
 
 def _store(path: Path | None):
@@ -81,17 +81,18 @@ def runs(
     store: StoreOpt = None,
 ) -> None:
     """List stored runs, newest first."""
+    from .records import EvalSummary
+
     db = _store(store)
     table = Table(title=f"Runs in {db.path}")
     for col in ("id", "kind", "arm", "task", "split", "model", "status", "started", "seconds", "main metric"):
         table.add_column(col)
     for r in db.runs(limit):
         seconds = f"{r['finished_at'] - r['started_at']:.1f}" if r["finished_at"] else ""
-        main = db.db.execute("SELECT name, value FROM metrics WHERE run_id=? AND ci_low IS NOT NULL LIMIT 1",
-                             (r["id"],)).fetchone()
+        main = EvalSummary.from_json(r["summary_json"]).main_metric  # evaluations record their main metric
         table.add_row(str(r["id"]), r["kind"], r["arm"], r["task"], r["split"], r["model"], r["status"],
                       time.strftime("%Y-%m-%d %H:%M", time.localtime(r["started_at"])), seconds,
-                      f"{main['name']}={main['value']:.3f}" if main else "")
+                      f"{main.name}={main.value:.3f}" if main and main.value is not None else "")
     console.print(table)
 
 
@@ -114,7 +115,7 @@ def validate(
 
 def _arm_from(file: Path, arm: str):
     """(prompt/finetune arm source, experiment or None): an arm name inside an experiment file, or an arm YAML."""
-    from .experiment import load_experiment
+    from .config.experiment import load_experiment
 
     if Path(arm).suffix in (".yaml", ".yml") or Path(arm).is_file():
         return Path(arm), None
@@ -136,10 +137,10 @@ def eval_arm(
 ) -> None:
     """Run one prompt arm on a task split: metrics table in the terminal, every call in the store."""
     from .evaluate.runner import run_eval
-    from .experiment import build_prompt_arm
+    from .config.experiment import build_prompt_arm
 
     source, exp = _arm_from(task, arm)
-    prompt_arm = build_prompt_arm(source, exp) if exp else source
+    prompt_arm = build_prompt_arm(source, exp.task) if exp else source
     run_eval(task, prompt_arm, model=model, split=split, store=_store(store), console=console)
 
 
@@ -152,10 +153,10 @@ def finetune(
     store: StoreOpt = None,
 ) -> None:
     """Fine-tune a model on a task's training split (full, layer-freeze or LoRA)."""
-    from .evaluate.runner import load_task_data
-    from .experiment import ArmEntry, build_finetune_arm
+    from .config.experiment import load_task_data
+    from .config.experiment import ArmEntry, build_finetune_arm
     from .finetune import run_finetune
-    from .specs import read_yaml
+    from .config.specs import read_yaml
 
     source, exp = _arm_from(task, arm)
     entry = source if exp else ArmEntry(name=Path(arm).stem, finetune=read_yaml(Path(arm))[0])
@@ -186,7 +187,7 @@ def run(
     open_report: Annotated[bool, typer.Option("--open", help="Open the HTML report when done.")] = False,
 ) -> None:
     """Run every arm of an experiment, compare them, and write the report."""
-    from .experiment import load_experiment
+    from .config.experiment import load_experiment
 
     exp = load_experiment(experiment)
     _run_and_report(exp, _store(store), open_report)
@@ -201,7 +202,7 @@ def _run_and_report(exp, db, open_report: bool) -> None:
 
 def _report(db, experiment_id: int, outdir: Path, open_report: bool) -> None:
     from .report import write_report
-    from .summaries import comparison_from_store
+    from .compare.rebuild import comparison_from_store
 
     began = time.perf_counter()
     comparison = comparison_from_store(db, experiment_id)
@@ -215,7 +216,7 @@ def _report(db, experiment_id: int, outdir: Path, open_report: bool) -> None:
         console.print(f"  - {reason}")
     if comparison.test:
         console.print(f"Paired test: {comparison.test.describe()}")
-    console.print(f"Learning curves: {comparison.crossover.get('text')}")
+    console.print(f"Learning curves: {comparison.crossover.text}")
     console.print(f"\nReport: {paths['html']}  (also {paths['md'].name}, {paths['json'].name}; experiment "
                   f"{experiment_id}; rebuilt and rendered in {rendered:.1f} s)")
     if open_report:
@@ -225,7 +226,7 @@ def _report(db, experiment_id: int, outdir: Path, open_report: bool) -> None:
 
 
 def comparison_prices(db, experiment_id: int):
-    from .summaries import experiment_spec
+    from .compare.rebuild import experiment_spec
 
     return experiment_spec(db, experiment_id).prices
 
@@ -247,7 +248,7 @@ def report(
     open_report: Annotated[bool, typer.Option("--open", help="Open the HTML report in a browser.")] = False,
 ) -> None:
     """Re-render an experiment's report from the store (no model is loaded)."""
-    from .summaries import experiment_spec
+    from .compare.rebuild import experiment_spec
 
     db = _store(store)
     _report(db, experiment_id, output or experiment_spec(db, experiment_id).output_dir(), open_report)
@@ -258,7 +259,7 @@ def demo(
     open_report: Annotated[bool, typer.Option("--open", help="Open the HTML report when done.")] = False,
 ) -> None:
     """The main job: SST-2 prompt arms vs LoRA on the embedded model, with a report (~8.5 min on 2 cores)."""
-    from .experiment import load_experiment
+    from .config.experiment import load_experiment
 
     path = Path(__file__).resolve().parents[1] / "examples" / "sst2.yaml"
     if not path.is_file():

@@ -23,6 +23,7 @@ from ..models.base import Backend, GenerationConfig
 from ..prompting.answers import parse_reply
 from ..prompting.arm import PromptArm, TaskContext
 from ..prompting.strategies import Prompter, prepare
+from ..records import EvalSummary, MainMetric
 from ..store import Store, cache_key
 from .scoring import score_labels
 from .summary import summarise
@@ -184,8 +185,8 @@ def _time_spent(store: Store, row) -> float:
     """Wall seconds an interrupted attempt spent: what it recorded when it failed, or, for a process
     killed before it could record anything, the span from the run's start to its last stored call."""
     summary = json.loads(row["summary_json"] or "{}")
-    if "wall_seconds" in summary:
-        return float(summary["wall_seconds"])
+    if "wall_seconds" in summary:  # absent when the process was killed before it could write one
+        return EvalSummary.from_dict(summary).wall_seconds
     calls = store.calls(row["id"])
     return max(0.0, calls[-1]["created_at"] - row["started_at"]) if calls else 0.0
 
@@ -236,12 +237,11 @@ def evaluate(backend: Backend, arm: PromptArm, examples: Sequence[Example], task
                 advance(len(chunk))
     except BaseException:
         # interrupted or failed: keep what is done, and the time it took, for the resume
-        store.finish_run(run_id, "failed", {"wall_seconds": earlier + time.perf_counter() - began})
+        store.finish_run(run_id, "failed", EvalSummary(earlier + time.perf_counter() - began).to_dict())
         raise
     wall = time.perf_counter() - began
     metrics = summarise(store, run_id, ctx, wall_seconds=earlier + wall)
-    store.finish_run(run_id, "done", {"wall_seconds": earlier + wall, "cache_hits": runner.hits,
-                                      "cache_misses": runner.misses, "resumed": len(done),
-                                      "main": {"name": ctx.metric, "value": metrics[ctx.metric].value}})
+    store.finish_run(run_id, "done", EvalSummary(earlier + wall, runner.hits, runner.misses, len(done),
+                                                 MainMetric(ctx.metric, metrics[ctx.metric].value).to_dict()).to_dict())
     predictions = [{**dict(r), "extra": json.loads(r["extra_json"])} for r in store.predictions(run_id)]
     return EvalResult(run_id, arm, split, metrics, predictions, runner.hits, runner.misses, len(done), wall)

@@ -2,43 +2,27 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
+from ..config.experiment import load_task_data
+from ..models.options import DEFAULT_MODEL
 from ..prompting.arm import PromptArm, TaskContext
 from ..store import Store
 from .engine import EvalResult, evaluate
+from .optimise import OptimiseResult, optimise
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from ..models.base import Backend
-    from ..task import TaskData, TaskSpec
-
-DEFAULT_MODEL = "embedded:smollm2-135m-instruct"
-
-
-def load_task_data(task: TaskData | TaskSpec | str | Path) -> TaskData:
-    """A loaded task from TaskData, a TaskSpec, a task YAML file, or an experiment file (its `task`)."""
-    from ..specs import load_spec, read_yaml
-    from ..task import TaskData, TaskSpec, load_task
-
-    if isinstance(task, TaskData):
-        return task
-    if isinstance(task, TaskSpec):
-        return load_task(task)
-    path = Path(task)
-    data, _ = read_yaml(path)
-    if "arms" in data:
-        from ..experiment import load_experiment
-
-        return load_task(load_experiment(path).task)
-    return load_task(load_spec(TaskSpec, path, base_dir=str(path.parent)))
+    from ..config.task import TaskData, TaskSpec
 
 
 def load_arm(arm: PromptArm | dict | str | Path) -> PromptArm:
     """A PromptArm from itself, a dict of its fields, or a YAML file of them."""
-    from ..specs import from_dict, load_spec
+    from ..config.specs import from_dict, load_spec
 
     if isinstance(arm, PromptArm):
         return arm
@@ -66,21 +50,39 @@ def run_eval(task: TaskData | TaskSpec | str | Path, arm: PromptArm | dict | str
     console = console or Console()
     data = load_task_data(task)
     the_arm = load_arm(arm)
-    examples = data.split(split)
     store = store if store is not None else Store()
     backend = _backend(model, console)
-    optimised = None
-    if the_arm.optimise is not None:
-        from ..prompting.optimise import optimise
-
-        if split == "dev":
-            console.print("[yellow]note: optimising and reporting on dev: the number is optimistic[/yellow]")
-        with console.status(f"optimising {the_arm.name} on dev (budget {the_arm.optimise.budget} calls)"):
-            optimised = optimise(backend, the_arm, data.train, data.dev, data, store=store)
-        the_arm = optimised.arm
-    result = evaluate(backend, the_arm, examples, TaskContext.of(data), store=store, split=split, console=console)
+    if the_arm.optimise is not None and split == "dev":
+        console.print("[yellow]note: optimising and reporting on dev: the number is optimistic[/yellow]")
+    status = {"optimise": f"optimising {the_arm.name} on dev"
+                          + (f" (budget {the_arm.optimise.budget} calls)" if the_arm.optimise else "")}
+    result, optimised = optimise_then_evaluate(
+        backend, the_arm, data, split, store=store, console=console,
+        step=lambda what: console.status(status[what]) if what in status else nullcontext())
     console.print(result_table(result, optimised))
     return result
+
+
+def optimise_then_evaluate(backend: Backend, arm: PromptArm, data: TaskData, split: str, *, store: Store,
+                           console: Console | None = None, experiment_id: int | None = None,
+                           step: Callable[[str], AbstractContextManager] | None = None
+                           ) -> tuple[EvalResult, OptimiseResult | None]:
+    """Evaluate `arm` on a split; an arm with `optimise` is first optimised on dev (train gives the
+    demos) and the arm the optimiser chose is the one evaluated. The one path `tuneoff eval` and
+    `tuneoff run` share.
+
+    step: wraps each part ("optimise", "evaluate"), e.g. to time it or show a status line.
+    """
+    step = step or (lambda what: nullcontext())
+    optimised = None
+    if arm.optimise is not None:
+        with step("optimise"):
+            optimised = optimise(backend, arm, data.train, data.dev, data, store=store)
+        arm = optimised.arm
+    with step("evaluate"):
+        result = evaluate(backend, arm, data.split(split), TaskContext.of(data), store=store, split=split,
+                          console=console, experiment_id=experiment_id)
+    return result, optimised
 
 
 def _backend(model, console):

@@ -10,12 +10,21 @@ trains: the only place methods differ), `loop` (the training loop), `checkpoint`
 `record` (progress, store, stats), `outputs` (model directories, merge), `run` (the entry point).
 """
 
-from .collate import IGNORE, default_formatter, encode_example
-from .loop import NonFiniteLoss, StepReport
-from .outputs import merge
-from .record import TrainStats
-from .run import FinetuneResult, run_finetune
+import importlib
+
 from .spec import FinetuneArm, FreezeOptions, LoraOptions
+
+# Everything but the spec needs torch: it is imported on first use, so reading an experiment file
+# (which builds FinetuneArm to check it) stays light.
+_LAZY = {"IGNORE": "collate", "default_formatter": "collate", "encode_example": "collate", "NonFiniteLoss": "loop",
+         "StepReport": "loop", "merge": "outputs", "FinetuneResult": "run", "run_finetune": "run",
+         "TrainStats": "record"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = ["FinetuneArm", "LoraOptions", "FreezeOptions", "run_finetune", "FinetuneResult", "TrainStats",
            "merge", "NonFiniteLoss", "StepReport", "default_formatter", "encode_example", "IGNORE"]

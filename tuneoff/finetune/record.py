@@ -5,55 +5,14 @@ from __future__ import annotations
 
 import resource
 import sys
-from dataclasses import asdict, dataclass
 
 import torch
 
+from ..records import TrainStats
 from ..store import Store
 from .collate import EncodeReport
 from .loop import StepReport
 from .methods import ParamCounts
-
-
-@dataclass
-class TrainStats:
-    """The training record of one fine-tune (also stored as metrics and in the run summary)."""
-
-    steps: int
-    """Optimizer steps done."""
-    epochs: float
-    """Passes over the training examples (fractional when max_steps or early stopping cut in)."""
-    examples: int
-    """Training examples kept after tokenization."""
-    dropped_examples: int
-    """Examples whose completion was cut away entirely by max_length (not trained on)."""
-    prompt_truncated: int
-    """Examples whose prompt lost its oldest tokens to fit max_length."""
-    tokens: int
-    """Non-padding tokens processed."""
-    label_tokens: int
-    """Tokens that carried loss (completion tokens by default)."""
-    padded_tokens: int
-    """Tokens processed including padding."""
-    seconds: float
-    """Training wall time (model loading and saving excluded), summed over resumed sessions."""
-    tokens_per_second: float
-    """Non-padding tokens per second of training."""
-    flops: float
-    """Estimated training FLOPs (see `methods.estimate_flops`)."""
-    trainable_parameters: int
-    total_parameters: int
-    peak_memory_mb: float
-    """CUDA: peak allocated by torch; CPU: the process's peak resident set (model load included)."""
-    final_loss: float | None
-    """Mean per-token training loss of the last optimizer step."""
-    best_eval_loss: float | None = None
-    best_step: int | None = None
-    stopped_early: bool = False
-    resumed_from_step: int | None = None
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def peak_memory_mb(device: torch.device) -> float:

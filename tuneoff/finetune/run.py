@@ -11,7 +11,7 @@ import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 
@@ -19,7 +19,6 @@ from ..data import Example
 from ..splits import subsample
 from ..errors import TuneoffError
 from ..store import Store
-from ..task import TaskData
 from .checkpoint import complete_checkpoints
 from .collate import EncodeReport, Encoded, Formatter, default_formatter, encode_all, require_examples
 from .loop import Hook, Loop, NonFiniteLoss, steps_per_epoch
@@ -28,6 +27,9 @@ from .outputs import base_spec, is_finished, write_model
 from .record import ProgressBar, TrainStats, make_stats, peak_memory_mb, store_hook, store_stats
 from .spec import FinetuneArm
 from .speed import speed_up
+
+if TYPE_CHECKING:  # a loaded task is passed in: training never reads configs itself
+    from ..config.task import TaskData
 
 CHECKPOINTS = "checkpoints"
 

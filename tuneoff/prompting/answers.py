@@ -13,51 +13,21 @@ import string
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-# the last match wins: a reasoning chain may say "the answer is" on the way to its final one
-ANSWER_PATTERNS = [
-    re.compile(r"####\s*([^\n]+)"),
-    re.compile(r"\b(?:the\s+)?(?:final\s+)?answer\s+is\s*:?\s*([^\n]+)", re.IGNORECASE),
-    re.compile(r"\banswer\s*:\s*([^\n]+)", re.IGNORECASE),
-]
-NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
-
-
-def _clean(answer: str) -> str:
-    # markdown bold, quotes and a closing full stop are decoration, not the answer
-    answer = answer.strip().replace("**", "")
-    answer = answer.strip(" \t\"'`")
-    return answer[:-1].rstrip() if answer.endswith(".") else answer
-
-
-def answer_after_cue(text: str) -> str | None:
-    """The text after the last "The answer is" / "Answer:" / "####" cue, or None when there is none."""
-    best: tuple[int, str] | None = None
-    for pattern in ANSWER_PATTERNS:
-        for match in pattern.finditer(text):
-            if best is None or match.start() > best[0]:
-                best = (match.start(), match.group(1))
-    return _clean(best[1]) if best else None
-
+from ..metrics import NUMBER, answer_after_cue, clean_answer, last_number  # noqa: F401 (one definition of an answer)
 
 def _lines(text: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
-
-
-def last_number(text: str) -> str | None:
-    """The last number in `text`, thousands separators removed ("1,234" -> "1234")."""
-    found = NUMBER.findall(text)
-    return found[-1].replace(",", "").rstrip(".") if found else None
 
 
 EXTRACTORS: dict[str, Callable[[str, bool], str | None]] = {
     # auto: the cue if there is one, else the last line of a reasoning chain, or the whole reply verbatim
     # (a free-text answer's own punctuation counts for chrF and exact match)
     "auto": lambda t, cot: answer_after_cue(t) or (
-        (_clean(_lines(t)[-1]) if _lines(t) else None) if cot else (t.strip() or None)),
+        (clean_answer(_lines(t)[-1]) if _lines(t) else None) if cot else (t.strip() or None)),
     "answer": lambda t, cot: answer_after_cue(t),
     "text": lambda t, cot: t.strip() or None,
-    "first_line": lambda t, cot: _clean(_lines(t)[0]) if _lines(t) else None,
-    "last_line": lambda t, cot: _clean(_lines(t)[-1]) if _lines(t) else None,
+    "first_line": lambda t, cot: clean_answer(_lines(t)[0]) if _lines(t) else None,
+    "last_line": lambda t, cot: clean_answer(_lines(t)[-1]) if _lines(t) else None,
     "last_number": lambda t, cot: last_number(t),
 }
 """Named extractors: (reply, chain_of_thought) -> answer or None. The one source of these names."""
@@ -71,7 +41,7 @@ def extract_answer(text: str, extractor: str = "auto", cot: bool = False) -> str
     if not matches:
         return None
     last = matches[-1]
-    return _clean(last.group(1) if last.groups() else last.group(0)) or None
+    return clean_answer(last.group(1) if last.groups() else last.group(0)) or None
 
 
 def normalise_label(text: str) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from ..compare import Comparison
-from ..costs import PriceTable
+from ..config.prices import PriceTable
 
 
 def _plain(obj):
@@ -45,11 +45,10 @@ def to_markdown(c: Comparison) -> str:
     lines.append("")
     if c.test:
         lines.append(f"Paired test: {c.test.describe()}")
-    lines.append(f"Learning-curve crossover: {c.crossover.get('text')}")
-    if c.break_even:
-        v = c.break_even["volume"]
-        lines.append(f"Break-even ({c.break_even['tuned']} vs {c.break_even['prompt']}): "
-                     + (f"{v:,.0f} requests/month" if v is not None else "never") + f" — {c.break_even['reason']}")
+    lines.append(f"Learning-curve crossover: {c.crossover.text}")
+    if be := c.break_even:
+        lines.append(f"Break-even ({be.tuned} vs {be.prompt}): "
+                     + (f"{be.volume:,.0f} requests/month" if be.volume is not None else "never") + f" — {be.reason}")
     if c.phases:
         lines += ["", "| phase | seconds |", "|---|---|"] + [f"| {esc(k)} | {v:.1f} |" for k, v in c.phases.items()]
     return "\n".join(lines) + "\n"

@@ -12,7 +12,7 @@ matplotlib.rcParams["svg.hashsalt"] = "tuneoff"  # stable ids: same data, same f
 import matplotlib.pyplot as plt  # noqa: E402
 
 from ..compare import Comparison  # noqa: E402
-from ..costs import per_request  # noqa: E402
+from ..compare.costs import per_request  # noqa: E402
 
 COLORS = {"prompt": "#1f77b4", "finetune": "#d62728", "combined": "#9467bd"}
 
@@ -58,7 +58,7 @@ def learning_curves(c: Comparison) -> str:
         xs = [p[0] for p in curve.points]
         ax.plot(xs, [p[1] for p in curve.points], "o-", label=curve.arm)
         ax.fill_between(xs, [p[2] for p in curve.points], [p[3] for p in curve.points], alpha=0.2)
-        ref = next((a for a in c.arms if a.name == c.crossover.get("reference")), None)
+        ref = next((a for a in c.arms if a.name == c.crossover.reference), None)
         if ref is not None and curve.axis == "n_train":
             ax.axhline(ref.metric, color="gray", ls="--", label=f"best prompt arm ({ref.name})")
         ax.set_xlabel("k demos" if curve.axis == "shots" else "n training examples")
@@ -97,10 +97,10 @@ def confusion(labels: list[str], matrix: list[list[int]], title: str) -> str:
 def break_even_chart(c: Comparison) -> str:
     be = c.break_even
     fig, ax = plt.subplots(figsize=(6, 3.6))
-    for name, costs in be["costs"].items():
-        ax.plot(be["volumes"], costs, label=name)
-    if be.get("volume"):
-        ax.axvline(be["volume"], color="gray", ls="--", label=f"break-even {be['volume']:,.0f}/month")
+    for name, costs in be.costs.items():
+        ax.plot(be.volumes, costs, label=name)
+    if be.volume:
+        ax.axvline(be.volume, color="gray", ls="--", label=f"break-even {be.volume:,.0f}/month")
     ax.set_xlabel("requests per month")
     ax.set_ylabel("$ per month (one-off spread over the horizon)")
     ax.legend(fontsize=8)

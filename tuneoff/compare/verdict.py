@@ -7,31 +7,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from .compare import ArmSummary, PairedTest, best, paired_test
-from .costs import PriceTable, break_even, monthly
-from .errors import TuneoffError
+from ..config.prices import Constraints, PriceTable
+from ..errors import TuneoffError
+from .arms import ArmSummary
+from .costs import monthly
+from .pairs import PairStats
+from .stats import PairedTest, best
 
 VERDICTS = {"prompt": "prompt engineering", "finetune": "fine-tuning", "combined": "both combined"}
-
-
-@dataclass
-class Constraints:
-    """What the user needs; every field optional."""
-
-    monthly_requests: float = 10_000
-    """Expected requests per month (drives the cost comparison)."""
-    monthly_budget: float | None = None
-    """$ per month the arm may cost at that volume (one-off costs spread over the price horizon)."""
-    latency_p95_s: float | None = None
-    """Largest acceptable p95 latency per request, in seconds."""
-    quality_target: float | None = None
-    """Smallest acceptable main metric on the test split."""
-    examples_available: int | None = None
-    """Labelled examples the user has (arms that need more are ruled out)."""
-
-    def __post_init__(self):
-        if self.monthly_requests < 0:
-            raise TuneoffError("must be >= 0", field="constraints.monthly_requests")
 
 
 @dataclass
@@ -58,8 +41,12 @@ def _rule_out(a: ArmSummary, c: Constraints, prices: PriceTable) -> str | None:
     return None
 
 
-def recommend(arms: Sequence[ArmSummary], constraints: Constraints, prices: PriceTable) -> Verdict:
-    """Best feasible arm by quality; a cheaper arm wins when the quality gap is not significant."""
+def recommend(arms: Sequence[ArmSummary], constraints: Constraints, prices: PriceTable,
+              pairs: PairStats | None = None) -> Verdict:
+    """Best feasible arm by quality; a cheaper arm wins when the quality gap is not significant.
+
+    pairs: the comparison's memoised paired tests and paybacks (a fresh one when called alone)."""
+    pairs = pairs or PairStats(prices)
     if not arms:
         raise TuneoffError("no arms to compare", field="arms")
     ruled = {a.name: why for a in arms if (why := _rule_out(a, constraints, prices))}
@@ -75,7 +62,7 @@ def recommend(arms: Sequence[ArmSummary], constraints: Constraints, prices: Pric
     chosen, test = top, None
     reasons = []
     if cheapest.name != top.name:
-        test = paired_test(cheapest, top)
+        test = pairs.test(cheapest, top)
         if not test.significant:
             chosen = cheapest
             reasons.append(f"{cheapest.name} is cheapest (${cost_of[cheapest.name]:.2f}/month at "
@@ -86,18 +73,17 @@ def recommend(arms: Sequence[ArmSummary], constraints: Constraints, prices: Pric
     reasons.insert(0, f"{chosen.name}: {chosen.metric_name} {chosen.metric:.3f} [{chosen.ci_low:.3f}, "
                       f"{chosen.ci_high:.3f}], p95 latency {chosen.latency_p95:.3f} s, "
                       f"${cost_of[chosen.name]:.2f}/month at {constraints.monthly_requests:,.0f} requests")
-    reasons += _cost_reasons(chosen, feasible, constraints, prices)
+    reasons += _cost_reasons(feasible, constraints, pairs)
     if ruled:
         reasons.append("ruled out: " + "; ".join(f"{k} ({v})" for k, v in ruled.items()))
     return Verdict(VERDICTS[chosen.kind], chosen.name, reasons, ruled, test)
 
 
-def _cost_reasons(chosen: ArmSummary, feasible: Sequence[ArmSummary], c: Constraints,
-                  prices: PriceTable) -> list[str]:
+def _cost_reasons(feasible: Sequence[ArmSummary], c: Constraints, pairs: PairStats) -> list[str]:
     prompt, tuned = best(feasible, ["prompt"]), best(feasible, ["finetune", "combined"])
     if not prompt or not tuned:
         return []
-    be = break_even(prompt.cost(), tuned.cost(), prices)
+    be = pairs.payback(prompt, tuned)
     if be.volume is None:
         return [f"{tuned.name} is never cheaper than {prompt.name} per request ({be.reason})"]
     side = "above" if c.monthly_requests >= be.volume else "below"

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .errors import TuneoffError, did_you_mean
+from ..errors import TuneoffError, did_you_mean
 
 T = TypeVar("T")
 

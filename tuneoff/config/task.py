@@ -9,12 +9,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
-from .data import Example
-from .errors import TuneoffError
-
-Metric = Literal["accuracy", "exact_match", "numeric", "chrf"]
+from ..data import Example
+from ..errors import TuneoffError
 
 
 @dataclass
@@ -37,8 +34,9 @@ class TaskSpec:
     """Raw target value -> label name, e.g. {"0": "negative", "1": "positive"}."""
     labels: list[str] | str | None = None
     """The label set (classification), or a path to a JSON list of labels; None for free text."""
-    metric: Metric = "accuracy"
-    """Main metric: accuracy (labels), exact_match, numeric (GSM8K-style), chrf (free text)."""
+    metric: str = "accuracy"
+    """Main metric, a name in `tuneoff.metrics.METRICS`: accuracy (labels), exact_match, numeric
+    (GSM8K-style), chrf (free text)."""
     instruction: str = ""
     """The task instruction prompt arms start from."""
     n_train: int | None = None
@@ -57,6 +55,9 @@ class TaskSpec:
     def __post_init__(self):
         if not self.train and not self.test:
             raise TuneoffError("a task needs at least a `train` or a `test` file", field="task.train")
+        from ..metrics import get_metric
+
+        get_metric(self.metric, field="task.metric")  # the registry is the one list of metric names
         if not 0 < self.split_fraction < 0.5:
             raise TuneoffError("must be in (0, 0.5)", field="task.split_fraction")
         for name in ("n_train", "n_dev", "n_test"):
@@ -103,8 +104,8 @@ def load_task(spec: TaskSpec) -> TaskData:
     A file with any error raises one `DataError` listing every problem; subsamples are seeded,
     stratified and nested (the first n of a larger sample), so learning curves share items.
     """
-    from .data import ColumnMapping
-    from .splits import load_splits, subsample
+    from ..data import ColumnMapping
+    from ..splits import load_splits, subsample
 
     labels = spec.label_list()
     mapping = ColumnMapping(input=spec.input, target=spec.target, label_map=spec.label_map)

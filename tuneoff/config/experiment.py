@@ -10,11 +10,11 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .costs import PriceTable
-from .errors import TuneoffError
-from .recommend import Constraints
+from ..errors import TuneoffError
+from ..models.options import DEFAULT_MODEL, canonical_dtype, check_engine
+from .prices import Constraints, PriceTable
 from .specs import from_dict, located, read_yaml
-from .task import TaskSpec
+from .task import TaskData, TaskSpec, load_task
 
 SUPPORTED_VERSIONS = (1,)
 
@@ -101,7 +101,7 @@ class Experiment:
     arms: list[ArmEntry]
     version: int = 1
     """Schema version of the file."""
-    model: str = "embedded:smollm2-135m-instruct"
+    model: str = DEFAULT_MODEL
     dtype: str = "float32"
     """float32, bfloat16 or auto, for every arm's evaluation."""
     engine: str = "transformers"
@@ -124,11 +124,8 @@ class Experiment:
                                hint=f"this tuneoff reads versions {SUPPORTED_VERSIONS}")
         if not self.arms:
             raise TuneoffError("an experiment needs at least one arm", field="arms")
-        from .models.llamacpp import ENGINES
-        from .models.local import resolve_dtype
-        resolve_dtype(self.dtype, "cpu")  # raises the named-field error for an unknown dtype
-        if self.engine not in ENGINES[1:]:
-            raise TuneoffError(f"unknown engine '{self.engine}'", field="engine", hint="transformers or llamacpp")
+        canonical_dtype(self.dtype)  # the named-field error for an unknown dtype, same aliases as everywhere
+        check_engine(self.engine, allowed=("transformers", "llamacpp"))
         names = [a.name for a in self.arms]
         for i, arm in enumerate(self.arms):
             if names.count(arm.name) > 1:
@@ -160,21 +157,37 @@ def load_experiment(path: str | Path) -> Experiment:
 def check_arm_options(exp: Experiment) -> None:
     """Build every arm's PromptArm/FinetuneArm now, so a typo fails before any model call."""
     for i, entry in enumerate(exp.arms):
-        build_prompt_arm(entry, exp, where=f"arms[{i}].prompt")
+        build_prompt_arm(entry, exp.task, where=f"arms[{i}].prompt")
         if entry.finetune is not None:
             build_finetune_arm(entry, where=f"arms[{i}].finetune")
 
 
-def build_prompt_arm(entry: ArmEntry, exp: Experiment, where: str = "prompt", overrides: dict | None = None):
-    from .prompting import PromptArm
+def build_prompt_arm(entry: ArmEntry, task: TaskSpec, where: str = "prompt", overrides: dict | None = None):
+    """The PromptArm an entry stands for on `task` (how a fine-tune arm is prompted, for those)."""
+    from ..prompting.arm import PromptArm
 
     options = {"name": entry.name, **(entry.prompt or {}), **(overrides or {})}
-    if "mode" not in options and exp.task.labels is not None and not options.get("chain_of_thought"):
+    if "mode" not in options and task.labels is not None and not options.get("chain_of_thought"):
         options["mode"] = "score"  # label tasks: constrained scoring unless the arm asks to generate
     return from_dict(PromptArm, options, where)
 
 
 def build_finetune_arm(entry: ArmEntry, where: str = "finetune", overrides: dict | None = None):
-    from .finetune import FinetuneArm
+    from ..finetune.spec import FinetuneArm
 
     return from_dict(FinetuneArm, {"name": entry.name, **(entry.finetune or {}), **(overrides or {})}, where)
+
+
+def load_task_data(task: TaskData | TaskSpec | str | Path) -> TaskData:
+    """A loaded task from TaskData, a TaskSpec, a task YAML file, or an experiment file (its `task`)."""
+    from .specs import load_spec
+
+    if isinstance(task, TaskData):
+        return task
+    if isinstance(task, TaskSpec):
+        return load_task(task)
+    path = Path(task)
+    data, _ = read_yaml(path)
+    if "arms" in data:
+        return load_task(load_experiment(path).task)
+    return load_task(load_spec(TaskSpec, path, base_dir=str(path.parent)))

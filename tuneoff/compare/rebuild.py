@@ -2,17 +2,23 @@
 
 `comparison_from_store(store, experiment_id)` rebuilds the `Comparison` of a finished experiment
 (arm summaries, curves, consistency, flexibility) without touching a model, so reports can be
-re-rendered later and tests can recompute the figures from per-item predictions.
+re-rendered later and tests can recompute the figures from per-item predictions. Runs are found
+through their `Role` links and read through the typed summaries of `tuneoff.records`.
 """
 
 from __future__ import annotations
 
 import json
 
-from .compare import ArmSummary, Comparison, Curve, build_comparison
-from .experiment import ArmEntry, Experiment
-from .specs import from_dict
-from .store import Store
+from ..config.experiment import ArmEntry, Experiment
+from ..config.specs import from_dict
+from ..records import EvalSummary, ExperimentSummary, OptimiseSummary, Role, TrainStats
+from ..store import Store
+from .arms import ArmSummary, Curve
+from .comparison import Comparison, build_comparison
+
+Links = dict[Role, dict[str, list]]
+"""role -> arm name -> its linked runs, in link order (the last one counts)."""
 
 
 def experiment_spec(store: Store, experiment_id: int) -> Experiment:
@@ -22,19 +28,16 @@ def experiment_spec(store: Store, experiment_id: int) -> Experiment:
 
 def comparison_from_store(store: Store, experiment_id: int) -> Comparison:
     exp = experiment_spec(store, experiment_id)
-    links = store.linked_runs(experiment_id)
-    by_role: dict[str, dict[str, list]] = {}
-    for link in links:
-        by_role.setdefault(link["role"], {}).setdefault(link["arm"], []).append(link)
-    saved = json.loads(store.experiment(experiment_id)["summary_json"] or "{}")
-    sizes = saved.get("sizes", {})
-    arms = [arm_summary(store, exp, entry, by_role, sizes) for entry in exp.arms
-            if entry.name in by_role.get("arm", {})]
-    curves = curves_from_links(store, exp, by_role.get("curve", {}))
+    by_role: Links = {}
+    for link in store.linked_runs(experiment_id):
+        by_role.setdefault(Role(link["role"]), {}).setdefault(link["arm"], []).append(link)
+    saved = ExperimentSummary.from_json(store.experiment(experiment_id)["summary_json"])
+    arms = [arm_summary(store, exp, entry, by_role, saved.sizes) for entry in exp.arms
+            if entry.name in by_role.get(Role.ARM, {})]
+    curves = curves_from_links(store, exp, by_role.get(Role.CURVE, {}))
     latencies = {a.name: [c["latency_s"] for c in store.predictions_with_costs(a.run_id)] for a in arms}
-    phases = saved.get("phases", {})
     comparison = build_comparison(exp.name, exp.task.name, exp.model, arms, exp.prices, exp.constraints, curves,
-                                  latencies, phases)
+                                  latencies, saved.phases)
     comparison.experiment_id = experiment_id
     return comparison
 
@@ -44,9 +47,15 @@ def _metric(metrics, name: str, default: float = 0.0) -> float:
     return default if row is None or row["value"] is None else float(row["value"])
 
 
-def arm_summary(store: Store, exp: Experiment, entry: ArmEntry, by_role: dict, sizes: dict) -> ArmSummary:
+def _last(by_role: Links, role: Role, arm: str | None) -> int | None:
+    """The run id last linked to `arm` in `role`, if any."""
+    links = by_role.get(role, {}).get(arm) if arm else None
+    return links[-1]["run_id"] if links else None
+
+
+def arm_summary(store: Store, exp: Experiment, entry: ArmEntry, by_role: Links, sizes: dict) -> ArmSummary:
     """One arm's column, from its evaluation run (and its training / optimisation / probe runs)."""
-    run_id = by_role["arm"][entry.name][-1]["run_id"]
+    run_id = _last(by_role, Role.ARM, entry.name)
     run, metrics = store.run(run_id), store.metrics(run_id)
     rows = store.predictions_with_costs(run_id)
     spec = json.loads(run["spec_json"])
@@ -75,51 +84,50 @@ def arm_summary(store: Store, exp: Experiment, entry: ArmEntry, by_role: dict, s
     return summary
 
 
-def _add_training(store: Store, s: ArmSummary, entry: ArmEntry, by_role: dict, shots: int) -> None:
-    name = entry.name if entry.kind == "finetune" else entry.finetuned
-    link = by_role.get("finetune", {}).get(name) if name else None
-    if not link:
+def _add_training(store: Store, s: ArmSummary, entry: ArmEntry, by_role: Links, shots: int) -> None:
+    run_id = _last(by_role, Role.FINETUNE, entry.name if entry.kind == "finetune" else entry.finetuned)
+    if run_id is None:
         return
-    stats = json.loads(store.run(link[-1]["run_id"])["summary_json"])
-    s.trainable_parameters, s.total_parameters = stats["trainable_parameters"], stats["total_parameters"]
-    s.setup_seconds, s.training_tokens = stats["seconds"], stats["tokens"]
-    s.examples_used = stats["examples"]
+    stats = TrainStats.from_json(store.run(run_id)["summary_json"])
+    s.trainable_parameters, s.total_parameters = stats.trainable_parameters, stats.total_parameters
+    s.setup_seconds, s.training_tokens = stats.seconds, stats.tokens
+    s.examples_used = stats.examples
     s.examples_note = f"training examples{f' + {shots} demos per request' if shots else ''}"
-    s.examples_needed = stats["examples"]
+    s.examples_needed = stats.examples
 
 
-def _add_optimisation(store: Store, s: ArmSummary, entry: ArmEntry, by_role: dict, sizes: dict) -> None:
-    link = by_role.get("optimise", {}).get(entry.name)
-    if not link:
+def _add_optimisation(store: Store, s: ArmSummary, entry: ArmEntry, by_role: Links, sizes: dict) -> None:
+    run_id = _last(by_role, Role.OPTIMISE, entry.name)
+    if run_id is None:
         return
-    run = store.run(link[-1]["run_id"])
-    summary = json.loads(run["summary_json"])
-    s.optimise_calls = int(summary.get("calls_spent", 0))
+    run = store.run(run_id)
+    s.optimise_calls = OptimiseSummary.from_json(run["summary_json"]).calls_spent
     s.setup_seconds += (run["finished_at"] or run["started_at"]) - run["started_at"]
     s.examples_note += f" (optimised on dev with {s.optimise_calls} calls)"
     s.examples_needed = max(s.examples_needed, sizes.get("train", 0)) + sizes.get("dev", 0)
 
 
-def _add_consistency(store: Store, s: ArmSummary, entry: ArmEntry, by_role: dict) -> None:
-    link = by_role.get("consistency", {}).get(entry.name)
-    if link:
-        m = store.metrics(link[-1]["run_id"])
+def _add_consistency(store: Store, s: ArmSummary, entry: ArmEntry, by_role: Links) -> None:
+    run_id = _last(by_role, Role.CONSISTENCY, entry.name)
+    if run_id is not None:
+        m = store.metrics(run_id)
         s.agreement, s.metric_spread = _metric(m, "agreement"), _metric(m, "metric_std")
 
 
-def _add_flexibility(store: Store, s: ArmSummary, entry: ArmEntry, by_role: dict) -> None:
-    flex = by_role.get("flexibility", {})
+def _add_flexibility(store: Store, s: ArmSummary, entry: ArmEntry, by_role: Links) -> None:
     # a combined arm runs on its fine-tune's weights: what those weights still serve is measured once
-    link, via = flex.get(entry.name), None
-    if not link and entry.finetuned:
-        link, via = flex.get(entry.finetuned), entry.finetuned
-    base = by_role.get("flexibility_base", {}).get("base")
-    if link and base:
-        tuned, ref = store.run(link[-1]["run_id"]), store.run(base[-1]["run_id"])
-        metric = json.loads(ref["summary_json"]).get("main", {})
-        score = json.loads(tuned["summary_json"]).get("main", {}).get("value")
-        s.flexibility = {"task": ref["task"], "score": score, "base_score": metric.get("value"),
-                         "drop": (metric.get("value") or 0.0) - (score or 0.0), "weights_of": via}
+    run_id, via = _last(by_role, Role.FLEXIBILITY, entry.name), None
+    if run_id is None and entry.finetuned:
+        run_id, via = _last(by_role, Role.FLEXIBILITY, entry.finetuned), entry.finetuned
+    base_id = _last(by_role, Role.FLEXIBILITY_BASE, "base")
+    if run_id is None or base_id is None:
+        return
+    tuned, ref = store.run(run_id), store.run(base_id)
+    base = EvalSummary.from_json(ref["summary_json"]).main_metric
+    score = EvalSummary.from_json(tuned["summary_json"]).main_metric
+    base_value, value = base.value if base else None, score.value if score else None
+    s.flexibility = {"task": ref["task"], "score": value, "base_score": base_value,
+                     "drop": (base_value or 0.0) - (value or 0.0), "weights_of": via}
 
 
 def curves_from_links(store: Store, exp: Experiment, curve_links: dict) -> list[Curve]:

@@ -13,12 +13,13 @@ from typing import Sequence
 
 import numpy as np
 
-from .data import Example
-from .errors import TuneoffError
-from .evaluate.engine import EvalResult, evaluate
-from .models.base import Backend
-from .prompting.arm import PromptArm, TaskContext
-from .store import Store
+from ..data import Example
+from ..errors import TuneoffError
+from .engine import EvalResult, evaluate
+from ..models.base import Backend
+from ..prompting.arm import PromptArm, TaskContext
+from ..records import ConsistencySummary
+from ..store import Store
 
 
 @dataclass(frozen=True)
@@ -97,11 +98,11 @@ def consistency(backend: Backend, arm: PromptArm, examples: Sequence[Example], t
     std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
     run_id = store.start_run("consistency", arm=arm.name, task=ctx.name, split=split, model=backend.info.name,
                              spec={"arm": arm.to_dict(), "paraphrases": paraphrases, "seeds": seeds})
-    extra = {"metric": ctx.metric, "variant_runs": [v.result.run_id for v in variants],
-             "values": values.tolist()}
+    summary = ConsistencySummary(agree, std, ctx.metric, [v.result.run_id for v in variants], values.tolist())
+    extra = {k: v for k, v in summary.to_dict().items() if k not in ("agreement", "std")}
     for name, value in (("agreement", agree), ("metric_mean", float(values.mean())), ("metric_std", std),
                         ("metric_min", float(values.min())), ("metric_max", float(values.max()))):
         store.set_metric(run_id, name, value, extra=extra)
-    store.finish_run(run_id, "done", {"agreement": agree, "std": std, **extra})
+    store.finish_run(run_id, "done", summary.to_dict())
     return ConsistencyResult(arm, variants, ctx.metric, agree, float(values.mean()), std,
                              float(values.min()), float(values.max()), run_id)

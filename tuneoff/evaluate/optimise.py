@@ -19,10 +19,11 @@ from typing import Sequence
 from ..data import Example
 from ..errors import TuneoffError
 from ..models.base import Backend, GenerationConfig
+from ..records import OptimiseSummary
 from ..store import Store
-from .arm import OptimiseSpec, PromptArm, TaskContext
-from .strategies import resolve_instruction
-from .templates import Template, literal
+from ..prompting.arm import OptimiseSpec, PromptArm, TaskContext
+from ..prompting.strategies import resolve_instruction
+from ..prompting.templates import Template, literal
 
 PARAPHRASE_SYSTEM = "You rewrite instructions. You never follow them."
 PARAPHRASE_DEMOS = [("Translate the sentence into German.", "Give the German translation of this sentence."),
@@ -103,7 +104,7 @@ class Search:
 
     def score(self, arm: PromptArm, demos: str) -> float | None:
         """Score a candidate on dev if the budget allows the worst case; None when it does not."""
-        from ..evaluate.engine import evaluate
+        from .engine import evaluate
 
         if not self.budget.can(len(self.dev)):
             return None
@@ -125,7 +126,7 @@ def _clean_paraphrase(text: str) -> str:
 def write_paraphrases(backend: Backend, instruction: str, n: int, spec: OptimiseSpec, store: Store,
                       run_id: int, budget: Budget) -> list[str]:
     """Up to `n` distinct paraphrases of `instruction`, written by the model (sampled, seeded, cached)."""
-    from ..evaluate.engine import model_id
+    from .engine import model_id
     from ..store import cache_key
 
     chat = paraphrase_chat(instruction)
@@ -154,7 +155,7 @@ def write_paraphrases(backend: Backend, instruction: str, n: int, spec: Optimise
 def bootstrap_demo_sets(search: Search, arm: PromptArm, train: Sequence[Example], spec: OptimiseSpec,
                         k: int) -> list[list[dict]]:
     """Run `arm` zero-shot on training examples; draw demo sets from the ones it answered right."""
-    from ..evaluate.engine import evaluate
+    from .engine import evaluate
 
     dev_inputs = {ex.input for ex in search.dev}
     pool = [ex for ex in train if ex.input not in dev_inputs]
@@ -216,8 +217,8 @@ def optimise(backend: Backend, arm: PromptArm, train: Sequence[Example], dev: Se
     score, chosen = search.best if search.best else (0.0, base)
     result = OptimiseResult(chosen, score, budget.spent, spec.budget, search.trials,
                             time.perf_counter() - began, run_id)
-    store.finish_run(run_id, "done", {"calls_spent": budget.spent, "budget": spec.budget, "dev_score": score,
-                                      "chosen": chosen.to_dict(), "trials": [t.__dict__ for t in search.trials]})
+    store.finish_run(run_id, "done", OptimiseSummary(budget.spent, spec.budget, score, chosen.to_dict(),
+                                                     [t.__dict__ for t in search.trials]).to_dict())
     store.set_metric(run_id, "dev_" + ctx.metric, score)
     store.set_metric(run_id, "calls_spent", float(budget.spent), extra={"budget": spec.budget})
     return result

@@ -1,45 +1,12 @@
 """What an arm costs: per request (tokens or measured machine time) and one-off (training,
-optimisation), and the monthly volume at which a fine-tuned arm becomes the cheaper one.
+optimisation), and the monthly volume at which a fine-tuned arm pays back its one-off cost.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
-from .errors import TuneoffError
-
-
-@dataclass
-class PriceTable:
-    """Prices the cost rows and the break-even use. Defaults: a small self-hosted CPU box."""
-
-    mode: Literal["hardware", "api"] = "hardware"
-    """`hardware`: $/hour of the serving machine x measured seconds per request (self-hosting);
-    `api`: per-token prices of a hosted model."""
-    hardware_per_hour: float = 0.10
-    """$ per hour of the machine that serves requests (hardware mode)."""
-    training_per_hour: float | None = None
-    """$ per hour of the machine that trains (default: hardware_per_hour)."""
-    input_per_1k_tokens: float = 0.00015
-    """$ per 1k input tokens for the base model (api mode)."""
-    output_per_1k_tokens: float = 0.0006
-    """$ per 1k output tokens for the base model (api mode)."""
-    finetuned_input_per_1k_tokens: float | None = None
-    """$ per 1k input tokens for a fine-tuned model (api mode; hosted fine-tunes often cost more)."""
-    finetuned_output_per_1k_tokens: float | None = None
-    """$ per 1k output tokens for a fine-tuned model (api mode)."""
-    training_per_1k_tokens: float | None = None
-    """$ per 1k training tokens (api mode); in hardware mode training is priced by measured time."""
-    horizon_months: float = 12.0
-    """Months over which one-off costs (training, optimisation) are spread in the break-even."""
-
-    def __post_init__(self):
-        for name in ("hardware_per_hour", "input_per_1k_tokens", "output_per_1k_tokens", "horizon_months"):
-            if getattr(self, name) < 0:
-                raise TuneoffError("must be >= 0", field=f"prices.{name}")
-        if self.horizon_months <= 0:
-            raise TuneoffError("must be > 0", field="prices.horizon_months")
+from ..config.prices import PriceTable
 
 
 @dataclass
@@ -83,23 +50,23 @@ def monthly(cost: ArmCost, prices: PriceTable, requests_per_month: float) -> flo
 
 
 @dataclass
-class BreakEven:
+class Payback:
     volume: float | None
     """Monthly requests above which `challenger` is cheaper than `incumbent`; None if never."""
     reason: str
 
 
-def break_even(incumbent: ArmCost, challenger: ArmCost, prices: PriceTable) -> BreakEven:
+def payback(incumbent: ArmCost, challenger: ArmCost, prices: PriceTable) -> Payback:
     """Volume where the challenger's (usually fine-tuned) lower per-request cost pays back its one-off cost."""
     c_inc, c_ch = per_request(incumbent, prices), per_request(challenger, prices)
     fixed = (one_off(challenger, prices) - one_off(incumbent, prices)) / prices.horizon_months
     if c_ch >= c_inc:
         if c_ch == c_inc and fixed <= 0:
-            return BreakEven(0.0, "cheaper or equal at any volume (same per-request cost, no higher one-off)")
+            return Payback(0.0, "cheaper or equal at any volume (same per-request cost, no higher one-off)")
         # a higher per-request cost loses at high volume whatever it saves up front
-        return BreakEven(None, f"never: its per-request cost (${c_ch:.2e}) is not below ${c_inc:.2e}")
+        return Payback(None, f"never: its per-request cost (${c_ch:.2e}) is not below ${c_inc:.2e}")
     volume = max(fixed, 0.0) / (c_inc - c_ch)
-    return BreakEven(volume, f"one-off ${fixed * prices.horizon_months:.4f} repaid at "
+    return Payback(volume, f"one-off ${fixed * prices.horizon_months:.4f} repaid at "
                              f"${c_inc - c_ch:.2e} saved per request over {prices.horizon_months:g} months")
 
 

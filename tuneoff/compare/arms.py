@@ -1,0 +1,74 @@
+"""What the comparison knows about one arm (`ArmSummary`) and a learning curve (`Curve`): plain
+records the store rebuild fills (`compare.rebuild`) and every later step reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .costs import ArmCost
+
+
+@dataclass
+class ArmSummary:
+    """Everything measured about one arm on the test split."""
+
+    name: str
+    kind: str
+    """`prompt` (weights fixed), `finetune` (weights changed), `combined` (fine-tuned + prompted)."""
+    model: str
+    metric_name: str
+    metric: float
+    ci_low: float
+    ci_high: float
+    item_ids: list[str]
+    correct: list[float]
+    """Per-item score (1/0 for accuracy-like metrics), aligned with `item_ids`."""
+    predictions: list[str | None]
+    targets: list[str]
+    labels: list[str] | None = None
+    inputs: list[str] = field(default_factory=list)
+    """Item inputs (for the side-by-side sample in the report), aligned with `item_ids`."""
+    run_id: int | None = None
+    trainable_parameters: int = 0
+    total_parameters: int = 0
+    examples_used: int = 0
+    """Demos shown per request (prompt arms) or training examples (fine-tuned arms)."""
+    examples_note: str = ""
+    examples_needed: int = 0
+    """Labelled examples the arm needs in all: demo pool, training set, dev items for optimising."""
+    format_violation_rate: float = 0.0
+    hallucinated_label_rate: float = 0.0
+    tokens_in: float = 0.0
+    tokens_out: float = 0.0
+    latency_p50: float = 0.0
+    latency_p95: float = 0.0
+    seconds_per_request: float = 0.0
+    setup_seconds: float = 0.0
+    """Wall time before the first request can be served: training, optimisation (0 for plain prompts)."""
+    optimise_calls: int = 0
+    eval_seconds: float = 0.0
+    training_tokens: int = 0
+    agreement: float | None = None
+    metric_spread: float | None = None
+    flexibility: dict = field(default_factory=dict)
+    """{"task": name, "score": x, "base_score": y, "drop": y - x} when measured."""
+
+    @property
+    def weights_changed(self) -> bool:
+        return self.kind in ("finetune", "combined")
+
+    def cost(self) -> ArmCost:
+        return ArmCost(tokens_in=self.tokens_in, tokens_out=self.tokens_out,
+                       seconds_per_request=self.seconds_per_request, finetuned=self.weights_changed,
+                       one_off_seconds=self.setup_seconds, training_tokens=self.training_tokens)
+
+
+@dataclass
+class Curve:
+    """A learning curve: main metric against k demos (prompting) or n training examples."""
+
+    arm: str
+    axis: str
+    """`shots` or `n_train`."""
+    points: list[tuple[int, float, float, float]]
+    """(x, metric, ci_low, ci_high), sorted by x."""

@@ -1,0 +1,114 @@
+"""The comparison: the table, the paired test between the best prompt arm and the best fine-tuned
+arm, the learning-curve crossover, the break-even volume and the verdict, assembled from arm
+summaries. Every pairwise figure is computed once (`PairStats`) and shared by all of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..config.prices import Constraints, PriceTable
+from .arms import ArmSummary, Curve
+from .costs import cost_curve
+from .pairs import PairStats
+from .stats import PairedTest, best, confusion_matrix, crossover
+from .table import head_to_head, side_by_side
+from .verdict import Verdict, recommend
+
+
+@dataclass
+class Crossover:
+    """Where the fine-tuning learning curve overtakes the best prompt arm."""
+
+    n: int | None
+    """Smallest n training examples at which fine-tuning beats the reference, or None."""
+    reference: str | None
+    """The prompt arm it is measured against (the best one)."""
+    text: str
+    """One line for the report."""
+
+
+@dataclass
+class BreakEven:
+    """Monthly volume at which the best fine-tuned arm becomes cheaper than the best prompt arm."""
+
+    prompt: str
+    tuned: str
+    volume: float | None
+    """None: never at equal quality, or never cheaper per request."""
+    reason: str
+    cost_only_volume: float | None
+    """The volume on cost alone, ignoring quality."""
+    volumes: list[float]
+    """The x axis of the cost chart (requests per month)."""
+    costs: dict[str, list[float]]
+    """{arm: $ per month at each volume}."""
+
+
+@dataclass
+class Comparison:
+    """Everything the report shows; built from stored runs, so it can be rebuilt at any time."""
+
+    experiment: str
+    task: str
+    model: str
+    metric_name: str
+    arms: list[ArmSummary]
+    rows: list[tuple[str, dict[str, str]]]
+    test: PairedTest | None
+    curves: list[Curve]
+    crossover: Crossover
+    break_even: BreakEven | None
+    verdict: Verdict
+    latencies: dict[str, list[float]]
+    confusion: dict[str, dict]
+    """{arm: {"labels": [...], "matrix": [[...]]}} for the best prompt and best fine-tuned arms."""
+    samples: list[dict]
+    phases: dict[str, float] = field(default_factory=dict)
+    """Wall time by phase (load, each arm's evaluation, training, report), in seconds."""
+    experiment_id: int | None = None
+    """The experiment's id in the store (`tuneoff report ID` re-renders it)."""
+
+
+def build_comparison(name: str, task: str, model: str, arms: list[ArmSummary], prices: PriceTable,
+                     constraints: Constraints, curves: list[Curve] | None = None,
+                     latencies: dict[str, list[float]] | None = None, phases: dict | None = None,
+                     sample_size: int = 12) -> Comparison:
+    """Assemble the table, paired test, crossover, break-even and verdict from arm summaries."""
+    pairs = PairStats(prices)
+    prompt, tuned = best(arms, ["prompt"]), best(arms, ["finetune", "combined"])
+    test = pairs.test(prompt, tuned) if prompt and tuned else None
+    curves = curves or []
+    be = break_even(prompt, tuned, test, pairs, constraints) if prompt and tuned else None
+    confusion = {a.name: confusion_matrix(a) for a in (prompt, tuned) if a and a.labels}
+    return Comparison(name, task, model, arms[0].metric_name if arms else "", list(arms), head_to_head(arms, prices),
+                      test, curves, learning_crossover(curves, prompt), be,
+                      recommend(arms, constraints, prices, pairs), latencies or {}, confusion,
+                      side_by_side(arms, sample_size), phases or {})
+
+
+def learning_crossover(curves: list[Curve], prompt: ArmSummary | None) -> Crossover:
+    cross = Crossover(None, prompt.name if prompt else None, "no fine-tuning curve")
+    ft_curve = next((c for c in curves if c.axis == "n_train"), None)
+    if ft_curve and prompt:
+        n = crossover([(x, m) for x, m, _, _ in ft_curve.points], prompt.metric)
+        cross.n = n
+        cross.text = (f"fine-tuning overtakes {prompt.name} ({prompt.metric:.3f}) from n={n}" if n
+                      else f"no crossover within the grid {[p[0] for p in ft_curve.points]}")
+    return cross
+
+
+def break_even(prompt: ArmSummary, tuned: ArmSummary, test: PairedTest | None, pairs: PairStats,
+               constraints: Constraints) -> BreakEven:
+    """Break-even is "cheaper at equal or better quality": a significantly worse arm never is."""
+    b = pairs.payback(prompt, tuned)
+    top = max(constraints.monthly_requests * 10, (b.volume or 0) * 2, 1000)
+    volumes = [top * i / 20 for i in range(21)]
+    volume, reason = b.volume, b.reason
+    if tuned.metric < prompt.metric and (test is None or test.significant):
+        volume, reason = None, (f"never at equal quality: {tuned.name} scores {tuned.metric:.3f} vs "
+                                f"{prompt.metric:.3f}{' (significant)' if test else ''}; on cost alone: "
+                                + (f"{b.volume:,.0f} requests/month, " if b.volume is not None else "")
+                                + b.reason)
+    return BreakEven(prompt.name, tuned.name, volume, reason, b.volume, volumes,
+                     {a.name: cost_curve(a.cost(), pairs.prices, volumes) for a in (prompt, tuned)})

@@ -1,0 +1,32 @@
+"""Pairwise figures the table, the break-even and the verdict all need: each paired test and each
+payback is computed once per pair of arms and handed to every reader."""
+
+from __future__ import annotations
+
+from ..config.prices import PriceTable
+from .arms import ArmSummary
+from .costs import Payback, payback
+from .stats import PairedTest, paired_test
+
+
+class PairStats:
+    """Memoised `paired_test` and `payback` over the arms of one comparison."""
+
+    def __init__(self, prices: PriceTable):
+        self.prices = prices
+        self._tests: dict[tuple[str, str], PairedTest] = {}
+        self._paybacks: dict[tuple[str, str], Payback] = {}
+
+    def test(self, a: ArmSummary, b: ArmSummary) -> PairedTest:
+        """McNemar (0/1 scores) or paired bootstrap of b - a on the items both arms scored."""
+        key = (a.name, b.name)
+        if key not in self._tests:
+            self._tests[key] = paired_test(a, b)
+        return self._tests[key]
+
+    def payback(self, incumbent: ArmSummary, challenger: ArmSummary) -> Payback:
+        """Monthly volume above which the challenger is the cheaper arm (see `costs.payback`)."""
+        key = (incumbent.name, challenger.name)
+        if key not in self._paybacks:
+            self._paybacks[key] = payback(incumbent.cost(), challenger.cost(), self.prices)
+        return self._paybacks[key]

@@ -1,0 +1,93 @@
+"""Statistics over arm summaries: the paired test, label bias, the learning-curve crossover, the
+confusion matrix. scipy is imported here only, so reading configs never pays for it."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+from scipy import stats
+
+from .arms import ArmSummary
+
+
+@dataclass
+class PairedTest:
+    a: str
+    b: str
+    test: str
+    p_value: float
+    difference: float
+    """metric(b) - metric(a) on the shared items."""
+    n: int
+    significant: bool
+
+    def describe(self) -> str:
+        verdict = "significant" if self.significant else "not significant"
+        return (f"{self.b} - {self.a} = {self.difference:+.3f} on {self.n} paired items "
+                f"({self.test}, p={self.p_value:.3g}: {verdict} at 0.05)")
+
+
+def paired_test(a: ArmSummary, b: ArmSummary, alpha: float = 0.05, seed: int = 0,
+                resamples: int = 2000) -> PairedTest:
+    """McNemar's exact test when scores are 0/1, else a paired bootstrap of the mean difference."""
+    shared = {i: k for k, i in enumerate(a.item_ids)}
+    pairs = [(a.correct[shared[i]], b.correct[k]) for k, i in enumerate(b.item_ids) if i in shared]
+    x = np.array([p[0] for p in pairs], dtype=float)
+    y = np.array([p[1] for p in pairs], dtype=float)
+    diff = float(y.mean() - x.mean()) if len(pairs) else 0.0
+    if len(pairs) and set(np.unique(np.concatenate([x, y]))) <= {0.0, 1.0}:
+        only_a = int(((x == 1) & (y == 0)).sum())
+        only_b = int(((x == 0) & (y == 1)).sum())
+        n = only_a + only_b
+        p = 1.0 if n == 0 else float(stats.binomtest(only_b, n, 0.5).pvalue)
+        test = f"McNemar exact, {only_a} vs {only_b} discordant"
+    else:
+        rng = np.random.default_rng(seed)
+        d = y - x
+        boots = np.array([d[rng.integers(0, len(d), len(d))].mean() for _ in range(resamples)]) if len(d) else np.zeros(1)
+        p = float(min(1.0, 2 * min((boots <= 0).mean(), (boots >= 0).mean())))
+        test = "paired bootstrap"
+    return PairedTest(a.name, b.name, test, p, diff, len(pairs), p < alpha)
+
+
+def label_bias(predictions: Sequence[str | None], targets: Sequence[str], labels: Sequence[str]) -> dict:
+    """How far the predicted label distribution is from the true one (total variation distance,
+    0 = same, 1 = disjoint) and the worst per-class recall."""
+    n = len(targets)
+    pred = Counter(p for p in predictions if p is not None)
+    true = Counter(targets)
+    tv = 0.5 * sum(abs(pred.get(lab, 0) / n - true.get(lab, 0) / n) for lab in set(labels) | set(pred))
+    recalls = {}
+    for lab in labels:
+        idx = [k for k, t in enumerate(targets) if t == lab]
+        if idx:
+            recalls[lab] = sum(predictions[k] == lab for k in idx) / len(idx)
+    worst = min(recalls.items(), key=lambda kv: kv[1]) if recalls else (None, float("nan"))
+    return {"tv_distance": tv, "worst_class": worst[0], "worst_recall": worst[1]}
+
+
+def crossover(curve: Sequence[tuple[int, float]], reference: float) -> int | None:
+    """Smallest n on a fine-tuning learning curve whose metric beats `reference`, else None."""
+    for n, value in sorted(curve):
+        if value > reference:
+            return n
+    return None
+
+
+def best(arms: Sequence[ArmSummary], kinds: Sequence[str]) -> ArmSummary | None:
+    pool = [a for a in arms if a.kind in kinds]
+    return max(pool, key=lambda a: a.metric) if pool else None
+
+
+def confusion_matrix(a: ArmSummary) -> dict:
+    """Rows: true label; columns: predicted label (+ a last column for unparseable/other)."""
+    labels = list(a.labels or [])
+    index = {lab: k for k, lab in enumerate(labels)}
+    matrix = [[0] * (len(labels) + 1) for _ in labels]
+    for t, p in zip(a.targets, a.predictions):
+        if t in index:
+            matrix[index[t]][index.get(p, len(labels))] += 1
+    return {"labels": labels, "matrix": matrix}

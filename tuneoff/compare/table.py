@@ -1,0 +1,81 @@
+"""The head-to-head table: one column per arm, one row per dimension of the usual prompt-engineering
+vs fine-tuning comparison, each cell a measurement or a stated fact about the run; and the
+side-by-side sample of predictions."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from ..config.prices import PriceTable
+from .arms import ArmSummary
+from .costs import one_off, per_request
+from .stats import label_bias
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+def _money(x: float) -> str:
+    return f"${x:.4f}" if x < 100 else f"${x:,.0f}"
+
+
+def head_to_head(arms: Sequence[ArmSummary], prices: PriceTable) -> list[tuple[str, dict[str, str]]]:
+    """Rows (dimension, {arm name: cell}) of the comparison table."""
+    rows: list[tuple[str, dict[str, str]]] = []
+
+    def row(dimension: str, cell) -> None:
+        rows.append((dimension, {a.name: cell(a) for a in arms}))
+
+    row("Methodology / model change", lambda a: (
+        f"weights changed ({a.trainable_parameters:,} of {a.total_parameters:,} trainable)" if a.weights_changed
+        else "weights fixed; input only"))
+    row("Knowledge source", lambda a: {
+        "prompt": "pre-trained weights + what the prompt carries",
+        "finetune": "pre-trained weights + training set baked into weights",
+        "combined": "fine-tuned weights + what the prompt carries"}[a.kind])
+    row("Data requirement", lambda a: f"{a.examples_used} {a.examples_note}".strip())
+    row("Performance", lambda a: f"{a.metric_name} {a.metric:.3f} [{a.ci_low:.3f}, {a.ci_high:.3f}]")
+    row("Control & consistency", lambda a: "; ".join(filter(None, [
+        f"agreement {_pct(a.agreement)}" if a.agreement is not None else "",
+        f"spread ±{a.metric_spread:.3f}" if a.metric_spread is not None else "",
+        f"format violations {_pct(a.format_violation_rate)}"])))
+    row("Cost per 1k requests", lambda a: (
+        f"{_money(1000 * per_request(a.cost(), prices))} ({a.tokens_in:.0f} in / {a.tokens_out:.1f} out tokens)"))
+    row("One-off cost", lambda a: _money(one_off(a.cost(), prices)))
+    row("Latency p50 / p95", lambda a: f"{a.latency_p50:.3f} s / {a.latency_p95:.3f} s")
+    row("Development effort", lambda a: "; ".join(filter(None, [
+        f"{a.setup_seconds:.0f} s training/optimising" if a.setup_seconds else "no training",
+        f"{a.optimise_calls} optimiser calls" if a.optimise_calls else ""])))
+    row("Bias & hallucinations", lambda a: _bias_cell(a))
+    row("Time to first result", lambda a: f"{a.setup_seconds + a.eval_seconds:.0f} s")
+    row("Flexibility", lambda a: (
+        f"{a.flexibility['task']}: {a.flexibility['score']:.3f} vs base {a.flexibility['base_score']:.3f} "
+        f"(drop {a.flexibility['drop']:+.3f})"
+        + (f", {a.flexibility['weights_of']}'s weights" if a.flexibility.get("weights_of") else "") if a.flexibility else
+        ("same weights serve any task (prompt swap)" if not a.weights_changed else "not measured")))
+    return rows
+
+
+def _bias_cell(a: ArmSummary) -> str:
+    parts = [f"hallucinated labels {_pct(a.hallucinated_label_rate)}", f"invalid {_pct(a.format_violation_rate)}"]
+    if a.labels:
+        b = label_bias(a.predictions, a.targets, a.labels)
+        parts.append(f"label TV {b['tv_distance']:.2f}, worst recall {b['worst_recall']:.2f} ({b['worst_class']})")
+    return "; ".join(parts)
+
+
+def side_by_side(arms: Sequence[ArmSummary], n: int) -> list[dict]:
+    """The first n shared items with every arm's prediction, disagreements first."""
+    if not arms:
+        return []
+    common = set(arms[0].item_ids).intersection(*[set(a.item_ids) for a in arms[1:]])
+    pos = [{i: k for k, i in enumerate(a.item_ids)} for a in arms]
+    rows = []
+    for item in (i for i in arms[0].item_ids if i in common):
+        preds = {a.name: a.predictions[p[item]] for a, p in zip(arms, pos)}
+        k = pos[0][item]
+        rows.append({"id": item, "input": arms[0].inputs[k] if arms[0].inputs else "", "target": arms[0].targets[k],
+                     "predictions": preds, "disagree": len(set(map(str, preds.values()))) > 1})
+    rows.sort(key=lambda r: not r["disagree"])
+    return rows[:n]

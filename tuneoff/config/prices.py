@@ -1,0 +1,63 @@
+"""What an experiment says about money and needs: the prices the cost rows use, and the user's
+constraints the verdict respects. Plain config dataclasses (read from YAML with the experiment);
+the arithmetic on them lives in `tuneoff.compare`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from ..errors import TuneoffError
+
+
+@dataclass
+class PriceTable:
+    """Prices the cost rows and the break-even use. Defaults: a small self-hosted CPU box."""
+
+    mode: Literal["hardware", "api"] = "hardware"
+    """`hardware`: $/hour of the serving machine x measured seconds per request (self-hosting);
+    `api`: per-token prices of a hosted model."""
+    hardware_per_hour: float = 0.10
+    """$ per hour of the machine that serves requests (hardware mode)."""
+    training_per_hour: float | None = None
+    """$ per hour of the machine that trains (default: hardware_per_hour)."""
+    input_per_1k_tokens: float = 0.00015
+    """$ per 1k input tokens for the base model (api mode)."""
+    output_per_1k_tokens: float = 0.0006
+    """$ per 1k output tokens for the base model (api mode)."""
+    finetuned_input_per_1k_tokens: float | None = None
+    """$ per 1k input tokens for a fine-tuned model (api mode; hosted fine-tunes often cost more)."""
+    finetuned_output_per_1k_tokens: float | None = None
+    """$ per 1k output tokens for a fine-tuned model (api mode)."""
+    training_per_1k_tokens: float | None = None
+    """$ per 1k training tokens (api mode); in hardware mode training is priced by measured time."""
+    horizon_months: float = 12.0
+    """Months over which one-off costs (training, optimisation) are spread in the break-even."""
+
+    def __post_init__(self):
+        for name in ("hardware_per_hour", "input_per_1k_tokens", "output_per_1k_tokens", "horizon_months"):
+            if getattr(self, name) < 0:
+                raise TuneoffError("must be >= 0", field=f"prices.{name}")
+        if self.horizon_months <= 0:
+            raise TuneoffError("must be > 0", field="prices.horizon_months")
+
+
+@dataclass
+class Constraints:
+    """What the user needs; every field optional."""
+
+    monthly_requests: float = 10_000
+    """Expected requests per month (drives the cost comparison)."""
+    monthly_budget: float | None = None
+    """$ per month the arm may cost at that volume (one-off costs spread over the price horizon)."""
+    latency_p95_s: float | None = None
+    """Largest acceptable p95 latency per request, in seconds."""
+    quality_target: float | None = None
+    """Smallest acceptable main metric on the test split."""
+    examples_available: int | None = None
+    """Labelled examples the user has (arms that need more are ruled out)."""
+
+    def __post_init__(self):
+        if self.monthly_requests < 0:
+            raise TuneoffError("must be >= 0", field="constraints.monthly_requests")

@@ -1,0 +1,147 @@
+"""Typed rows the store keeps between rooms: the role a run plays in an experiment, and each run
+kind's summary (`runs.summary_json`). Writers and readers go through these classes only, so a field
+renamed here is renamed for both sides, and a test that fills a store by hand exercises the same
+contract as a real run (`tests/test_summaries.py`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, TypeVar
+
+T = TypeVar("T", bound="Record")
+
+
+class Role(str, Enum):
+    """What a run linked to an experiment is for (`experiment_runs.role`)."""
+
+    ARM = "arm"
+    """The arm's evaluation on the test split: its column in the table."""
+    FINETUNE = "finetune"
+    """The training run of a fine-tune arm (trainable parameters, time, tokens)."""
+    OPTIMISE = "optimise"
+    """A prompt arm's optimisation on dev (its calls and time count as development effort)."""
+    CURVE = "curve"
+    """One learning-curve point's evaluation (x = k demos or n training examples)."""
+    CURVE_TRAIN = "curve_train"
+    """The training run behind a fine-tuning curve point (x = n): its time is part of the curve's cost."""
+    CONSISTENCY = "consistency"
+    """The paraphrase/seed probe of an arm."""
+    FLEXIBILITY = "flexibility"
+    """A fine-tuned model scored on the second, unrelated task."""
+    FLEXIBILITY_BASE = "flexibility_base"
+    """The base model on that task: the reference the drop is measured against."""
+
+
+class Record:
+    """`to_dict` / `from_dict` / `from_json` for the summary dataclasses below."""
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls: type[T], data: dict[str, Any]) -> T:
+        # unknown keys are ignored: a store written by a newer tuneoff still reads
+        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    @classmethod
+    def from_json(cls: type[T], text: str | None) -> T:
+        return cls.from_dict(json.loads(text or "{}"))
+
+
+@dataclass
+class MainMetric(Record):
+    name: str
+    value: float | None
+
+
+@dataclass
+class EvalSummary(Record):
+    """An evaluation run (kind `eval` / `optimise` candidates)."""
+
+    wall_seconds: float = 0.0
+    """Wall time over every attempt (a resumed run adds the interrupted ones)."""
+    cache_hits: int = 0
+    cache_misses: int = 0
+    resumed: int = 0
+    main: dict | None = None
+    """{"name", "value"} of the task's main metric (see `main_metric`)."""
+
+    @property
+    def main_metric(self) -> MainMetric | None:
+        return MainMetric.from_dict(self.main) if self.main else None
+
+
+@dataclass
+class OptimiseSummary(Record):
+    """A prompt optimisation on dev."""
+
+    calls_spent: int = 0
+    budget: int = 0
+    dev_score: float = 0.0
+    chosen: dict = field(default_factory=dict)
+    """The chosen arm's fields."""
+    trials: list = field(default_factory=list)
+
+
+@dataclass
+class ConsistencySummary(Record):
+    agreement: float = 0.0
+    std: float = 0.0
+    metric: str = ""
+    variant_runs: list = field(default_factory=list)
+    values: list = field(default_factory=list)
+
+
+@dataclass
+class TrainStats(Record):
+    """The training record of one fine-tune (also stored as metrics and in the run summary)."""
+
+    steps: int
+    """Optimizer steps done."""
+    epochs: float
+    """Passes over the training examples (fractional when max_steps or early stopping cut in)."""
+    examples: int
+    """Training examples kept after tokenization."""
+    dropped_examples: int
+    """Examples whose completion was cut away entirely by max_length (not trained on)."""
+    prompt_truncated: int
+    """Examples whose prompt lost its oldest tokens to fit max_length."""
+    tokens: int
+    """Non-padding tokens processed."""
+    label_tokens: int
+    """Tokens that carried loss (completion tokens by default)."""
+    padded_tokens: int
+    """Tokens processed including padding."""
+    seconds: float
+    """Training wall time (model loading and saving excluded), summed over resumed sessions."""
+    tokens_per_second: float
+    """Non-padding tokens per second of training."""
+    flops: float
+    """Estimated training FLOPs (see `finetune.methods.estimate_flops`)."""
+    trainable_parameters: int
+    total_parameters: int
+    peak_memory_mb: float
+    """CUDA: peak allocated by torch; CPU: the process's peak resident set (model load included)."""
+    final_loss: float | None
+    """Mean per-token training loss of the last optimizer step."""
+    best_eval_loss: float | None = None
+    best_step: int | None = None
+    stopped_early: bool = False
+    resumed_from_step: int | None = None
+
+    def as_dict(self) -> dict:
+        return self.to_dict()
+
+
+@dataclass
+class ExperimentSummary(Record):
+    """`experiments.summary_json`: where the time went and how big the splits were."""
+
+    phases: dict[str, float] = field(default_factory=dict)
+    sizes: dict[str, int] = field(default_factory=dict)
+    """{"train", "dev", "test"}: items per split."""
