@@ -3,11 +3,9 @@
 import numpy as np
 import pytest
 
-from tuneoff.compare import ArmSummary, crossover, head_to_head, label_bias, paired_test
+from tuneoff.compare import ArmSummary, crossover, head_to_head, label_bias, paired_test, recommend
 from tuneoff.compare.costs import ArmCost, monthly, one_off, payback, per_request
-from tuneoff.config.prices import PriceTable
-from tuneoff.compare import recommend
-from tuneoff.config.prices import Constraints
+from tuneoff.config.prices import Constraints, PriceTable
 
 IDS = [f"t:{i}" for i in range(100)]
 

@@ -136,3 +136,27 @@ def test_bad_experiment_names_file_line_and_field(tmp_path):
     assert result.exit_code == 1
     assert f"{path}:9: field 'arms[0].prompt.shots': expected int" in result.output
     assert "Traceback" not in result.output
+
+
+def test_an_arms_own_paraphrases_are_probed(tiny_dir, tmp_path):
+    """`paraphrases:` on a prompt arm is honoured: the arm gets a consistency probe over its own
+    paraphrases, even with no experiment-level `consistency:` section."""
+    spec = {"version": 1, "name": "para", "model": str(tiny_dir), "batch_size": 8,
+            "task": {"name": "sst2", "train": str(GOOD / "sst2_dev_60.tsv"), "input": "sentence|content",
+                     "target": "label", "label_map": {"0": "negative", "1": "positive"},
+                     "labels": ["negative", "positive"], "instruction": "positive or negative?", "n_test": 6},
+            "arms": [{"name": "plain", "prompt": {"mode": "score"}},
+                     {"name": "probed", "prompt": {"mode": "score", "paraphrases": ["sentiment?", "good or bad?"]}}],
+            "output": str(tmp_path / "out")}
+    path = tmp_path / "para.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    db = tmp_path / "store.sqlite"
+    result = CliRunner().invoke(build_app(), ["run", str(path), "--store", str(db)], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    store = Store(db)
+    links = store.linked_runs(1, "consistency")
+    assert [link["arm"] for link in links] == ["probed"]
+    probe = json.loads(store.run(links[0]["run_id"])["spec_json"])
+    assert probe["paraphrases"] == ["sentiment?", "good or bad?"]
+    arms = {a.name: a for a in comparison_from_store(store, 1).arms}
+    assert arms["probed"].agreement is not None and arms["plain"].agreement is None

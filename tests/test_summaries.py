@@ -1,0 +1,112 @@
+"""The store -> comparison rebuild on a store filled by hand: no model, no training. Each run is
+written through the same typed records (`tuneoff.records`) the real writers use, so a renamed field
+or role breaks this test, not only the slow end-to-end one."""
+
+import pytest
+
+from tuneoff.compare.rebuild import comparison_from_store
+from tuneoff.config.specs import from_dict, to_dict
+from tuneoff.config.experiment import Experiment
+from tuneoff.records import EvalSummary, ExperimentSummary, MainMetric, OptimiseSummary, Role, TrainStats
+from tuneoff.store import Store
+
+LABELS = ["negative", "positive"]
+TARGETS = ["positive", "negative"] * 10  # 20 test items
+
+
+def experiment() -> Experiment:
+    return from_dict(Experiment, {
+        "name": "hand", "model": "embedded:smollm2-135m-instruct",
+        "task": {"name": "sst2", "test": "unused.tsv", "labels": LABELS},
+        "arms": [{"name": "zero-shot", "prompt": {"mode": "score"}},
+                 {"name": "opt", "prompt": {"mode": "score", "optimise": {"budget": 30}}},
+                 {"name": "lora", "finetune": {"method": "lora", "n_train": 64}},
+                 {"name": "lora+few", "finetuned": "lora", "prompt": {"shots": 4, "demo_selection": "similar"}}],
+        "constraints": {"monthly_requests": 1000}})
+
+
+def eval_run(store: Store, arm: str, correct: list[int], latency: float, tokens_in: int, value=None) -> int:
+    run = store.start_run("eval", arm=arm, task="sst2", split="test", model="m", spec={"shots": 0})
+    rows = []
+    for i, (target, ok) in enumerate(zip(TARGETS, correct)):
+        call = store.add_call(run_id=run, model="m", prompt=f"{arm}-{i}", params={}, output="x",
+                              tokens_in=tokens_in, tokens_out=1, latency_s=latency)
+        guess = target if ok else next(lab for lab in LABELS if lab != target)
+        rows.append({"item": i, "example_id": f"t{i}", "input": f"review {i}", "target": target, "output": guess,
+                     "prediction": guess, "correct": float(ok), "call_id": call})
+    store.add_predictions(run, rows)
+    acc = sum(correct) / len(correct) if value is None else value
+    store.set_metric(run, "accuracy", acc, acc - 0.1, acc + 0.1)
+    for name, v in (("tokens_in_mean", tokens_in), ("tokens_out_mean", 1.0), ("latency_p50", latency),
+                    ("latency_p95", latency), ("seconds_per_item", latency)):
+        store.set_metric(run, name, float(v))
+    store.finish_run(run, "done", EvalSummary(1.0, 0, 20, 0, MainMetric("accuracy", acc).to_dict()).to_dict())
+    return run
+
+
+def stats(seconds: float, examples: int) -> TrainStats:
+    return TrainStats(steps=8, epochs=1.0, examples=examples, dropped_examples=0, prompt_truncated=0, tokens=4000,
+                      label_tokens=200, padded_tokens=4500, seconds=seconds, tokens_per_second=4000 / seconds,
+                      flops=1e12, trainable_parameters=1000, total_parameters=100000, peak_memory_mb=10.0,
+                      final_loss=0.3)
+
+
+@pytest.fixture
+def filled(tmp_path):
+    store = Store(tmp_path / "hand.sqlite")
+    exp = experiment()
+    eid = store.add_experiment(exp.name, to_dict(exp))
+    link = lambda run, role, arm, x=None: store.link_run(eid, run, role.value, arm, x)  # noqa: E731
+    link(eval_run(store, "zero-shot", [1, 0] * 10, 0.2, 60), Role.ARM, "zero-shot")
+    opt = store.start_run("optimise", arm="opt", task="sst2", split="dev", model="m")
+    store.finish_run(opt, "done", OptimiseSummary(calls_spent=27, budget=30, dev_score=0.7).to_dict())
+    link(opt, Role.OPTIMISE, "opt")
+    link(eval_run(store, "opt", [1, 1, 1, 0] * 5, 0.2, 80), Role.ARM, "opt")
+    train = store.start_run("finetune", arm="lora", task="sst2", model="m")
+    store.finish_run(train, "done", {"output_dir": "x", **stats(50.0, 64).to_dict()})
+    link(train, Role.FINETUNE, "lora")
+    link(eval_run(store, "lora", [1] * 19 + [0], 0.1, 40), Role.ARM, "lora")
+    link(eval_run(store, "lora+few", [1] * 18 + [0, 0], 0.3, 200), Role.ARM, "lora+few")
+    for n, value in ((16, 0.6), (64, 0.95)):
+        link(eval_run(store, "lora", [1] * 20, 0.1, 40, value=value), Role.CURVE, "lora", n)
+    link(eval_run(store, "base-flex", [0] * 20, 0.1, 40, value=0.5), Role.FLEXIBILITY_BASE, "base")
+    link(eval_run(store, "lora-flex", [0] * 20, 0.1, 40, value=0.4), Role.FLEXIBILITY, "lora")
+    store.finish_experiment(eid, ExperimentSummary({"total": 9.0}, {"train": 500, "dev": 40, "test": 20}).to_dict())
+    return store, eid
+
+
+def test_rebuild_reads_every_role_through_the_records(filled):
+    store, eid = filled
+    c = comparison_from_store(store, eid)
+    arms = {a.name: a for a in c.arms}
+    assert list(arms) == ["zero-shot", "opt", "lora", "lora+few"]
+    assert arms["zero-shot"].metric == pytest.approx(0.5) and arms["lora"].metric == pytest.approx(0.95)
+    lora = arms["lora"]
+    assert (lora.trainable_parameters, lora.total_parameters, lora.setup_seconds) == (1000, 100000, 50.0)
+    assert lora.examples_used == 64 and lora.training_tokens == 4000
+    assert arms["lora+few"].setup_seconds == 50.0  # a combined arm carries its fine-tune's training
+    assert arms["opt"].optimise_calls == 27 and arms["opt"].examples_needed == 500 + 40
+    assert lora.flexibility == {"task": "sst2", "score": 0.4, "base_score": 0.5, "drop": pytest.approx(0.1),
+                                "weights_of": None}
+    assert arms["lora+few"].flexibility["weights_of"] == "lora"
+    assert arms["lora"].latency_p95 == pytest.approx(0.1)
+    assert c.phases == {"total": 9.0}
+
+
+def test_rebuild_derives_the_comparison_from_the_stored_numbers(filled):
+    store, eid = filled
+    c = comparison_from_store(store, eid)
+    assert c.test.a == "opt" and c.test.b == "lora"  # best prompt arm vs best fine-tuned arm
+    assert c.crossover.reference == "opt" and c.crossover.n == 64  # 0.95 beats opt's 0.75 from n=64
+    assert c.break_even.prompt == "opt" and c.break_even.tuned == "lora"
+    assert c.break_even.volume is not None  # cheaper per request and better: it pays back
+    assert [cur.axis for cur in c.curves] == ["n_train"] and [p[0] for p in c.curves[0].points] == [16, 64]
+    assert c.verdict.choice == "fine-tuning" and c.verdict.arm == "lora"
+    assert len(c.latencies["lora"]) == 20
+
+
+def test_unknown_role_in_a_store_is_an_error_not_a_silent_skip(filled):
+    store, eid = filled
+    store.link_run(eid, 1, "curve_tran", "zero-shot")
+    with pytest.raises(ValueError, match="curve_tran"):
+        comparison_from_store(store, eid)
