@@ -42,9 +42,7 @@ def ask(prompt: str, spec: ModelSpec, store: Store, system: str | None = None, d
     params = {"max_new_tokens": config.max_new_tokens, "temperature": config.temperature, "seed": config.seed,
               "stop": list(config.stop), "dtype": backend.info.dtype, "engine": engine_of(backend)}
     call_id = store.add_call(run_id=run_id, model=spec.name, prompt=backend.render(messages), params=params,
-                             output=completion.text, tokens_in=completion.tokens_in,
-                             tokens_out=completion.tokens_out, latency_s=completion.seconds,
-                             finish_reason=completion.finish_reason)
+                             **completion.call_fields())
     store.finish_run(run_id, summary={"tokens_in": completion.tokens_in, "tokens_out": completion.tokens_out,
                                       "latency_s": completion.seconds})
     return AskResult(completion, run_id, call_id, messages)

@@ -140,17 +140,14 @@ class ChunkRunner:
         if self.arm.mode == "generate":
             for prompt, c in zip(prompts, self.backend.generate(chats, self.config)):
                 call_id = self.store.add_call(run_id=self.run_id, model=self.model, prompt=prompt, params=self.params,
-                                              output=c.text, tokens_in=c.tokens_in, tokens_out=c.tokens_out,
-                                              latency_s=c.seconds, batch_size=c.batch_size,
-                                              finish_reason=c.finish_reason)
+                                              **c.call_fields())
                 out[prompt] = CallRef(call_id, c.text, False)
             return out
         labels = list(self.ctx.labels or ())
         for prompt, s in zip(prompts, score_labels(self.backend, chats, labels, self.arm.score_end_of_turn)):
             best = s.best(labels, self.arm.score_norm)
             call_id = self.store.add_call(run_id=self.run_id, model=self.model, prompt=prompt, params=self.params,
-                                          output=best, tokens_in=s.tokens_in, tokens_out=0, latency_s=s.seconds,
-                                          batch_size=s.batch_size, finish_reason="score")
+                                          **s.call_fields(best))
             out[prompt] = CallRef(call_id, best, False, dict(zip(labels, s.logprobs)))
         return out
 

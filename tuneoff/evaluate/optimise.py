@@ -140,9 +140,7 @@ def write_paraphrases(backend: Backend, instruction: str, n: int, spec: Optimise
     if any(t is None for t in texts):
         budget.spend(n)
         for i, c in enumerate(backend.generate([chat] * n, config)):
-            store.add_call(run_id=run_id, model=model, prompt=prompt, params=params[i], output=c.text,
-                           tokens_in=c.tokens_in, tokens_out=c.tokens_out, latency_s=c.seconds,
-                           batch_size=c.batch_size, finish_reason=c.finish_reason)
+            store.add_call(run_id=run_id, model=model, prompt=prompt, params=params[i], **c.call_fields())
             texts[i] = c.text
     out: list[str] = []
     for text in texts:

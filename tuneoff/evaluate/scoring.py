@@ -28,6 +28,11 @@ class LabelScores:
     batch_size: int
     """Items served by that call."""
 
+    def call_fields(self, best: str) -> dict:
+        """The store's `calls` columns a scored item fills: the winning label is its output."""
+        return {"output": best, "tokens_in": self.tokens_in, "tokens_out": 0, "latency_s": self.seconds,
+                "batch_size": self.batch_size, "finish_reason": "score"}
+
     def best(self, labels: Sequence[str], norm: str) -> str:
         values = [lp / max(n, 1) if norm == "mean" else lp for lp, n in zip(self.logprobs, self.tokens)]
         return labels[max(range(len(labels)), key=values.__getitem__)]

@@ -54,6 +54,11 @@ class Completion:
     finish_reason: str = "stop"
     """"stop" (end of sequence or a stop string) or "length" (hit max_new_tokens)."""
 
+    def call_fields(self) -> dict:
+        """The store's `calls` columns this completion fills (`Store.add_call(..., **c.call_fields())`)."""
+        return {"output": self.text, "tokens_in": self.tokens_in, "tokens_out": self.tokens_out,
+                "latency_s": self.seconds, "batch_size": self.batch_size, "finish_reason": self.finish_reason}
+
 
 @dataclass(frozen=True)
 class Score:
