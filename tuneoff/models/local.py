@@ -11,6 +11,7 @@ from typing import Sequence
 import torch
 
 from .base import BackendInfo, Chat, Completion, GenerationConfig, Score
+from .chat import plain_render
 
 PACKED_SCORING = {"llama", "mistral", "qwen2", "qwen3"}
 """Model types whose scoring packs every continuation of a prompt into one row (4D masks)."""
@@ -41,16 +42,6 @@ def _cpu_has_bf16() -> bool:
 
 def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def plain_render(messages: Chat, add_generation_prompt: bool = True) -> str:
-    """Prompt format for base models without a chat template: role-labelled paragraphs."""
-    parts = []
-    for m in messages:
-        label = {"system": "", "user": "Input: ", "assistant": "Output: "}.get(m["role"], m["role"] + ": ")
-        parts.append(f"{label}{m['content']}".strip())
-    text = "\n\n".join(parts)
-    return text + ("\n\nOutput:" if add_generation_prompt else "")
 
 
 class TransformersBackend:
