@@ -18,7 +18,8 @@ from pathlib import Path
 
 from ..errors import TuneoffError
 from .base import Backend, BackendInfo, Completion, GenerationConfig, Score  # noqa: F401 (re-export)
-from .embedded import DEFAULT_MODEL, get_embedded, gguf_cache_dir, materialize, materialize_gguf
+from .options import DEFAULT_MODEL, canonical_dtype, check_engine
+from .embedded import get_embedded, gguf_cache_dir, materialize, materialize_gguf
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a hub, even by accident
 
@@ -30,7 +31,8 @@ class ModelSpec:
     name: str = DEFAULT_MODEL
     """`embedded:NAME`, a local HF or adapter directory, or a `.gguf` file."""
     dtype: str = "float32"
-    """`float32`, `bfloat16`, or `auto` (bf16 where the hardware does it natively)."""
+    """`float32` (`fp32`), `bfloat16` (`bf16`), or `auto` (bf16 where the hardware does it natively);
+    stored under its canonical name, so `bf16` and `bfloat16` make equal specs."""
     device: str | None = None
     """`cpu` or `cuda`; default: CUDA when present."""
     batch_size: int = 16
@@ -42,9 +44,8 @@ class ModelSpec:
     def __post_init__(self):
         if not self.name:
             raise TuneoffError("a model spec cannot be empty", field="model")
-        from .llamacpp import ENGINES
-        if self.engine not in ENGINES:
-            raise TuneoffError(f"unknown engine '{self.engine}'", field="engine", hint=f"one of: {', '.join(ENGINES)}")
+        object.__setattr__(self, "dtype", canonical_dtype(self.dtype))
+        check_engine(self.engine)
         if self.batch_size < 1:
             raise TuneoffError("must be >= 1", field="batch_size")
 

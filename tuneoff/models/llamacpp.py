@@ -21,8 +21,8 @@ from typing import Sequence
 
 from ..errors import MissingPackageError
 from .base import Completion, GenerationConfig
+from .options import ENGINES  # noqa: F401 (re-export: older imports read it from here)
 
-ENGINES = ("auto", "transformers", "llamacpp")
 INSTALL = "pip install 'tuneoff[llamacpp]'   (compiles llama.cpp: a few minutes)"
 
 

@@ -12,23 +12,24 @@ import torch
 
 from .base import BackendInfo, Chat, Completion, GenerationConfig, Score
 from .chat import plain_render
+from .options import canonical_dtype
 
 PACKED_SCORING = {"llama", "mistral", "qwen2", "qwen3"}
 """Model types whose scoring packs every continuation of a prompt into one row (4D masks)."""
 
-DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+"""Canonical dtype names (`tuneoff.models.options`) -> torch dtypes; `auto` is decided per device."""
 
 
 def resolve_dtype(name: str, device: str) -> torch.dtype:
-    """`auto` picks bf16 where the hardware does it natively (CUDA bf16, or a CPU with AVX512_BF16/AMX)."""
+    """The torch dtype of a dtype name or alias (`bf16`, `fp32`, ...) on `device`. `auto` picks bf16 where
+    the hardware does it natively (CUDA bf16, or a CPU with AVX512_BF16/AMX)."""
+    name = canonical_dtype(name)
     if name == "auto":
         if device.startswith("cuda"):
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
         return torch.bfloat16 if _cpu_has_bf16() else torch.float32
-    if name not in DTYPES:
-        from ..errors import TuneoffError, did_you_mean
-        raise TuneoffError(f"unknown dtype '{name}'", field="dtype", hint=did_you_mean(name, [*DTYPES, "auto"]))
-    return DTYPES[name]
+    return TORCH_DTYPES[name]
 
 
 @functools.lru_cache(maxsize=1)
