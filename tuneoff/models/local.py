@@ -1,13 +1,16 @@
 """Local transformers backend: CPU by default, CUDA when present, fp32 or bf16.
 
-It renders, encodes and generates here; scoring has its own module (`tuneoff.models.scoring`).
+It renders, encodes and generates here; scoring has its own module (`tuneoff.models.scoring`), and
+single requests may go to an optional llama.cpp generator handed in at construction
+(`tuneoff.models.llamacpp`). Registered as the `local` backend kind (`tuneoff.models.registry`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 
@@ -17,8 +20,15 @@ from .chat import plain_render
 from .options import canonical_dtype
 from .scoring import PACKED_SCORING, left_pad
 
+if TYPE_CHECKING:
+    from .llamacpp import LlamaCppGenerator
+    from .spec import ModelSpec
+
 TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 """Canonical dtype names (`tuneoff.models.options`) -> torch dtypes; `auto` is decided per device."""
+
+GENERATOR_POLICIES = ("never", "single", "always")
+"""When a llama.cpp generator serves: never, single requests only (`generate_one`), or every generation."""
 
 
 def resolve_dtype(name: str, device: str) -> torch.dtype:
@@ -45,6 +55,17 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def load(spec: ModelSpec) -> TransformersBackend:
+    """The `local` backend kind's factory: weights from `embedded:NAME`, a directory or a `.gguf` file."""
+    from .llamacpp import generator_for
+    from .weights import load_model
+
+    model, tokenizer, info = load_model(spec)
+    generator, policy = generator_for(spec, info.device)
+    return TransformersBackend(model, tokenizer, info, batch_size=spec.batch_size, generator=generator,
+                               generator_policy=policy)
+
+
 class TransformersBackend:
     """A `Backend` over a transformers causal LM held in memory."""
 
@@ -56,23 +77,29 @@ class TransformersBackend:
     """Positions projected to the vocabulary at a time when scoring (bounds the logits' memory)."""
 
     def __init__(self, model, tokenizer, info: BackendInfo, batch_size: int = 16, use_chat_template: bool = True,
-                 reuse_prefix: bool = True, packed: bool | None = None):
+                 reuse_prefix: bool = True, packed: bool | None = None,
+                 generator: LlamaCppGenerator | None = None, generator_policy: str = "never"):
+        """`generator`: an optional llama.cpp engine for generation; `generator_policy` (GENERATOR_POLICIES)
+        says when it serves."""
+        if generator_policy not in GENERATOR_POLICIES or (generator is None and generator_policy != "never"):
+            raise ValueError(f"generator_policy {generator_policy!r} with generator {generator!r}")
         self.model = model.eval()
         self.reuse_prefix = reuse_prefix
         # packing needs custom 4D masks, which these architectures take as given (checked in tests)
         self.packed = packed if packed is not None else model.config.model_type in PACKED_SCORING
         self.tokenizer = tokenizer
-        self.info = info
         self.batch_size = batch_size
         self.use_chat_template = use_chat_template and bool(getattr(tokenizer, "chat_template", None))
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         self.device = next(model.parameters()).device
         self.prefixes = scoring.PrefixCache(model)
-        self.generator = None
-        """An optional llama.cpp engine for generation (`tuneoff.models.llamacpp`)."""
-        self.generator_policy = "never"
-        """When it serves: `always` (every generation), `single` (`generate_one`: interactive requests), `never`."""
+        self.generator = generator if generator_policy != "never" else None
+        self.generator_policy = generator_policy
+        # the info says which engine serves what (`engine_of`, the cache key): a copy, the caller's stays as given
+        self.info = dataclasses.replace(
+            info, engine="llamacpp" if self.generator is not None else "transformers",
+            batch_engine="llamacpp" if generator_policy == "always" else "transformers")
 
     # -- text ---------------------------------------------------------------------------------
     def render(self, messages: Chat, add_generation_prompt: bool = True) -> str:
@@ -92,7 +119,7 @@ class TransformersBackend:
     # -- generation ---------------------------------------------------------------------------
     def generate(self, chats: Sequence[Chat], config: GenerationConfig) -> list[Completion]:
         encoded = [self.encode(self.render(c)) for c in chats]
-        if self.generator is not None and self.generator_policy == "always":
+        if self.info.batch_engine == "llamacpp":
             return self.generator.generate(encoded, config)
         # length bucketing: neighbours in a batch have similar lengths, so little padding
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
@@ -104,8 +131,8 @@ class TransformersBackend:
         return out  # type: ignore[return-value]
 
     def generate_one(self, chat: Chat, config: GenerationConfig) -> Completion:
-        """One interactive request, where latency is what counts: llama.cpp when it is attached
-        (7x faster than transformers at batch 1 on CPU), else a batch of one. An evaluation always
+        """One interactive request, where latency is what counts: the llama.cpp generator when the backend
+        was given one (7x faster than transformers at batch 1 on CPU), else a batch of one. An evaluation always
         goes through `generate`, so its outputs never depend on how its items were chunked."""
         if self.generator is not None:
             return self.generator.generate([self.encode(self.render(chat))], config)[0]
