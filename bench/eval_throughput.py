@@ -48,7 +48,7 @@ def run_case(name, baseline, backend, ctx, items, warmup, arm: PromptArm, naive_
     # warm-up on other items, both sides: thread pools, and oneDNN's kernels for each new shape
     naive_loop(baseline, [prompter.messages(ex) for ex in warmup[:4]], naive_tokens)
     evaluate(backend, arm, warmup, ctx)
-    backend._prefix_memo = None  # the timed run computes its shared prefix itself
+    backend.prefixes.clear()  # the timed run computes its shared prefix itself
     base_out, base_s = timed(naive_loop, baseline, chats, naive_tokens)
     base_pred = [parse_reply(o, labels=LABELS, metric="accuracy", cot=arm.chain_of_thought).prediction
                  for o in base_out]

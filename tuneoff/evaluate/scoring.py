@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from ..models.base import Backend, Chat
+from ..models.chat import split_prompt_completion
 
 @dataclass(frozen=True)
 class LabelScores:
@@ -44,8 +45,6 @@ def replies(backend: Backend, chat: Chat, labels: Sequence[str], end_of_turn: bo
     tokenizer = getattr(backend, "tokenizer", None)
     if not end_of_turn or tokenizer is None:
         return list(labels)
-    from ..finetune.collate import split_prompt_completion
-
     return [split_prompt_completion(tokenizer, list(chat), label)[1] for label in labels]
 
 

@@ -16,6 +16,7 @@ import torch
 
 from ..data import Example
 from ..errors import TuneoffError
+from ..models.chat import split_prompt_completion
 
 IGNORE = -100
 """Label of a position that carries no loss (prompt tokens, padding): torch's cross-entropy default."""
@@ -60,22 +61,6 @@ class EncodeReport:
     dropped_no_completion: int = 0
     """Examples dropped because no completion token survived truncation (they would make the loss 0/0)."""
     dropped_ids: list[str] = field(default_factory=list)
-
-
-def split_prompt_completion(tokenizer, prompt: list[dict], target: str) -> tuple[str, str]:
-    """(prompt text, completion text) under the tokenizer's chat template, or a plain format without one."""
-    if not getattr(tokenizer, "chat_template", None):
-        from ..models.local import plain_render
-
-        # mirrors TransformersBackend for base models: "... Output:" then " answer" and end of text
-        return plain_render(prompt, True), " " + target + (tokenizer.eos_token or "")
-    head = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
-    full = tokenizer.apply_chat_template(prompt + [{"role": "assistant", "content": target}], tokenize=False)
-    if full.startswith(head):
-        return head, full[len(head):]
-    # templates that rewrite earlier turns once an answer follows: keep the generation prompt and
-    # close the answer with the end-of-sequence token the model stops on
-    return head, target + (tokenizer.eos_token or "")
 
 
 def encode_example(tokenizer, prompt: list[dict], target: str, max_length: int, truncation: str = "left",

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ..errors import TuneoffError
+from ..models.options import canonical_dtype
 
 Method = Literal["full", "freeze", "lora"]
 
@@ -102,9 +103,10 @@ class FinetuneArm:
     sequence, as most trainers do; an example whose completion is cut away entirely is dropped."""
     completion_only: bool = True
     """Loss on completion tokens only (prompt tokens and padding get label -100)."""
-    dtype: Literal["float32", "bfloat16", "auto"] = "float32"
-    """Compute precision: `bfloat16` autocasts matmuls while master weights and optimizer stay fp32;
-    `auto`: bfloat16 where the hardware does it natively (AVX512_BF16/AMX CPUs, bf16 GPUs)."""
+    dtype: str = "float32"
+    """Compute precision, any name of `tuneoff.models.options.DTYPES` (kept canonical): `bfloat16` (`bf16`)
+    autocasts matmuls while master weights and optimizer stay fp32; `auto`: bfloat16 where the hardware
+    does it natively (AVX512_BF16/AMX CPUs, bf16 GPUs)."""
     n_train: int | None = None
     """Seeded, stratified subsample of the training split (None: all of it)."""
     seed: int = 0
@@ -132,6 +134,8 @@ class FinetuneArm:
         return self.dtype == "bfloat16"
 
     def __post_init__(self):
+        # the same names and aliases as the model spec and the experiment: `bf16` works everywhere
+        self.dtype = canonical_dtype(self.dtype, field="dtype")
         self._check_positive()
         if self.max_steps is not None and self.max_steps < 1:
             raise TuneoffError("must be >= 1", field="max_steps")

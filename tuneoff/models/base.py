@@ -79,15 +79,23 @@ class BackendInfo:
     name: str
     """The model spec it was loaded from, e.g. `embedded:smollm2-135m-instruct`."""
     kind: str = "local"
+    """The registry kind that built it (`tuneoff.models.registry`)."""
     dtype: str = "float32"
     device: str = "cpu"
     parameters: int = 0
     extra: dict = field(default_factory=dict)
+    engine: str = "transformers"
+    """What serves a single interactive request (`generate_one`, `tuneoff ask`): `transformers`,
+    `llamacpp`, or whatever another backend names its server."""
+    batch_engine: str = "transformers"
+    """What serves batched generation (evaluations). Another engine gives other answers, so `llamacpp`
+    here is part of the model's cache key (`tuneoff.evaluate.engine.model_id`)."""
 
 
 @runtime_checkable
 class Backend(Protocol):
     info: BackendInfo
+    """Name, precision, device, and which engine serves generation (`engine_of`)."""
 
     def render(self, messages: Chat, add_generation_prompt: bool = True) -> str:
         """The exact prompt text the model sees for these messages (its chat template)."""
@@ -100,3 +108,9 @@ class Backend(Protocol):
 
     def count_tokens(self, text: str) -> int:
         """Tokens in `text` under this model's tokenizer."""
+
+
+def engine_of(backend: Backend, batched: bool = False) -> str:
+    """The engine that serves a backend's generation: batched (evaluations) or a single request.
+    Declared in `BackendInfo`, so a backend says it once at construction and callers need not guess."""
+    return backend.info.batch_engine if batched else backend.info.engine

