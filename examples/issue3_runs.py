@@ -18,11 +18,10 @@ from pathlib import Path
 import torch
 
 from tuneoff.consistency import consistency
-from tuneoff.data import Example
+from tuneoff.data import Example, subsample
 from tuneoff.evaluate import evaluate
 from tuneoff.models import ModelSpec, load_backend
 from tuneoff.prompting import OptimiseSpec, PromptArm, TaskContext, optimise
-from tuneoff.splits import subsample
 from tuneoff.store import Store
 from tuneoff.task import TaskSpec, load_task
 

@@ -20,8 +20,7 @@ from pathlib import Path
 
 import torch
 
-from tuneoff.data import ColumnMapping, Example, load_dataset
-from tuneoff.splits import subsample
+from tuneoff.data import ColumnMapping, Example, load_dataset, subsample
 from tuneoff.finetune import FinetuneArm, default_formatter, run_finetune
 from tuneoff.finetune.outputs import is_finished
 from tuneoff.models import ModelSpec, load_model

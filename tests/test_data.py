@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tuneoff.data import ColumnMapping, Example, load_dataset, load_examples
-from tuneoff.splits import load_splits, split_examples, stratified_order, subsample
+from tuneoff.data import (ColumnMapping, Example, load_dataset, load_examples, load_splits, parse_labels, split_examples,
+                          stratified_order, subsample)
 from tuneoff.errors import DataError, TuneoffError
-from tuneoff.validation import parse_labels
 
 GOOD = Path(__file__).parent / "fixtures" / "good"
 BAD = Path(__file__).parent / "fixtures" / "bad"
@@ -173,3 +172,4 @@ def test_a_missing_id_column_is_reported_once_and_a_missing_id_key_per_record(tm
     result = load_examples(tmp_path / "a.jsonl", ColumnMapping(id="id"))
     assert [(p.kind, p.line) for p in result.problems] == [("MissingField", 1)]
     assert [e.id for e in result.examples] == ["7"]
+

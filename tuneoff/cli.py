@@ -106,10 +106,69 @@ def validate(
     show: Annotated[int, typer.Option(help="Most problems printed per kind (0: all).")] = 20,
 ) -> None:
     """List every problem in a data file (file:line, named class), then a summary."""
-    from .validation import run_validate
+    from .data import ColumnMapping, parse_label_map, parse_labels, validate_file
 
-    code = run_validate(file, input_col, target_col, label_map, labels, max_tokens, model, console, show or None)
-    raise typer.Exit(code)
+    mapping = ColumnMapping(input=input_col, target=target_col, label_map=parse_label_map(label_map))
+    tokenizer = _validation_tokenizer(model, required=max_tokens is not None)
+    found = validate_file(file, mapping, parse_labels(labels), max_tokens, tokenizer)
+    raise typer.Exit(print_validation(found, console, show or None))
+
+
+def _validation_tokenizer(model: str | None, required: bool):
+    """The tokenizer that counts `validate`'s tokens; None (count characters) when the default cannot load.
+
+    The one place `validate` reaches for a model: the data room stays below the models room.
+    """
+    from .models import load_tokenizer
+
+    try:
+        return load_tokenizer(model) if model else load_tokenizer()
+    except TuneoffError as e:
+        if required or model:
+            raise
+        console.print(f"[dim]no tokenizer ({e.message}); lengths are in characters[/dim]")
+        return None
+
+
+def print_validation(found, out: Console, show: int | None = 20) -> int:
+    """Print a `Validation`: problems (at most `show` per kind), summary, verdict; the exit code."""
+    from collections import Counter
+
+    from .errors import Kind
+
+    printed: Counter[str] = Counter()
+    lines = []
+    for p in found.problems:
+        printed[p.kind] += 1
+        if show is None or printed[p.kind] <= show:
+            lines.append(p.render())
+    for kind, count in printed.items():
+        if show is not None and count > show:
+            lines.append(f"... and {count - show} more {kind} ({Kind[kind].help})")
+    if lines:  # one print: rich is slow per call, and markup off so `[field]` stays literal
+        out.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
+    out.print(_summary_table(found.summary))
+    errors = len(found.errors)
+    verdict = f"{errors} error(s), {len(found.problems) - errors} warning(s)"
+    out.print(f"[red]{verdict}[/red]" if errors else f"[green]ok[/green]: {verdict}")
+    return 1 if errors else 0
+
+
+def _summary_table(summary) -> Table:
+    table = Table(title="Summary", show_header=False)
+    table.add_row("examples", str(summary.examples))
+    if summary.chats:
+        table.add_row("chats with context", str(summary.chats))
+    for name, stats in (("length", summary.lengths), ("target length", summary.target_lengths)):
+        if stats is not None:
+            table.add_row(f"{name} ({summary.unit})", f"min {stats.min}  mean {stats.mean:.1f}  p50 {stats.p50}"
+                                                      f"  p95 {stats.p95}  max {stats.max}")
+    table.add_row("distinct targets", str(summary.distinct_targets))
+    if summary.labels:
+        top = ", ".join(f"{label} {count}" for label, count in summary.labels[:10])
+        more = f", ... ({len(summary.labels) - 10} more)" if len(summary.labels) > 10 else ""
+        table.add_row("labels", top + more)
+    return table
 
 
 def _arm_from(file: Path, arm: str):
