@@ -112,10 +112,6 @@ def problem(kind: Kind, file: str, line: int, message: str, field: str | None = 
     return Problem(kind.name, file, line, message, field, record)
 
 
-def is_warning(p: Problem) -> bool:
-    return p.is_warning
-
-
 class DataError(TuneoffError):
     """A dataset has problems; it never starts a run. Carries every problem, not the first."""
 
