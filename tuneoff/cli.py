@@ -19,6 +19,9 @@ from rich.table import Table
 
 from .errors import TuneoffError
 
+if TYPE_CHECKING:
+    from .data import Summary, Validation
+
 console = Console()
 err_console = Console(stderr=True)
 
@@ -133,7 +136,7 @@ def _validation_tokenizer(model: str | None, required: bool):
         return None
 
 
-def print_validation(found, out: Console, show: int | None = 20) -> int:
+def print_validation(found: Validation, out: Console, show: int | None = 20) -> int:
     """Print a `Validation`: problems (at most `show` per kind), summary, verdict; the exit code."""
     from collections import Counter
 
@@ -157,7 +160,7 @@ def print_validation(found, out: Console, show: int | None = 20) -> int:
     return 1 if errors else 0
 
 
-def _summary_table(summary) -> Table:
+def _summary_table(summary: Summary) -> Table:
     table = Table(title="Summary", show_header=False)
     table.add_row("examples", str(summary.examples))
     if summary.chats:
