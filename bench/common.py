@@ -45,8 +45,7 @@ SST2 = Path(__file__).resolve().parents[1] / "examples/data/sst2"
 
 def sst2_items(split: str, n: int | None = None) -> list:
     """The committed SST-2 slice (train: `sentence` column, dev: `content`), first n after a seeded shuffle."""
-    from tuneoff.data import ColumnMapping, load_dataset
-    from tuneoff.splits import subsample
+    from tuneoff.data import ColumnMapping, load_dataset, subsample
 
     column = "sentence" if split == "train" else "content"
     items = load_dataset(SST2 / f"{split}.tsv", ColumnMapping(column, "label", {"0": "negative", "1": "positive"}))

@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tuneoff.data import ColumnMapping, Example, load_dataset, load_examples
-from tuneoff.splits import load_splits, split_examples, stratified_order, subsample
+from tuneoff.data import (ColumnMapping, Example, load_dataset, load_examples, load_splits, parse_labels, split_examples,
+                          stratified_order, subsample)
 from tuneoff.errors import DataError, TuneoffError
-from tuneoff.validation import parse_labels
 
 GOOD = Path(__file__).parent / "fixtures" / "good"
 BAD = Path(__file__).parent / "fixtures" / "bad"
@@ -173,3 +172,61 @@ def test_a_missing_id_column_is_reported_once_and_a_missing_id_key_per_record(tm
     result = load_examples(tmp_path / "a.jsonl", ColumnMapping(id="id"))
     assert [(p.kind, p.line) for p in result.problems] == [("MissingField", 1)]
     assert [e.id for e in result.examples] == ["7"]
+
+
+# ---------------------------------------------------------------- JSON arrays, however laid out
+
+ONE_LINE = '[{"prompt": "a", "completion": "b"}, {"prompt": "c", "completion": "d"}]'
+
+
+def test_a_one_line_json_array_loads_every_record_with_distinct_ids(tmp_path):
+    path = tmp_path / "tuning.json"
+    path.write_text(ONE_LINE + "\n")  # the instruction-tuning example users copy
+    result = load_examples(path)
+    assert result.problems == []
+    assert [(e.input, e.target, e.line, e.record) for e in result.examples] == [("a", "b", 1, 1), ("c", "d", 1, 2)]
+    assert [e.id for e in result.examples] == ["tuning#1", "tuning#2"]
+
+
+def test_array_ids_do_not_depend_on_the_layout(tmp_path):
+    pretty = tmp_path / "pretty" / "tuning.json"
+    pretty.parent.mkdir()
+    pretty.write_text('[\n  {"prompt": "a", "completion": "b"},\n\n  {"prompt": "c",\n   "completion": "d"},'
+                      ' {"prompt": "e", "completion": "f"}\n]\n')  # multi-line and mixed
+    (tmp_path / "tuning.json").write_text(ONE_LINE[:-1] + ', {"prompt": "e", "completion": "f"}]')
+    spread, flat = load_dataset(pretty), load_dataset(tmp_path / "tuning.json")
+    assert [e.line for e in spread] == [2, 4, 5] and [e.line for e in flat] == [1, 1, 1]
+    assert [e.id for e in spread] == [e.id for e in flat] == ["tuning#1", "tuning#2", "tuning#3"]
+
+
+def test_an_error_in_the_second_record_of_a_one_line_array_names_line_1_and_the_record(tmp_path):
+    path = tmp_path / "tuning.json"
+    path.write_text('[{"prompt": "a", "completion": "b"}, {"prompt": "c", "completion": ""}]')
+    result = load_examples(path)
+    [problem] = result.problems
+    assert (problem.kind, problem.line, problem.record, problem.field) == ("EmptyField", 1, 2, "completion")
+    assert problem.render() == f"{path}:1: record 2: EmptyField [completion]: empty"
+    assert [e.input for e in result.examples] == ["a"]
+    with pytest.raises(DataError) as error:
+        load_dataset(path)
+    assert error.value.line == 1 and "record 2: EmptyField" in error.value.message
+
+
+def test_cross_record_problems_in_a_one_line_array_point_at_records(tmp_path):
+    path = tmp_path / "tuning.json"
+    path.write_text('[{"prompt": "a", "completion": "b"}, {"prompt": "a", "completion": "x"}, {"prompt": "a",'
+                    ' "completion": "b", "id": "k"}, {"prompt": "z", "completion": "y", "id": "k"}]')
+    problems = load_examples(path, ColumnMapping(id="id")).problems
+    assert [(p.kind, p.line, p.record) for p in problems] == [
+        ("MissingField", 1, 1), ("MissingField", 1, 2), ("DuplicateId", 1, 4)]
+    assert "id 'k' is already used on record 3 (line 1)" in problems[2].message
+    problems = load_examples(path).problems
+    assert [(p.kind, p.record) for p in problems] == [("ConflictingTarget", 2), ("DuplicateExample", 3)]
+    assert "same input as record 1 (line 1)" in problems[0].message
+
+
+def test_a_syntax_error_inside_a_one_line_array_names_the_record(tmp_path):
+    path = tmp_path / "tuning.json"
+    path.write_text('[{"prompt": "a", "completion": "b"}, {"prompt": "c", completion: "d"}]')
+    [problem] = load_examples(path).problems
+    assert (problem.kind, problem.line, problem.record) == ("InvalidJSON", 1, 2)

@@ -1,5 +1,5 @@
 # python -m pytest -q tests/test_validation.py
-"""Every problem kind on a small bad file, at the right line; summaries; `tuneoff validate`'s body."""
+"""Every problem kind on a small bad file, at the right line; summaries; `tuneoff validate` and its printing."""
 
 from __future__ import annotations
 
@@ -10,11 +10,13 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from tuneoff import validation
-from tuneoff.data import ColumnMapping, Example, load_examples
-from tuneoff.errors import TuneoffError
-from tuneoff.validation import (Kind, check_lengths, lengths_of, looks_like_labels, parse_label_map, parse_labels,
-                                run_validate, summarize)
+from typer.testing import CliRunner
+
+from tuneoff import cli
+from tuneoff.cli import print_validation
+from tuneoff.data import (ColumnMapping, Example, check_lengths, lengths_of, load_examples, looks_like_labels,
+                          parse_label_map, parse_labels, summarize, validate_file)
+from tuneoff.errors import Kind, TuneoffError
 
 FIXTURES = Path(__file__).parent / "fixtures"
 BAD = FIXTURES / "bad"
@@ -161,11 +163,19 @@ def test_label_map_and_label_arguments(tmp_path):
         parse_labels(" , ")
 
 
-def _validate(monkeypatch, *args, **kwargs) -> tuple[int, str]:
-    monkeypatch.setattr(validation, "_tokenizer", lambda model, required, console: FakeTokenizer())
+def _validate(monkeypatch, file, input_col=None, target_col=None, label_map=None, labels=None, max_tokens=None,
+              show=20) -> tuple[int, str]:
+    """`tuneoff validate` as the CLI runs it, with a fake tokenizer and a wide console."""
+    monkeypatch.setattr(cli, "_validation_tokenizer", lambda model, required: FakeTokenizer())
     out = io.StringIO()
-    code = run_validate(*args, console=Console(file=out, width=200), **kwargs)
-    return code, out.getvalue()
+    monkeypatch.setattr(cli, "console", Console(file=out, width=200))
+    args = [str(file)] + [x for flag, value in (("--input-col", input_col), ("--target-col", target_col),
+                                               ("--label-map", label_map), ("--labels", labels),
+                                               ("--max-tokens", max_tokens), ("--show", show))
+                          if value is not None for x in (flag, str(value))]
+    result = CliRunner().invoke(cli.build_app(), ["validate", *args])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    return result.exit_code, out.getvalue()
 
 
 def test_run_validate_prints_each_problem_and_fails(monkeypatch):
@@ -182,9 +192,12 @@ def test_run_validate_passes_a_good_file_with_its_label_set(monkeypatch):
     assert code == 0 and "ok" in out and "examples" in out and "60" in out
 
 
-def test_run_validate_caps_lines_per_kind(monkeypatch):
-    code, out = _validate(monkeypatch, BAD / "duplicate_example.jsonl", show=0)
-    assert code == 0 and "... and 1 more DuplicateExample" in out
+def test_printing_caps_lines_per_kind_and_the_cli_flag_0_prints_all(monkeypatch):
+    out = io.StringIO()
+    code = print_validation(validate_file(BAD / "duplicate_example.jsonl"), Console(file=out, width=200), show=0)
+    assert code == 0 and "... and 1 more DuplicateExample" in out.getvalue()
+    code, printed = _validate(monkeypatch, BAD / "duplicate_example.jsonl", show=0)
+    assert code == 0 and ":4: DuplicateExample" in printed and "more" not in printed
 
 
 def test_run_validate_sst2_with_a_label_map(monkeypatch):

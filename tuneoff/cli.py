@@ -10,14 +10,18 @@ import functools
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Callable, Optional
+from typing import TYPE_CHECKING, Annotated, Callable, Optional
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
 from .errors import TuneoffError
 from .models.options import DEFAULT_MODEL
+
+if TYPE_CHECKING:
+    from .data import Summary, Validation
 
 console = Console()
 err_console = Console(stderr=True)
@@ -25,6 +29,8 @@ err_console = Console(stderr=True)
 StoreOpt = Annotated[Optional[Path], typer.Option("--store", help="Run store (SQLite); default TUNEOFF_HOME/runs.sqlite.")]
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Model spec: embedded:NAME, a model/adapter dir, or a .gguf.")]
 DtypeOpt = Annotated[str, typer.Option("--dtype", help="float32, bfloat16, or auto (bf16 where the CPU/GPU has it).")]
+FullOpt = Annotated[bool, typer.Option("--full", help="Print every dimension of the comparison for every arm "
+                                                    "(wide: needs ~200 columns), not the compact summary.")]
 
 
 def _store(path: Path | None):
@@ -107,10 +113,69 @@ def validate(
     show: Annotated[int, typer.Option(help="Most problems printed per kind (0: all).")] = 20,
 ) -> None:
     """List every problem in a data file (file:line, named class), then a summary."""
-    from .validation import run_validate
+    from .data import ColumnMapping, parse_label_map, parse_labels, validate_file
 
-    code = run_validate(file, input_col, target_col, label_map, labels, max_tokens, model, console, show or None)
-    raise typer.Exit(code)
+    mapping = ColumnMapping(input=input_col, target=target_col, label_map=parse_label_map(label_map))
+    tokenizer = _validation_tokenizer(model, required=max_tokens is not None)
+    found = validate_file(file, mapping, parse_labels(labels), max_tokens, tokenizer)
+    raise typer.Exit(print_validation(found, console, show or None))
+
+
+def _validation_tokenizer(model: str | None, required: bool):
+    """The tokenizer that counts `validate`'s tokens; None (count characters) when the default cannot load.
+
+    The one place `validate` reaches for a model: the data room stays below the models room.
+    """
+    from .models import load_tokenizer
+
+    try:
+        return load_tokenizer(model) if model else load_tokenizer()
+    except TuneoffError as e:
+        if required or model:
+            raise
+        console.print(f"[dim]no tokenizer ({e.message}); lengths are in characters[/dim]")
+        return None
+
+
+def print_validation(found: Validation, out: Console, show: int | None = 20) -> int:
+    """Print a `Validation`: problems (at most `show` per kind), summary, verdict; the exit code."""
+    from collections import Counter
+
+    from .errors import Kind
+
+    printed: Counter[str] = Counter()
+    lines = []
+    for p in found.problems:
+        printed[p.kind] += 1
+        if show is None or printed[p.kind] <= show:
+            lines.append(p.render())
+    for kind, count in printed.items():
+        if show is not None and count > show:
+            lines.append(f"... and {count - show} more {kind} ({Kind[kind].help})")
+    if lines:  # one print: rich is slow per call, and markup off so `[field]` stays literal
+        out.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
+    out.print(_summary_table(found.summary))
+    errors = len(found.errors)
+    verdict = f"{errors} error(s), {len(found.problems) - errors} warning(s)"
+    out.print(f"[red]{verdict}[/red]" if errors else f"[green]ok[/green]: {verdict}")
+    return 1 if errors else 0
+
+
+def _summary_table(summary: Summary) -> Table:
+    table = Table(title="Summary", show_header=False)
+    table.add_row("examples", str(summary.examples))
+    if summary.chats:
+        table.add_row("chats with context", str(summary.chats))
+    for name, stats in (("length", summary.lengths), ("target length", summary.target_lengths)):
+        if stats is not None:
+            table.add_row(f"{name} ({summary.unit})", f"min {stats.min}  mean {stats.mean:.1f}  p50 {stats.p50}"
+                                                      f"  p95 {stats.p95}  max {stats.max}")
+    table.add_row("distinct targets", str(summary.distinct_targets))
+    if summary.labels:
+        top = ", ".join(f"{label} {count}" for label, count in summary.labels[:10])
+        more = f", ... ({len(summary.labels) - 10} more)" if len(summary.labels) > 10 else ""
+        table.add_row("labels", top + more)
+    return table
 
 
 def _arm_from(file: Path, arm: str):
@@ -185,38 +250,33 @@ def run(
     experiment: Annotated[Path, typer.Argument(help="Experiment YAML: task, model, arms, comparison settings.")],
     store: StoreOpt = None,
     open_report: Annotated[bool, typer.Option("--open", help="Open the HTML report when done.")] = False,
+    full: FullOpt = False,
 ) -> None:
     """Run every arm of an experiment, compare them, and write the report."""
     from .config.experiment import load_experiment
 
     exp = load_experiment(experiment)
-    _run_and_report(exp, _store(store), open_report)
+    _run_and_report(exp, _store(store), open_report, full)
 
 
-def _run_and_report(exp, db, open_report: bool) -> None:
+def _run_and_report(exp, db, open_report: bool, full: bool = False) -> None:
     from .runner import run_experiment
 
     experiment_id = run_experiment(exp, db, console)
-    _report(db, experiment_id, exp.output_dir(), open_report)
+    _report(db, experiment_id, exp.output_dir(), open_report, full)
 
 
-def _report(db, experiment_id: int, outdir: Path, open_report: bool) -> None:
+def _report(db, experiment_id: int, outdir: Path, open_report: bool, full: bool = False) -> None:
     from .report import write_report
     from .compare.rebuild import comparison_from_store
 
     began = time.perf_counter()
     comparison = comparison_from_store(db, experiment_id)
     comparison.phases["report: rebuild from store"] = time.perf_counter() - began
-    paths = write_report(comparison, comparison_prices(db, experiment_id), outdir)
+    prices = comparison_prices(db, experiment_id)
+    paths = write_report(comparison, prices, outdir)
     rendered = time.perf_counter() - began
-    console.print(comparison_table(comparison))
-    v = comparison.verdict
-    console.print(f"\n[bold]Recommendation: {v.choice}[/bold] ({v.arm})")
-    for reason in v.reasons:
-        console.print(f"  - {reason}")
-    if comparison.test:
-        console.print(f"Paired test: {comparison.test.describe()}")
-    console.print(f"Learning curves: {comparison.crossover.text}")
+    print_comparison(comparison, prices, console, full)
     console.print(f"\nReport: {paths['html']}  (also {paths['md'].name}, {paths['json'].name}; experiment "
                   f"{experiment_id}; rebuilt and rendered in {rendered:.1f} s)")
     if open_report:
@@ -231,7 +291,56 @@ def comparison_prices(db, experiment_id: int):
     return experiment_spec(db, experiment_id).prices
 
 
-def comparison_table(comparison) -> Table:
+# types only: the comparison is built lazily, so `tuneoff --help` stays fast
+if TYPE_CHECKING:
+    from .compare import Comparison
+    from .config.prices import PriceTable
+
+
+def print_comparison(comparison: Comparison, prices: PriceTable, out: Console, full: bool = False) -> None:
+    """The end of `run`/`demo`/`report`: a summary that fits 80 columns and the verdict (`full`: every
+    dimension for every arm, the verdict's reasons, the paired test and the learning-curve crossover)."""
+    v = comparison.verdict
+    if not full:
+        out.print(compact_summary(comparison, prices))
+        out.print(f"\n[bold]Recommendation: {v.choice}[/bold] ({v.arm})")
+        out.print("[dim]every dimension, the reasons and the statistics: the report, or --full[/dim]")
+        return
+    out.print(comparison_table(comparison))
+    out.print(f"\n[bold]Recommendation: {v.choice}[/bold] ({v.arm})")
+    for reason in v.reasons:
+        out.print(f"  - {reason}")
+    if comparison.test:
+        out.print(f"Paired test: {comparison.test.describe()}")
+    out.print(f"Learning curves: {comparison.crossover.text}")
+
+
+def compact_summary(comparison: Comparison, prices: PriceTable) -> Table:
+    """Arms as rows, six narrow columns: readable in an 80-column terminal however many arms there are.
+
+    Cells fold rather than end in `…`: a long arm name wraps onto a second line of its row.
+    """
+    from .compare.costs import per_request
+
+    table = Table(title=f"{comparison.experiment}: {comparison.task} on {comparison.model}",
+                  box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True,
+                  title_justify="left")
+    # every column but the arm's has a known narrow width and keeps it; the arm name gets the rest
+    table.add_column("arm", overflow="fold", ratio=1)
+    table.add_column("kind", no_wrap=True)
+    table.add_column(f"{comparison.metric_name or 'metric'} [95% CI]", no_wrap=True, min_width=20)
+    for header in ("p95 s", "$/1k req", "training"):
+        table.add_column(header, justify="right", no_wrap=True)
+    for a in comparison.arms:
+        dollars = 1000 * per_request(a.cost(), prices)
+        table.add_row(a.name, a.kind, f"{a.metric:.3f} [{a.ci_low:.3f}, {a.ci_high:.3f}]", f"{a.latency_p95:.2f}",
+                      f"${dollars:.4f}" if dollars < 100 else f"${dollars:,.0f}",
+                      f"{a.setup_seconds:.0f} s" if a.setup_seconds else "-")
+    return table
+
+
+def comparison_table(comparison: Comparison) -> Table:
+    """Every dimension (rows) for every arm (columns): today's full table, wide; the report has it too."""
     table = Table(title=f"{comparison.experiment}: {comparison.task} on {comparison.model}", show_lines=True)
     table.add_column("dimension", style="bold")
     for a in comparison.arms:
@@ -246,26 +355,28 @@ def report(
     output: Annotated[Optional[Path], typer.Option(help="Where to write the report (default: the experiment's output).")] = None,
     store: StoreOpt = None,
     open_report: Annotated[bool, typer.Option("--open", help="Open the HTML report in a browser.")] = False,
+    full: FullOpt = False,
 ) -> None:
     """Re-render an experiment's report from the store (no model is loaded)."""
     from .compare.rebuild import experiment_spec
 
     db = _store(store)
-    _report(db, experiment_id, output or experiment_spec(db, experiment_id).output_dir(), open_report)
+    _report(db, experiment_id, output or experiment_spec(db, experiment_id).output_dir(), open_report, full)
 
 
 def demo(
     store: StoreOpt = None,
     open_report: Annotated[bool, typer.Option("--open", help="Open the HTML report when done.")] = False,
+    full: FullOpt = False,
 ) -> None:
-    """The main job: SST-2 prompt arms vs LoRA on the embedded model, with a report (~8.5 min on 2 cores)."""
+    """The main job: SST-2 prompt arms vs LoRA on the embedded model, with a report (8.5-18 min on 2 cores)."""
     from .config.experiment import load_experiment
 
     path = Path(__file__).resolve().parents[1] / "examples" / "sst2.yaml"
     if not path.is_file():
         raise TuneoffError("the demo experiment is missing", file=str(path),
                            hint="run the demo from a clone of the tuneoff repository (examples/sst2.yaml)")
-    _run_and_report(load_experiment(path), _store(store), open_report)
+    _run_and_report(load_experiment(path), _store(store), open_report, full)
 
 
 COMMANDS: dict[str, Callable] = {

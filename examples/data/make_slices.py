@@ -9,8 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from tuneoff.data import ColumnMapping, load_examples
-from tuneoff.splits import stratified_order
+from tuneoff.data import ColumnMapping, load_examples, stratified_order
 
 HERE = Path(__file__).parent
 SLICES = [  # (source, destination, rows, mapping)

@@ -104,8 +104,7 @@ def load_task(spec: TaskSpec) -> TaskData:
     A file with any error raises one `DataError` listing every problem; subsamples are seeded,
     stratified and nested (the first n of a larger sample), so learning curves share items.
     """
-    from ..data import ColumnMapping
-    from ..splits import load_splits, subsample
+    from ..data import ColumnMapping, load_splits, subsample
 
     labels = spec.label_list()
     mapping = ColumnMapping(input=spec.input, target=spec.target, label_map=spec.label_map)

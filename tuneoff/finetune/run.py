@@ -15,8 +15,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import torch
 
-from ..data import Example
-from ..splits import subsample
+from ..data import Example, subsample
 from ..errors import TuneoffError
 from ..store import Store
 from .checkpoint import complete_checkpoints

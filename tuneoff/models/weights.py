@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from pathlib import Path
 
 from ..errors import TuneoffError
@@ -81,7 +82,11 @@ def load_model(spec: ModelSpec, trainable: bool = False):
         from peft import PeftModel
 
         base_model = AutoModelForCausalLM.from_pretrained(resolve_dir(base), dtype=dtype, local_files_only=True)
-        model = PeftModel.from_pretrained(base_model, path, is_trainable=trainable)
+        with warnings.catch_warnings():
+            # peft 0.21 reads transformers' deprecated `is_gradient_checkpointing` while it wraps the
+            # base model (once per adapter load: each LoRA arm's eval, merge); not ours to fix
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
+            model = PeftModel.from_pretrained(base_model, path, is_trainable=trainable)
         if not trainable:
             model = model.merge_and_unload()  # one plain model: no adapter overhead per token
     else:

@@ -1,6 +1,6 @@
 """Splits and subsamples: seeded, stratified by label, nested (a smaller sample is inside a larger one).
 
-    from tuneoff.splits import load_splits, split_examples, subsample
+    from tuneoff.data import load_splits, split_examples, subsample
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from .data import ColumnMapping, Example, load_examples
-from .errors import DataError, Problem, TuneoffError
-from .validation import looks_like_labels
+from ..errors import DataError, Problem, TuneoffError
+from .example import ColumnMapping, Example, looks_like_labels
+from .readers import load_examples
 
 
 @dataclass
