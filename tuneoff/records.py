@@ -70,6 +70,8 @@ class EvalSummary(Record):
     resumed: int = 0
     main: dict | None = None
     """{"name", "value"} of the task's main metric (see `main_metric`)."""
+    warnings: list = field(default_factory=list)
+    """Setup problems printed with the run (e.g. label words sharing their first token)."""
 
     @property
     def main_metric(self) -> MainMetric | None:

@@ -9,6 +9,7 @@ soon as it finishes, so a run killed half-way resumes from its last chunk: the r
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
@@ -25,7 +26,8 @@ from ..prompting.arm import PromptArm, TaskContext
 from ..prompting.strategies import Prompter, prepare
 from ..records import EvalSummary, MainMetric
 from ..store import Store, cache_key
-from .scoring import score_labels
+from .calibration import calibrate, check_label_words, reference_inputs
+from .scoring import argmax_label, label_token_ids, normed, score_labels
 from .summary import summarise
 
 
@@ -51,6 +53,8 @@ class EvalResult:
     """Items an interrupted earlier attempt had already finished."""
     wall_seconds: float = 0.0
     """Wall time of this session's evaluation (model calls, parsing, store writes)."""
+    warnings: list[str] = field(default_factory=list)
+    """Problems with the arm's setup the numbers should be read with (e.g. indistinct label words)."""
 
     @property
     def main(self) -> MetricValue:
@@ -98,7 +102,13 @@ class ChunkRunner:
         self.metric = get_metric(self.ctx.metric)
         self.hits = self.misses = 0
         if self.arm.mode == "score":
-            self.params = {"mode": "score", "labels": list(self.ctx.labels or ()), "norm": self.arm.score_norm,
+            self.labels = list(self.ctx.labels or ())
+            self.words = label_words(self.arm, self.labels)
+            self.references: dict[str, list[float]] = {}
+            """Calibration: rendered reference prompt -> its normed label scores (fixed demos: one prompt)."""
+            self.label_tokens: tuple[int, ...] = (1,) * len(self.labels)
+            """Tokens of each scored label reply (the same for every prompt), for score_norm: mean."""
+            self.params = {"mode": "score", "labels": self.words, "norm": self.arm.score_norm,
                            "end_of_turn": self.arm.score_end_of_turn}
         else:
             sampled = self.arm.temperature > 0
@@ -122,8 +132,34 @@ class ChunkRunner:
         refs = [ref or fresh[p] for ref, p in zip(refs, prompts)]
         self.hits += sum(r.cached for r in refs)
         self.misses += sum(not r.cached for r in refs)
-        self.store.add_predictions(self.run_id, [self._row(i, ex, d, ref)
-                                                 for (i, ex), d, ref in zip(items, demos, refs)])
+        calibrated = self._calibrated(items, demos, refs) if self._calibrating else [None] * len(refs)
+        self.store.add_predictions(self.run_id, [self._row(i, ex, d, ref, c) for (i, ex), d, ref, c
+                                                 in zip(items, demos, refs, calibrated)])
+
+    @property
+    def _calibrating(self) -> bool:
+        return self.arm.mode == "score" and self.arm.calibration != "none"
+
+    def _calibrated(self, items, demos, refs: list[CallRef]) -> list[list[float]]:
+        """Each item's calibrated label scores: its raw scores corrected by its reference prompts'
+        (content-free inputs, or the empty domain premise), scored once per distinct prompt."""
+        method, todo, per_item = self.arm.calibration, {}, []
+        for (_, ex), d in zip(items, demos):
+            prompts = []
+            for text, keep_demos in reference_inputs(method):
+                blank = dataclasses.replace(ex, input=text, context=(), fields={k: text for k in ex.fields})
+                chat = self.prompter.messages(blank, d if keep_demos else [])
+                prompts.append(self.backend.render(chat))
+                if prompts[-1] not in self.references:
+                    todo.setdefault(prompts[-1], chat)
+            per_item.append(prompts)
+        if todo:
+            scored = score_labels(self.backend, list(todo.values()), self.words, self.arm.score_end_of_turn)
+            self.label_tokens = scored[0].tokens
+            for prompt, s in zip(todo, scored):
+                self.references[prompt] = s.normed(self.arm.score_norm)
+        return [calibrate(normed([ref.logprobs[lab] for lab in self.labels], self.label_tokens, self.arm.score_norm),
+                          [self.references[p] for p in prompts], method) for ref, prompts in zip(refs, per_item)]
 
     def _cached(self, prompt: str) -> CallRef | None:
         row = self.store.cached_call(cache_key(self.model, prompt, self.params))
@@ -143,19 +179,23 @@ class ChunkRunner:
                                               **c.call_fields())
                 out[prompt] = CallRef(call_id, c.text, False)
             return out
-        labels = list(self.ctx.labels or ())
-        for prompt, s in zip(prompts, score_labels(self.backend, chats, labels, self.arm.score_end_of_turn)):
+        labels = self.labels
+        for prompt, s in zip(prompts, score_labels(self.backend, chats, self.words, self.arm.score_end_of_turn)):
             best = s.best(labels, self.arm.score_norm)
             call_id = self.store.add_call(run_id=self.run_id, model=self.model, prompt=prompt, params=self.params,
                                           **s.call_fields(best))
             out[prompt] = CallRef(call_id, best, False, dict(zip(labels, s.logprobs)))
         return out
 
-    def _row(self, item: int, ex: Example, demos: Sequence[Example], ref: CallRef) -> dict:
+    def _row(self, item: int, ex: Example, demos: Sequence[Example], ref: CallRef,
+             calibrated: list[float] | None = None) -> dict:
         extra: dict = {"cached": ref.cached, "demos": [d.id for d in demos]}
         if self.arm.mode == "score":
             prediction, violation, hallucinated = ref.output, False, False
             extra["logprobs"] = ref.logprobs
+            if calibrated is not None:
+                prediction = argmax_label(self.labels, calibrated)
+                extra["calibrated"] = dict(zip(self.labels, calibrated))
         else:
             parsed = parse_reply(ref.output, labels=self.ctx.labels, metric=self.ctx.metric,
                                  extractor=self.arm.extractor, cot=self.arm.chain_of_thought)
@@ -164,6 +204,16 @@ class ChunkRunner:
         return {"item": item, "example_id": ex.id or str(item), "input": ex.input, "target": ex.target,
                 "output": ref.output, "prediction": prediction, "correct": self.metric.item(prediction, ex.target),
                 "call_id": ref.id, "extra": extra}
+
+
+def label_words(arm: PromptArm, labels: list[str]) -> list[str]:
+    """The text scored for each label: its `label_words` entry, else the label itself."""
+    words = arm.label_words or {}
+    unknown = sorted(set(words) - set(labels))
+    if unknown:
+        raise TuneoffError(f"label_words names labels the task does not have: {', '.join(unknown)}",
+                           field="label_words", hint="labels: " + ", ".join(labels[:10]))
+    return [str(words.get(label, label)) for label in labels]
 
 
 def _open_run(store: Store, fingerprint: str, arm: PromptArm, ctx: TaskContext, backend: Backend, split: str,
@@ -224,6 +274,9 @@ def evaluate(backend: Backend, arm: PromptArm, examples: Sequence[Example], task
     run_id, done, earlier = _open_run(store, fingerprint, arm, ctx, backend, split, kind, experiment_id)
     todo = [i for i in range(len(examples)) if i not in done]
     runner = ChunkRunner(backend, prompter, store, run_id)
+    warnings = label_warnings(backend, runner) if arm.mode == "score" else []
+    for warning in warnings if console is not None else ():
+        console.print(f"[yellow]{arm.name}: {warning}[/yellow]")
     size = chunk_size or getattr(backend, "batch_size", 16)
     began = time.perf_counter()
     try:
@@ -239,6 +292,14 @@ def evaluate(backend: Backend, arm: PromptArm, examples: Sequence[Example], task
     wall = time.perf_counter() - began
     metrics = summarise(store, run_id, ctx, wall_seconds=earlier + wall)
     store.finish_run(run_id, "done", EvalSummary(earlier + wall, runner.hits, runner.misses, len(done),
-                                                 MainMetric(ctx.metric, metrics[ctx.metric].value).to_dict()).to_dict())
+                                                 MainMetric(ctx.metric, metrics[ctx.metric].value).to_dict(),
+                                                 warnings).to_dict())
     predictions = [{**dict(r), "extra": json.loads(r["extra_json"])} for r in store.predictions(run_id)]
-    return EvalResult(run_id, arm, split, metrics, predictions, runner.hits, runner.misses, len(done), wall)
+    return EvalResult(run_id, arm, split, metrics, predictions, runner.hits, runner.misses, len(done), wall,
+                      warnings)
+
+
+def label_warnings(backend: Backend, runner: ChunkRunner) -> list[str]:
+    """Label words that scoring cannot judge fairly (see `calibration.check_label_words`)."""
+    ids = label_token_ids(backend, runner.words)
+    return check_label_words(ids) if ids else []

@@ -14,6 +14,7 @@ from typing import Sequence
 from ..models.base import Backend, Chat
 from ..models.chat import split_prompt_completion
 
+
 @dataclass(frozen=True)
 class LabelScores:
     """One item's label scores and what computing them cost."""
@@ -34,9 +35,28 @@ class LabelScores:
         return {"output": best, "tokens_in": self.tokens_in, "tokens_out": 0, "latency_s": self.seconds,
                 "batch_size": self.batch_size, "finish_reason": "score"}
 
+    def normed(self, norm: str) -> list[float]:
+        """Each label's score as the arm ranks them: summed, or the mean per label token."""
+        return normed(self.logprobs, self.tokens, norm)
+
     def best(self, labels: Sequence[str], norm: str) -> str:
-        values = [lp / max(n, 1) if norm == "mean" else lp for lp, n in zip(self.logprobs, self.tokens)]
-        return labels[max(range(len(labels)), key=values.__getitem__)]
+        return argmax_label(labels, self.normed(norm))
+
+
+def normed(logprobs: Sequence[float], tokens: Sequence[int], norm: str) -> list[float]:
+    return [lp / max(n, 1) if norm == "mean" else lp for lp, n in zip(logprobs, tokens)]
+
+
+def argmax_label(labels: Sequence[str], values: Sequence[float]) -> str:
+    return labels[max(range(len(labels)), key=values.__getitem__)]
+
+
+def label_token_ids(backend: Backend, words: Sequence[str]) -> dict[str, list[int]] | None:
+    """Token ids of each scored label word, where the backend exposes its tokenizer (local models)."""
+    tokenizer = getattr(backend, "tokenizer", None)
+    if tokenizer is None:
+        return None
+    return {w: tokenizer(w, add_special_tokens=False)["input_ids"] for w in words}
 
 
 def replies(backend: Backend, chat: Chat, labels: Sequence[str], end_of_turn: bool) -> list[str]:

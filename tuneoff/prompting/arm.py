@@ -101,6 +101,13 @@ class PromptArm:
     """generate: decode and parse; score: pick the label with the highest log-likelihood (label tasks)."""
     score_norm: Literal["sum", "mean"] = "mean"
     """Score mode: rank labels by summed log-probability, or by its mean per token."""
+    calibration: Literal["none", "contextual", "pmi"] = "none"
+    """Score mode: correct the model's label prior (see `tuneoff.evaluate.calibration`): `contextual`
+    divides out the label distribution of content-free inputs in the same prompt (Zhao et al. 2021),
+    `pmi` subtracts the log-probability under an empty domain premise (Holtzman et al. 2021)."""
+    label_words: dict[str, str] | None = None
+    """Score mode: the word scored for each label (a verbaliser, e.g. {positive: great, negative:
+    terrible}); the prediction is still the label. Labels not listed are scored as themselves."""
     score_end_of_turn: bool = True
     """Score mode: score each label followed by the end of the assistant turn, as fine-tuning trains it,
     so a label that only begins a longer reply ('card' of 'card arrival') gains nothing from that."""
@@ -128,6 +135,9 @@ class PromptArm:
             raise TuneoffError("must be >= 1", field="max_new_tokens")
         if self.temperature < 0:
             raise TuneoffError("must be >= 0", field="temperature")
+        if self.mode != "score" and (self.calibration != "none" or self.label_words):
+            raise TuneoffError("calibration and label_words apply to label scoring", field="calibration"
+                               if self.calibration != "none" else "label_words", hint="use mode: score")
         if self.mode == "score" and self.chain_of_thought:
             raise TuneoffError("score mode ranks labels directly; it cannot reason first", field="mode",
                                hint="use mode: generate with chain_of_thought, or drop chain_of_thought")
