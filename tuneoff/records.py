@@ -28,6 +28,8 @@ class Role(str, Enum):
     """One learning-curve point's evaluation (x = k demos or n training examples)."""
     CURVE_TRAIN = "curve_train"
     """The training run behind a fine-tuning curve point (x = n): its time is part of the curve's cost."""
+    TUNING = "tuning"
+    """A fine-tune arm's search on dev (trials, their dev metrics, the chosen configuration)."""
     CONSISTENCY = "consistency"
     """The paraphrase/seed probe of an arm."""
     FLEXIBILITY = "flexibility"
@@ -91,6 +93,23 @@ class OptimiseSummary(Record):
 
 
 @dataclass
+class TuningSummary(Record):
+    """A fine-tune arm's search on dev: every trial, what it scored, which one was chosen."""
+
+    trials: list = field(default_factory=list)
+    """[{"options", "epochs", "dev_metrics": [[epoch, step, value]], "best", "seconds", "finished"}]."""
+    chosen: dict = field(default_factory=dict)
+    """The chosen trial's options."""
+    chosen_dir: str = ""
+    dev_metric: float | None = None
+    """The chosen configuration's best dev metric."""
+    seconds: float = 0.0
+    """Wall time of the whole search (training + dev evaluations)."""
+    epochs_trained: float = 0.0
+    """Epochs trained over all trials: the search's cost in training passes."""
+
+
+@dataclass
 class ConsistencySummary(Record):
     agreement: float = 0.0
     std: float = 0.0
@@ -135,6 +154,10 @@ class TrainStats(Record):
     best_step: int | None = None
     stopped_early: bool = False
     resumed_from_step: int | None = None
+    best_dev_metric: float | None = None
+    """Best dev main metric at an epoch end, when the run was selected by it (tuning)."""
+    dev_metrics: list = field(default_factory=list)
+    """(epoch, step, dev metric) at each epoch end."""
 
     def as_dict(self) -> dict:
         return self.to_dict()

@@ -37,6 +37,8 @@ class RunContext:
     """model spec -> loaded backend (each model is loaded once per run)."""
     tuned: dict[str, Path] = field(default_factory=dict)
     """fine-tune arm name -> trained model directory."""
+    chosen: dict[str, dict] = field(default_factory=dict)
+    """fine-tune arm name -> the options tuning chose (curve points train with them)."""
     phases: dict = field(default_factory=dict)
 
     @contextmanager
@@ -81,7 +83,11 @@ def run_experiment(exp: Experiment, store: Store, console=None) -> int:
     ctx.say(f"experiment {experiment_id}: {exp.name} — train {len(ctx.data.train)}, dev {len(ctx.data.dev)}, "
             f"test {len(ctx.data.test)} items; store {store.path}")
     for entry in sorted(exp.arms, key=lambda a: a.kind != "finetune"):  # models before their users
-        if entry.kind == "finetune":
+        if entry.kind == "finetune" and exp.tuning is not None:
+            from .tuning import tune_finetune
+
+            ctx.tuned[entry.name], ctx.chosen[entry.name] = tune_finetune(ctx, entry)
+        elif entry.kind == "finetune":
             ctx.tuned[entry.name] = train_arm(ctx, entry)
         evaluate_arm(ctx, entry)
     if exp.curves:
@@ -114,7 +120,7 @@ def train_arm(ctx: RunContext, entry: ArmEntry, overrides: dict | None = None, r
     from .finetune.outputs import is_finished
     from .prompting import TaskContext, prepare
 
-    arm = build_finetune_arm(entry, overrides=overrides)
+    arm = build_finetune_arm(entry, overrides={**ctx.chosen.get(entry.name, {}), **(overrides or {})})
     out = output_dir(ctx, entry, arm)
     if is_finished(out):
         run_id = json.loads((out / "tuneoff.json").read_text())["run_id"]

@@ -15,6 +15,7 @@ from ..models.options import DEFAULT_MODEL, canonical_dtype, check_engine
 from .prices import Constraints, PriceTable
 from .specs import from_dict, located, read_yaml
 from .task import TaskData, TaskSpec, load_task
+from .tuning import TuningSpec, grid
 
 SUPPORTED_VERSIONS = (1,)
 
@@ -34,10 +35,15 @@ class ArmEntry:
     """Name of a fine-tune arm whose trained model this prompt arm uses (the combined arm)."""
     model: str | None = None
     """Override the experiment's model for this arm."""
+    tune: bool = False
+    """Prompt arms: search instruction, demos and calibration on dev within `tuning.prompt`'s budget
+    before the test split is scored (fine-tune arms are tuned whenever `tuning:` is present)."""
 
     def __post_init__(self):
         if not re.fullmatch(r"[\w.+\-]+", self.name):
             raise TuneoffError(f"'{self.name}' must be letters, digits, and . + - _", field="name")
+        if self.tune and self.finetune is not None:
+            raise TuneoffError("fine-tune arms are tuned by the experiment's `tuning:` section", field="tune")
         if self.finetune is not None and self.finetuned:
             raise TuneoffError("a fine-tune arm trains from the base model; `finetuned` is for prompt arms",
                                field="finetuned")
@@ -112,6 +118,8 @@ class Experiment:
     curves: CurveSpec | None = None
     consistency: ConsistencySpec | None = None
     flexibility: FlexibilitySpec | None = None
+    tuning: TuningSpec | None = None
+    """Each side's tuning budget on dev (see `tuneoff.config.tuning`); absent: arms run as written."""
     prices: PriceTable = field(default_factory=PriceTable)
     constraints: Constraints = field(default_factory=Constraints)
     output: str = "tuneoff-runs/{name}"
@@ -158,8 +166,16 @@ def check_arm_options(exp: Experiment) -> None:
     """Build every arm's PromptArm/FinetuneArm now, so a typo fails before any model call."""
     for i, entry in enumerate(exp.arms):
         build_prompt_arm(entry, exp.task, where=f"arms[{i}].prompt")
+        if entry.tune and exp.tuning is None:
+            raise TuneoffError("`tune: true` needs the experiment's `tuning:` section (the budget)",
+                               field=f"arms[{i}].tune", hint="add `tuning: {}` for the default budgets")
         if entry.finetune is not None:
-            build_finetune_arm(entry, where=f"arms[{i}].finetune")
+            candidates = grid(entry.finetune)
+            if len(candidates) > 1 and exp.tuning is None:
+                raise TuneoffError("a list of values is a set of candidates: it needs the experiment's "
+                                   "`tuning:` section", field=f"arms[{i}].finetune", hint="add `tuning: {}`")
+            for options in candidates:
+                build_finetune_arm(entry, where=f"arms[{i}].finetune", overrides=options)
 
 
 def build_prompt_arm(entry: ArmEntry, task: TaskSpec, where: str = "prompt", overrides: dict | None = None):

@@ -47,6 +47,10 @@ class TrainState:
     bad_evals: int = 0
     """Evals in a row without a better dev loss (early stopping)."""
     stopped_early: bool = False
+    best_metric: float | None = None
+    """Best dev main metric at an epoch end (when a scorer is given; higher is better)."""
+    dev_metrics: list = field(default_factory=list)
+    """(epoch, step, dev metric) at each epoch end: the tuning record of this run."""
     losses: list = field(default_factory=list)
     """(step, loss) per optimizer step: the loss curve, also kept in the store."""
 

@@ -50,6 +50,9 @@ class StepReport:
 
 
 Hook = Callable[[StepReport], None]
+Scorer = Callable[[object, int, int], float]
+"""(model, epoch, step) -> dev main metric (higher is better), called at each epoch end in eval mode,
+without gradients, under the training autocast."""
 
 
 class NonFiniteLoss(TuneoffError):
@@ -139,6 +142,14 @@ class Loop:
     pad_id: int
     device: torch.device
     hooks: Sequence[Hook] = ()
+    scorer: Scorer | None = None
+    """Selects the best epoch by the dev main metric (early stopping counts epochs without a better
+    one, and the output holds the best epoch's weights); without it, the dev loss selects (eval_steps)."""
+    pause_at_epoch: int | None = None
+    """Stop once this many epochs are done, with a checkpoint to resume from: successive halving
+    trains every candidate one rung, then resumes only the promising ones."""
+    patience: int | None = None
+    """With a scorer: stop after this many epoch ends without a better dev metric."""
 
     def __post_init__(self):
         self.n_steps = total_steps(len(self.train_set), self.arm)
@@ -146,6 +157,7 @@ class Loop:
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.state = TrainState()
         self.last_checkpoint: Path | None = None
+        self.paused = False
 
     def resume(self) -> bool:
         """Load the latest complete checkpoint, if any; True if one was found. Half-written
@@ -173,11 +185,17 @@ class Loop:
                     break
             if state.batch_in_epoch >= math.ceil(len(self.train_set) / arm.batch_size):
                 state.epoch, state.batch_in_epoch = state.epoch + 1, 0
+                if self.scorer is not None:
+                    self._score_epoch()
+                if self.pause_at_epoch is not None and state.epoch >= self.pause_at_epoch and self._more():
+                    self._checkpoint()  # the epoch-end score is part of the state a resume needs
+                    self.paused = True
+                    return state
         self._finish()
         return state
 
     def _more(self, within_epoch: bool = False) -> bool:
-        s = self.state
+        s = self.state  # (a paused loop returns from run() before asking again)
         return s.step < self.n_steps and not s.stopped_early and (within_epoch or s.epoch < self.arm.epochs)
 
     def _windows(self, epoch: int) -> list[list[list[int]]]:
@@ -233,9 +251,27 @@ class Loop:
         if s.step % arm.save_steps == 0 or s.stopped_early:
             self._checkpoint()
 
+    def _score_epoch(self) -> None:
+        s = self.state
+        self.model.eval()
+        with torch.no_grad(), autocast(self.arm, self.device):
+            value = float(self.scorer(self.model, s.epoch, s.step))
+        self.model.train()
+        s.dev_metrics.append((s.epoch, s.step, value))
+        if s.best_metric is None or value > s.best_metric:
+            s.best_metric, s.best_step, s.bad_evals = value, s.step, 0
+            save_best(self.checkpoint_dir, self.model)
+        else:
+            s.bad_evals += 1
+            s.stopped_early = bool(self.patience and s.bad_evals >= self.patience)
+        self._emit("eval", loss=None)
+
     def _evaluate(self) -> None:
         s = self.state
         loss = eval_loss(self.model, self.dev_set, self.arm, self.pad_id, self.device)
+        if self.scorer is not None:  # the dev metric selects; the loss is only recorded
+            self._emit("eval", loss=loss)
+            return
         if s.best_eval is None or loss < s.best_eval:
             s.best_eval, s.best_step, s.bad_evals = loss, s.step, 0
             save_best(self.checkpoint_dir, self.model)
@@ -252,7 +288,9 @@ class Loop:
 
     def _finish(self) -> None:
         s = self.state
-        if self.arm.eval_steps and self.dev_set and s.best_step != s.step and not s.stopped_early:
+        if self.scorer is not None and (not s.dev_metrics or s.dev_metrics[-1][1] != s.step):
+            self._score_epoch()  # stopped mid-epoch (max_steps): the final weights are a candidate too
+        elif self.arm.eval_steps and self.dev_set and s.best_step != s.step and not s.stopped_early:
             self._evaluate()  # the final weights get an eval loss too, to compare with the best
         if s.best_step is not None and s.best_step != s.step:
             load_best(self.checkpoint_dir, self.model)  # the output holds the best dev-loss weights

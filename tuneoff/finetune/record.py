@@ -32,7 +32,8 @@ def make_stats(report: EncodeReport, state, counts: ParamCounts, flops: float, m
         tokens_per_second=round(state.tokens / state.seconds, 1) if state.seconds else 0.0,
         flops=flops, trainable_parameters=counts.trainable, total_parameters=counts.total,
         peak_memory_mb=round(memory_mb, 1), final_loss=state.last_loss, best_eval_loss=state.best_eval,
-        best_step=state.best_step, stopped_early=state.stopped_early, resumed_from_step=resumed_from)
+        best_step=state.best_step, stopped_early=state.stopped_early, resumed_from_step=resumed_from,
+        best_dev_metric=state.best_metric, dev_metrics=[list(m) for m in state.dev_metrics])
 
 
 def store_hook(store: Store, run_id: int):

@@ -20,7 +20,7 @@ from ..errors import TuneoffError
 from ..store import Store
 from .checkpoint import complete_checkpoints
 from .collate import EncodeReport, Encoded, Formatter, default_formatter, encode_all, require_examples
-from .loop import Hook, Loop, NonFiniteLoss, steps_per_epoch
+from .loop import Hook, Loop, NonFiniteLoss, Scorer, steps_per_epoch
 from .methods import count_params, estimate_flops, prepare_model
 from .outputs import base_spec, is_finished, write_model
 from .record import ProgressBar, TrainStats, make_stats, peak_memory_mb, store_hook, store_stats
@@ -42,11 +42,25 @@ class FinetuneResult:
     run_id: int
     """The store's run id of this fine-tune (training events, metrics, summary)."""
     stats: TrainStats
+    paused: bool = False
+    """Stopped at `selection.pause_at_epoch` with a checkpoint: no model is written yet."""
+
+
+@dataclass
+class Selection:
+    """How the best weights are chosen: by the dev main metric at epoch ends (tuning), with early
+    stopping, and optionally a pause after some epochs (successive halving resumes it later)."""
+
+    scorer: Scorer
+    """(model, epoch, step) -> dev main metric (higher is better); see `loop.Scorer`."""
+    patience: int | None = None
+    """Epoch ends without a better dev metric before training stops."""
+    pause_at_epoch: int | None = None
 
 
 def run_finetune(task: TaskData, arm: FinetuneArm, model: str, output_dir: Path, store: Store,
                  resume: bool = False, console=None, formatter: Formatter | None = None,
-                 hooks: Sequence[Hook] = ()) -> FinetuneResult:
+                 hooks: Sequence[Hook] = (), selection: Selection | None = None) -> FinetuneResult:
     """Fine-tune `model` on the task's training split with `arm`, and record the run.
 
     Args:
@@ -60,6 +74,8 @@ def run_finetune(task: TaskData, arm: FinetuneArm, model: str, output_dir: Path,
         formatter: Example -> prompt messages; default: task instruction + input as one user turn.
             Pass the prompt arm's message builder to train on the format the model is evaluated with.
         hooks: Extra callables that see every step, eval and checkpoint report.
+        selection: Choose the best epoch by a dev metric (and maybe pause); default: the last weights
+            (or the best dev loss with eval_steps).
     """
     output_dir = Path(output_dir).expanduser()
     _check_output_dir(output_dir, resume)
@@ -75,6 +91,8 @@ def run_finetune(task: TaskData, arm: FinetuneArm, model: str, output_dir: Path,
     _guard_checkpoints(output_dir / CHECKPOINTS, fp, resume)
     run_id = _open_run(store, task, arm, model, fp, resume)
     loop = Loop(lm, train, dev, arm, output_dir / CHECKPOINTS, _pad_id(tokenizer), device)
+    if selection is not None:
+        loop.scorer, loop.patience, loop.pause_at_epoch = selection.scorer, selection.patience, selection.pause_at_epoch
     resumed_from = loop.state.step if resume and loop.resume() else None
     if resumed_from is not None:
         store.delete_training_events(run_id, resumed_from)
@@ -86,6 +104,9 @@ def run_finetune(task: TaskData, arm: FinetuneArm, model: str, output_dir: Path,
     counts = count_params(lm)
     stats = make_stats(report, state, counts, estimate_flops(lm, state.tokens), peak_memory_mb(device),
                        steps_per_epoch(len(train), arm), resumed_from)
+    if loop.paused:
+        store.finish_run(run_id, "paused", {"output_dir": str(output_dir), **stats.as_dict()})
+        return FinetuneResult(output_dir, run_id, stats, paused=True)
     meta = {"base": base_spec(model), "method": arm.method, "arm": arm.to_dict(), "task": task.spec.name,
             "run_id": run_id, "stats": stats.as_dict()}
     write_model(lm, tokenizer, output_dir, meta)
@@ -149,7 +170,7 @@ def _guard_checkpoints(directory: Path, fp: str, resume: bool) -> None:
 
 
 def _open_run(store: Store, task: TaskData, arm: FinetuneArm, model: str, fp: str, resume: bool) -> int:
-    previous = store.find_run(fp, statuses=("running", "failed")) if resume else None
+    previous = store.find_run(fp, statuses=("running", "failed", "paused")) if resume else None
     if previous is not None:
         store.reopen_run(int(previous["id"]))
         return int(previous["id"])
