@@ -103,3 +103,15 @@ def test_label_word_check_warns_about_shared_first_tokens_and_length():
     assert any("share their first token" in w and "card arrival" in w for w in warnings)
     assert check_label_words({"positive": [1], "negative": [2]}) == []
     assert any("lengths differ" in w for w in check_label_words({"a": [1], "a much longer label": [2, 3, 4, 5]}))
+
+
+def test_prompt_tuning_tries_calibration_and_demo_counts_and_keeps_the_best():
+    from tuneoff.evaluate.optimise import optimise
+    from tuneoff.prompting.arm import OptimiseSpec
+
+    pool = [Example(f"a {'good' if i % 2 else 'bad'} pool film {i}", LABELS[i % 2], id=f"p{i}") for i in range(10)]
+    ctx = TaskContext(labels=LABELS, instruction="Sentiment?", pool=tuple(pool))
+    spec = OptimiseSpec(budget=200, paraphrases=0, demo_sets=0, shot_counts=[0, 2], calibrations=["none", "contextual"])
+    result = optimise(BiasedBackend(), PromptArm(name="t", mode="score"), pool, items(), ctx, spec=spec)
+    assert result.arm.calibration == "contextual" and result.dev_score == 1.0
+    assert [(t.shots, t.calibration) for t in result.trials] == [(0, "none"), (2, "none"), (0, "contextual")]

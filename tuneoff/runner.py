@@ -39,6 +39,8 @@ class RunContext:
     """fine-tune arm name -> trained model directory."""
     chosen: dict[str, dict] = field(default_factory=dict)
     """fine-tune arm name -> the options tuning chose (curve points train with them)."""
+    chosen_prompt: dict[str, dict] = field(default_factory=dict)
+    """tuned prompt arm name -> the instruction and calibration its search chose (curve points use them)."""
     phases: dict = field(default_factory=dict)
 
     @contextmanager
@@ -148,12 +150,14 @@ def evaluate_arm(ctx: RunContext, entry: ArmEntry, model: str | None = None, ove
     """Score one arm on a split (optimising it on dev first if it asks to); returns the run id."""
     from .evaluate.runner import optimise_then_evaluate
 
-    arm = build_prompt_arm(entry, ctx.exp.task, overrides=overrides)
+    arm = build_prompt_arm(entry, ctx.exp.task, overrides=overrides, tuning=ctx.exp.tuning)
     result, optimised = optimise_then_evaluate(
         ctx.backend(model or ctx.weights_of(entry)), arm, ctx.data, split, store=ctx.store, console=ctx.console,
         experiment_id=ctx.experiment_id, step=lambda what: ctx.phase(f"{arm.name}: {what}"))
     if optimised is not None:
         ctx.link(optimised.run_id, Role.OPTIMISE, entry.name, x)
+        ctx.chosen_prompt[entry.name] = {"instruction": optimised.arm.instruction,
+                                         "calibration": optimised.arm.calibration}
     ctx.link(result.run_id, role, entry.name, x)
     main = result.main
     ctx.say(f"{entry.name}{'' if x is None else f' @ {x}'}: {main.name} {main.value:.3f} "
@@ -168,7 +172,9 @@ def run_curves(ctx: RunContext) -> None:
     prompt = exp.arm(spec.prompt_arm) if spec.prompt_arm else next(
         (a for a in exp.arms if a.kind == "prompt" and (a.prompt or {}).get("shots", 0) > 0), None)
     for k in spec.shots if prompt else []:
-        evaluate_arm(ctx, prompt, overrides={"shots": k}, role=Role.CURVE, x=k)
+        # a tuned arm's points keep what its search chose, with k demos (no search per point)
+        chosen = {**ctx.chosen_prompt[prompt.name], "optimise": None} if prompt.name in ctx.chosen_prompt else {}
+        evaluate_arm(ctx, prompt, overrides={**chosen, "shots": k}, role=Role.CURVE, x=k)
     tune = exp.arm(spec.finetune_arm) if spec.finetune_arm else next((a for a in exp.arms if a.kind == "finetune"), None)
     for n in spec.n_train if tune else []:
         out = train_arm(ctx, tune, overrides={"n_train": n}, role=Role.CURVE_TRAIN, x=n)

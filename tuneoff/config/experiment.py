@@ -165,7 +165,7 @@ def load_experiment(path: str | Path) -> Experiment:
 def check_arm_options(exp: Experiment) -> None:
     """Build every arm's PromptArm/FinetuneArm now, so a typo fails before any model call."""
     for i, entry in enumerate(exp.arms):
-        build_prompt_arm(entry, exp.task, where=f"arms[{i}].prompt")
+        build_prompt_arm(entry, exp.task, where=f"arms[{i}].prompt", tuning=exp.tuning)
         if entry.tune and exp.tuning is None:
             raise TuneoffError("`tune: true` needs the experiment's `tuning:` section (the budget)",
                                field=f"arms[{i}].tune", hint="add `tuning: {}` for the default budgets")
@@ -178,11 +178,15 @@ def check_arm_options(exp: Experiment) -> None:
                 build_finetune_arm(entry, where=f"arms[{i}].finetune", overrides=options)
 
 
-def build_prompt_arm(entry: ArmEntry, task: TaskSpec, where: str = "prompt", overrides: dict | None = None):
-    """The PromptArm an entry stands for on `task` (how a fine-tune arm is prompted, for those)."""
+def build_prompt_arm(entry: ArmEntry, task: TaskSpec, where: str = "prompt", overrides: dict | None = None,
+                     tuning: TuningSpec | None = None):
+    """The PromptArm an entry stands for on `task` (how a fine-tune arm is prompted, for those);
+    with `tuning`, a `tune: true` arm gets the prompt side's search as its `optimise`."""
     from ..prompting.arm import PromptArm
 
     options = {"name": entry.name, **(entry.prompt or {}), **(overrides or {})}
+    if entry.tune and tuning is not None:
+        options.setdefault("optimise", tuning.prompt.optimise_options())
     if "mode" not in options and task.labels is not None and not options.get("chain_of_thought"):
         options["mode"] = "score"  # label tasks: constrained scoring unless the arm asks to generate
     return from_dict(PromptArm, options, where)

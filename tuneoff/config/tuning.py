@@ -55,6 +55,15 @@ class PromptTuning:
     """Demo counts to try (with the arm's demo selection); empty: the arm's own."""
     calibration: list[str] = field(default_factory=lambda: ["none", "contextual"])
     """Score-mode arms: calibration methods to try."""
+    demo_sets: int = 0
+    """Bootstrapped demo sets to try (DSPy-style: demos the model answered right); each costs a
+    bootstrap pass over training examples."""
+
+    def optimise_options(self) -> dict:
+        """The `optimise:` options a `tune: true` arm gets (see `tuneoff.prompting.arm.OptimiseSpec`)."""
+        return {"budget": self.budget, "dev_items": self.dev_items, "paraphrases": self.paraphrases,
+                "shot_counts": list(self.shots), "calibrations": list(self.calibration),
+                "demo_sets": self.demo_sets}
 
     def __post_init__(self):
         if self.budget < 1 or self.dev_items < 1:

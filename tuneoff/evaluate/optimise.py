@@ -1,9 +1,10 @@
-"""Automatic prompt optimisation: pick an instruction and a demo set on dev, within a call budget.
+"""Automatic prompt optimisation: pick an instruction, demos and calibration on dev, within a call budget.
 
 Candidates are the arm's instruction, the user's extra ones, and paraphrases the model writes
 itself; demo sets are bootstrapped as DSPy's BootstrapFewShot does: run the model on training
 examples and keep, as demos, the ones it got right (with its own reasoning when it reasons). The
-search is coordinate-wise (instruction first, then demos under the best instruction), every
+search is coordinate-wise (instruction first, then the demo count and bootstrapped demos under the
+best instruction, then label-score calibration under the best of those), every
 candidate is scored on the same dev items, and a step starts only if the worst case (every item a
 model call) still fits the budget. The input arm is never changed: a new arm comes back.
 """
@@ -72,6 +73,10 @@ class Trial:
     """Main metric on the dev items."""
     run_id: int
     """The candidate's run in the store (kind `optimise`)."""
+    shots: int = 0
+    """Demos per request of the candidate."""
+    calibration: str = "none"
+    """Its label-score calibration (score mode)."""
 
 
 @dataclass
@@ -111,7 +116,8 @@ class Search:
         result = evaluate(self.backend, arm, self.dev, self.ctx, store=self.store, split="dev", kind="optimise")
         self.budget.spend(result.cache_misses)
         value = result.main.value or 0.0
-        self.trials.append(Trial(resolve_instruction(arm, self.ctx), demos, value, result.run_id))
+        self.trials.append(Trial(resolve_instruction(arm, self.ctx), demos, value, result.run_id, arm.n_shots,
+                                 arm.calibration))
         if self.best is None or value > self.best[0]:  # ties keep the earlier, simpler candidate
             self.best = (value, arm)
         return value
@@ -208,10 +214,19 @@ def optimise(backend: Backend, arm: PromptArm, train: Sequence[Example], dev: Se
     if n > 0 and instruction:
         for text in write_paraphrases(backend, instruction, n, spec, store, run_id, budget):
             search.score(base.replace(instruction=literal(text)), "arm")
+    for k in spec.shot_counts:  # demo counts under the best instruction, with the arm's own selection
+        best = search.best[1] if search.best else base
+        if k != best.n_shots and (k == 0 or best.demos is None):
+            search.score(best.replace(shots=k), f"shots-{k}")
     best_instruction = search.best[1] if search.best else base
     k = spec.shots or base.n_shots or 4
     for j, demos in enumerate(bootstrap_demo_sets(search, best_instruction, train, spec, k)):
         search.score(best_instruction.replace(demos=demos, shots=0, demo_format=base.demo_format), f"bootstrap-{j + 1}")
+    if base.mode == "score":
+        for method in spec.calibrations:  # calibration last: it corrects whichever prompt won
+            best = search.best[1] if search.best else base
+            if method != best.calibration:
+                search.score(best.replace(calibration=method), "calibration")
     score, chosen = search.best if search.best else (0.0, base)
     result = OptimiseResult(chosen, score, budget.spent, spec.budget, search.trials,
                             time.perf_counter() - began, run_id)

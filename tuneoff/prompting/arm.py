@@ -42,6 +42,10 @@ class OptimiseSpec:
     """Training examples the model is run on to find demos it gets right."""
     dev_items: int = 40
     """Dev examples each candidate is scored on (the first ones of the dev split)."""
+    shot_counts: list[int] = field(default_factory=list)
+    """Demo counts tried under the best instruction, with the arm's own demo selection."""
+    calibrations: list[str] = field(default_factory=list)
+    """Score mode: calibration methods tried last (`none`, `contextual`, `pmi`)."""
     paraphrase_temperature: float = 0.8
     """Sampling temperature for the model-written paraphrases (greedy would write one)."""
     seed: int = 0
@@ -60,6 +64,12 @@ class OptimiseSpec:
             raise TuneoffError("must be > 0 (paraphrases are sampled)", field="optimise.paraphrase_temperature")
         for i, source in enumerate(self.instructions):
             Template(source, f"optimise.instructions[{i}]")
+        if any(k < 0 for k in self.shot_counts):
+            raise TuneoffError("must be >= 0", field="optimise.shot_counts")
+        bad = [c for c in self.calibrations if c not in ("none", "contextual", "pmi")]
+        if bad:
+            raise TuneoffError(f"unknown calibration {bad[0]!r}", field="optimise.calibrations",
+                               hint="none, contextual or pmi")
 
 
 @dataclass(frozen=True)
