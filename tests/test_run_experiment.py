@@ -160,3 +160,30 @@ def test_an_arms_own_paraphrases_are_probed(tiny_dir, tmp_path):
     assert probe["paraphrases"] == ["sentiment?", "good or bad?"]
     arms = {a.name: a for a in comparison_from_store(store, 1).arms}
     assert arms["probed"].agreement is not None and arms["plain"].agreement is None
+
+
+def test_repeats_rerun_arms_with_new_seeds_and_tuning_is_reported(tiny_dir, tmp_path):
+    """`repeats: 2`: a prompt arm with random demos draws new demos; a fine-tune arm retrains with
+    a new seed; the report carries each arm's runs, and the verdict says whether the budgets match."""
+    spec = {"version": 1, "name": "rep", "model": str(tiny_dir), "batch_size": 8, "repeats": 2,
+            "task": {"name": "sst2", "train": str(GOOD / "sst2_dev_60.tsv"), "input": "sentence|content",
+                     "target": "label", "label_map": {"0": "negative", "1": "positive"},
+                     "labels": ["negative", "positive"], "instruction": "positive or negative?", "n_test": 8,
+                     "split_fraction": 0.25},
+            "arms": [{"name": "random-few", "prompt": {"shots": 2, "demo_selection": "random", "mode": "score"}},
+                     {"name": "lora", "finetune": {"method": "lora", "n_train": 8, "epochs": 1, "batch_size": 8}}],
+            "output": str(tmp_path / "out")}
+    path = tmp_path / "rep.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    db = tmp_path / "store.sqlite"
+    result = CliRunner().invoke(build_app(), ["run", str(path), "--store", str(db)], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    store = Store(db)
+    assert sorted(link["arm"] for link in store.linked_runs(1, "repeat")) == ["lora", "random-few"]
+    assert len(store.linked_runs(1, "repeat_train")) == 1
+    demos = {json.loads(r["extra_json"])["demos"][0] for link in store.linked_runs(1, "arm") + store.linked_runs(1, "repeat")
+             if link["arm"] == "random-few" for r in store.predictions(link["run_id"])[:1]}
+    assert len(demos) == 2  # a new seed drew other demos
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert all(len(a["runs"]) == 2 and a["metric_std"] is not None for a in report["arms"])
+    assert any("neither random-few nor lora was tuned on dev" in r for r in report["verdict"]["reasons"])

@@ -110,3 +110,38 @@ def test_unknown_role_in_a_store_is_an_error_not_a_silent_skip(filled):
     store.link_run(eid, 1, "curve_tran", "zero-shot")
     with pytest.raises(ValueError, match="curve_tran"):
         comparison_from_store(store, eid)
+
+
+def test_repeats_give_mean_std_a_wider_ci_and_flag_a_collapsed_run(filled):
+    store, eid = filled
+    single = {a.name: a for a in comparison_from_store(store, eid).arms}["lora"]
+    # two more runs of lora with new seeds: one as good, one collapsed to the majority-class rate (0.5)
+    link = lambda run, x: store.link_run(eid, run, Role.REPEAT.value, "lora", x)  # noqa: E731
+    link(eval_run(store, "lora", [1] * 18 + [0, 0], 0.1, 40), 1)
+    link(eval_run(store, "lora", [1, 0] * 10, 0.1, 40), 2)
+    c = comparison_from_store(store, eid)
+    lora = {a.name: a for a in c.arms}["lora"]
+    assert lora.runs == pytest.approx([0.95, 0.9, 0.5])
+    assert lora.metric == pytest.approx(0.7833, abs=1e-3) and lora.metric_std == pytest.approx(0.2466, abs=1e-3)
+    assert (lora.ci_high - lora.ci_low) > (single.ci_high - single.ci_low)  # run variance widens it
+    assert lora.collapsed == [2]
+    row = dict(c.rows)["Performance"]["lora"]
+    assert "± 0.247 over 3 runs" in row and "1 of 3 runs collapsed" in row
+    assert c.test.b == "lora+few"  # lora's mean over its runs fell below the combined arm's 0.90
+    from tuneoff.compare import paired_test
+
+    opt = {a.name: a for a in c.arms}["opt"]
+    assert paired_test(opt, lora).test == "paired bootstrap"  # per-item means over runs: graded scores
+
+
+def test_repeated_ci_widens_with_run_variance():
+    import numpy as np
+
+    from tuneoff.compare.stats import repeated_ci
+
+    items = np.array([1.0] * 70 + [0.0] * 30)
+    same = np.stack([items, items, items])
+    spread = np.stack([items, np.roll(items, 30) * 0 + (np.arange(100) < 40), items])
+    low1, high1 = repeated_ci(same)
+    low2, high2 = repeated_ci(spread)
+    assert high2 - low2 > high1 - low1 and low2 < low1

@@ -92,6 +92,7 @@ def run_experiment(exp: Experiment, store: Store, console=None) -> int:
         elif entry.kind == "finetune":
             ctx.tuned[entry.name] = train_arm(ctx, entry)
         evaluate_arm(ctx, entry)
+        run_repeats(ctx, entry)
     if exp.curves:
         run_curves(ctx)
     if consistency_arms(exp):
@@ -164,6 +165,21 @@ def evaluate_arm(ctx: RunContext, entry: ArmEntry, model: str | None = None, ove
             f"[{main.ci_low:.3f}, {main.ci_high:.3f}] ({result.cache_hits} cached, {result.cache_misses} new calls, "
             f"{result.wall_seconds:.1f} s)")
     return result.run_id
+
+
+def run_repeats(ctx: RunContext, entry: ArmEntry) -> None:
+    """Repeats 1..N-1 of an arm with new seeds: a fine-tune arm retrains (its chosen options, if
+    tuned) with seed + r; a prompt arm redraws demos and samples with seed + r. Deterministic prompts
+    (scored labels, first or similar demos) repeat from the call cache at no cost, with spread 0."""
+    for r in range(1, ctx.exp.repeats_of(entry)):
+        if entry.kind == "finetune":
+            seed = int((ctx.chosen.get(entry.name) or entry.finetune or {}).get("seed", 0)) + r
+            out = train_arm(ctx, entry, overrides={"seed": seed}, role=Role.REPEAT_TRAIN, x=r)
+            evaluate_arm(ctx, entry, model=str(out), role=Role.REPEAT, x=r)
+        else:
+            seed = int((entry.prompt or {}).get("seed", 0)) + r
+            chosen = {**ctx.chosen_prompt[entry.name], "optimise": None} if entry.name in ctx.chosen_prompt else {}
+            evaluate_arm(ctx, entry, overrides={**chosen, "seed": seed}, role=Role.REPEAT, x=r)
 
 
 def run_curves(ctx: RunContext) -> None:

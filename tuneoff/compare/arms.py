@@ -50,6 +50,16 @@ class ArmSummary:
     training_tokens: int = 0
     agreement: float | None = None
     metric_spread: float | None = None
+    tuning: dict = field(default_factory=dict)
+    """What search the arm got on dev before its test number: {"trials", "minutes", "dev_metric",
+    "chosen", "of"} ("of": the fine-tune whose search a combined arm's weights came from)."""
+    runs: list[float] = field(default_factory=list)
+    """The main metric of each repeat (new seeds), the ARM run first; empty when not repeated."""
+    metric_std: float | None = None
+    """Standard deviation of `runs` (ddof=1); `metric` is then their mean and the CI carries item
+    and run variance (runs and items resampled together)."""
+    collapsed: list[int] = field(default_factory=list)
+    """Repeat indices whose metric fell to the majority-class rate or below: flagged, not averaged away silently."""
     flexibility: dict = field(default_factory=dict)
     """{"task": name, "score": x, "base_score": y, "drop": y - x} when measured."""
 

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 from ..config.experiment import ArmEntry, Experiment
 from ..config.specs import from_dict
-from ..records import EvalSummary, ExperimentSummary, OptimiseSummary, Role, TrainStats
+from ..records import EvalSummary, ExperimentSummary, OptimiseSummary, Role, TrainStats, TuningSummary
 from ..store import Store
 from .arms import ArmSummary, Curve
 from .comparison import Comparison, build_comparison
+from .stats import majority_rate, repeated_ci
 
 Links = dict[Role, dict[str, list]]
 """role -> arm name -> its linked runs, in link order (the last one counts)."""
@@ -77,11 +80,38 @@ def arm_summary(store: Store, exp: Experiment, entry: ArmEntry, by_role: Links, 
     # demos drawn by similarity, at random or by label need the whole pool to draw from
     pool = sizes.get("train", shots) if spec.get("demo_selection", "first") != "first" else shots
     summary.examples_needed = pool if shots else 0
+    _add_repeats(store, summary, by_role, exp.task.metric)
     _add_training(store, summary, entry, by_role, shots)
     _add_optimisation(store, summary, entry, by_role, sizes)
+    _add_tuning(store, summary, entry, by_role)
     _add_consistency(store, summary, entry, by_role)
     _add_flexibility(store, summary, entry, by_role)
     return summary
+
+
+def _add_repeats(store: Store, s: ArmSummary, by_role: Links, metric: str) -> None:
+    """Fold the arm's repeats in: mean metric, spread, a CI over runs and items, collapsed runs."""
+    links = sorted(by_role.get(Role.REPEAT, {}).get(s.name, []), key=lambda link: link["x"])
+    if not links:
+        return
+    position = {item: k for k, item in enumerate(s.item_ids)}
+    matrix = [list(s.correct)]
+    s.runs = [s.metric]
+    for link in links:
+        rows = store.predictions(link["run_id"])
+        run = [0.0] * len(s.item_ids)
+        for r in rows:
+            if r["example_id"] in position:
+                run[position[r["example_id"]]] = float(r["correct"] or 0.0)
+        matrix.append(run)
+        s.runs.append(store.metrics(link["run_id"])[metric]["value"])
+    scores = np.array(matrix)
+    s.metric, s.metric_std = float(np.mean(s.runs)), float(np.std(s.runs, ddof=1))
+    s.ci_low, s.ci_high = repeated_ci(scores)
+    s.correct = scores.mean(axis=0).tolist()  # per-item mean over runs: the paired test uses it
+    if s.labels:
+        floor = majority_rate(s.targets)
+        s.collapsed = [k for k, value in enumerate(s.runs) if value <= floor + 1e-9]
 
 
 def _add_training(store: Store, s: ArmSummary, entry: ArmEntry, by_role: Links, shots: int) -> None:
@@ -105,6 +135,34 @@ def _add_optimisation(store: Store, s: ArmSummary, entry: ArmEntry, by_role: Lin
     s.setup_seconds += (run["finished_at"] or run["started_at"]) - run["started_at"]
     s.examples_note += f" (optimised on dev with {s.optimise_calls} calls)"
     s.examples_needed = max(s.examples_needed, sizes.get("train", 0)) + sizes.get("dev", 0)
+
+
+def _add_tuning(store: Store, s: ArmSummary, entry: ArmEntry, by_role: Links) -> None:
+    """The search an arm got: a fine-tune's trials (its whole time is development time), or a prompt
+    arm's optimiser candidates; a combined arm shows its fine-tune's search."""
+    owner = entry.name if entry.kind == "finetune" else entry.finetuned
+    run_id = _last(by_role, Role.TUNING, owner)
+    if run_id is not None:
+        t = TuningSummary.from_json(store.run(run_id)["summary_json"])
+        s.tuning = {"trials": len(t.trials), "minutes": t.seconds / 60, "dev_metric": t.dev_metric,
+                    "chosen": _chosen_text(t.chosen, t.trials), "of": owner if owner != entry.name else None}
+        if entry.kind == "finetune":
+            s.setup_seconds = max(s.setup_seconds, t.seconds)
+        return
+    run_id = _last(by_role, Role.OPTIMISE, entry.name)
+    if run_id is not None:
+        run = store.run(run_id)
+        o = OptimiseSummary.from_json(run["summary_json"])
+        chosen = o.chosen or {}
+        s.tuning = {"trials": len(o.trials), "minutes": ((run["finished_at"] or run["started_at"]) - run["started_at"]) / 60,
+                    "dev_metric": o.dev_score, "of": None,
+                    "chosen": f"shots={chosen.get('shots', 0)}, calibration={chosen.get('calibration', 'none')}"}
+
+
+def _chosen_text(chosen: dict, trials: list) -> str:
+    """The options that differed between trials, as chosen."""
+    varied = {k for t in trials for k, v in t["options"].items() if v != trials[0]["options"].get(k)}
+    return ", ".join(f"{k}={chosen.get(k)}" for k in sorted(varied)) or "the only candidate"
 
 
 def _add_consistency(store: Store, s: ArmSummary, entry: ArmEntry, by_role: Links) -> None:

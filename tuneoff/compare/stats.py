@@ -91,3 +91,22 @@ def confusion_matrix(a: ArmSummary) -> dict:
         if t in index:
             matrix[index[t]][index.get(p, len(labels))] += 1
     return {"labels": labels, "matrix": matrix}
+
+
+def repeated_ci(scores: np.ndarray, resamples: int = 2000, seed: int = 0, alpha: float = 0.05) -> tuple[float, float]:
+    """Percentile CI of the mean of a runs x items score matrix, resampling runs and items together
+    (each resample draws runs with replacement and items with replacement, the same items for every
+    drawn run): the interval widens with run-to-run variance as well as with item variance."""
+    runs, items = scores.shape
+    rng = np.random.default_rng(seed)
+    means = np.empty(resamples)
+    for b in range(resamples):
+        r, i = rng.integers(0, runs, runs), rng.integers(0, items, items)
+        means[b] = scores[np.ix_(r, i)].mean()
+    return float(np.quantile(means, alpha / 2)), float(np.quantile(means, 1 - alpha / 2))
+
+
+def majority_rate(targets: Sequence[str]) -> float:
+    """Accuracy of always answering the most frequent label: a run at or below it learned nothing."""
+    counts = Counter(targets)
+    return max(counts.values()) / len(targets) if targets else 0.0

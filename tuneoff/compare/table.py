@@ -35,7 +35,7 @@ def head_to_head(arms: Sequence[ArmSummary], prices: PriceTable) -> list[tuple[s
         "finetune": "pre-trained weights + training set baked into weights",
         "combined": "fine-tuned weights + what the prompt carries"}[a.kind])
     row("Data requirement", lambda a: f"{a.examples_used} {a.examples_note}".strip())
-    row("Performance", lambda a: f"{a.metric_name} {a.metric:.3f} [{a.ci_low:.3f}, {a.ci_high:.3f}]")
+    row("Performance", _performance_cell)
     row("Control & consistency", lambda a: "; ".join(filter(None, [
         f"agreement {_pct(a.agreement)}" if a.agreement is not None else "",
         f"spread ±{a.metric_spread:.3f}" if a.metric_spread is not None else "",
@@ -44,6 +44,7 @@ def head_to_head(arms: Sequence[ArmSummary], prices: PriceTable) -> list[tuple[s
         f"{_money(1000 * per_request(a.cost(), prices))} ({a.tokens_in:.0f} in / {a.tokens_out:.1f} out tokens)"))
     row("One-off cost", lambda a: _money(one_off(a.cost(), prices)))
     row("Latency p50 / p95", lambda a: f"{a.latency_p50:.3f} s / {a.latency_p95:.3f} s")
+    row("Tuning on dev", _tuning_cell)
     row("Development effort", lambda a: "; ".join(filter(None, [
         f"{a.setup_seconds:.0f} s training/optimising" if a.setup_seconds else "no training",
         f"{a.optimise_calls} optimiser calls" if a.optimise_calls else ""])))
@@ -55,6 +56,25 @@ def head_to_head(arms: Sequence[ArmSummary], prices: PriceTable) -> list[tuple[s
         + (f", {a.flexibility['weights_of']}'s weights" if a.flexibility.get("weights_of") else "") if a.flexibility else
         ("same weights serve any task (prompt swap)" if not a.weights_changed else "not measured")))
     return rows
+
+
+def _performance_cell(a: ArmSummary) -> str:
+    text = f"{a.metric_name} {a.metric:.3f} [{a.ci_low:.3f}, {a.ci_high:.3f}]"
+    if a.runs:
+        text = (f"{a.metric_name} {a.metric:.3f} ± {a.metric_std:.3f} over {len(a.runs)} runs "
+                f"[{a.ci_low:.3f}, {a.ci_high:.3f}]")
+    if a.collapsed:
+        text += f"; {len(a.collapsed)} of {len(a.runs)} runs collapsed to the majority-class rate"
+    return text
+
+
+def _tuning_cell(a: ArmSummary) -> str:
+    t = a.tuning
+    if not t:
+        return "none (run as written)"
+    via = f" ({t['of']}'s weights)" if t.get("of") else ""
+    return (f"{t['trials']} candidates, {t['minutes']:.1f} min; chosen {t['chosen']}: dev {t['dev_metric']:.3f}"
+            + via)
 
 
 def _bias_cell(a: ArmSummary) -> str:

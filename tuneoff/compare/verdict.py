@@ -74,6 +74,7 @@ def recommend(arms: Sequence[ArmSummary], constraints: Constraints, prices: Pric
                       f"{chosen.ci_high:.3f}], p95 latency {chosen.latency_p95:.3f} s, "
                       f"${cost_of[chosen.name]:.2f}/month at {constraints.monthly_requests:,.0f} requests")
     reasons += _cost_reasons(feasible, constraints, pairs)
+    reasons += _budget_reasons(arms)
     if ruled:
         reasons.append("ruled out: " + "; ".join(f"{k} ({v})" for k, v in ruled.items()))
     return Verdict(VERDICTS[chosen.kind], chosen.name, reasons, ruled, test)
@@ -89,3 +90,23 @@ def _cost_reasons(feasible: Sequence[ArmSummary], c: Constraints, pairs: PairSta
     side = "above" if c.monthly_requests >= be.volume else "below"
     return [f"break-even of {tuned.name} vs {prompt.name}: {be.volume:,.0f} requests/month "
             f"(you expect {c.monthly_requests:,.0f}: {side} it)"]
+
+
+def _budget_reasons(arms: Sequence[ArmSummary]) -> list[str]:
+    """Whether the two sides had comparable tuning budgets on dev (a fair comparison needs them)."""
+    prompt, tuned = best(arms, ["prompt"]), best(arms, ["finetune", "combined"])
+    if not prompt or not tuned:
+        return []
+    p, t = prompt.tuning, tuned.tuning
+    if not p and not t:
+        return [f"tuning budgets: neither {prompt.name} nor {tuned.name} was tuned on dev (both run as written; "
+                "add `tuning:` and `tune: true` for a fair fight)"]
+    if not p or not t:
+        side, other = (tuned, prompt) if t else (prompt, tuned)
+        return [f"tuning budgets NOT comparable: {side.name} was tuned on dev ({side.tuning['trials']} candidates, "
+                f"{side.tuning['minutes']:.1f} min), {other.name} was not"]
+    ratio = max(p["minutes"], t["minutes"]) / max(min(p["minutes"], t["minutes"]), 1e-9)
+    verdict = "comparable" if p["trials"] > 1 and t["trials"] > 1 else "NOT comparable (one side tried one candidate)"
+    return [f"tuning budgets {verdict}: {prompt.name} {p['trials']} candidates / {p['minutes']:.1f} min, "
+            f"{tuned.name} {t['trials']} candidates / {t['minutes']:.1f} min on the same dev split"
+            + (f" ({ratio:.0f}x more time on one side)" if ratio >= 5 else "")]

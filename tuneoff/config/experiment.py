@@ -35,6 +35,8 @@ class ArmEntry:
     """Name of a fine-tune arm whose trained model this prompt arm uses (the combined arm)."""
     model: str | None = None
     """Override the experiment's model for this arm."""
+    repeats: int | None = None
+    """Runs of this arm with new seeds (default: the experiment's `repeats`); 1 = no repeat."""
     tune: bool = False
     """Prompt arms: search instruction, demos and calibration on dev within `tuning.prompt`'s budget
     before the test split is scored (fine-tune arms are tuned whenever `tuning:` is present)."""
@@ -42,6 +44,8 @@ class ArmEntry:
     def __post_init__(self):
         if not re.fullmatch(r"[\w.+\-]+", self.name):
             raise TuneoffError(f"'{self.name}' must be letters, digits, and . + - _", field="name")
+        if self.repeats is not None and self.repeats < 1:
+            raise TuneoffError("must be >= 1", field="repeats")
         if self.tune and self.finetune is not None:
             raise TuneoffError("fine-tune arms are tuned by the experiment's `tuning:` section", field="tune")
         if self.finetune is not None and self.finetuned:
@@ -118,6 +122,10 @@ class Experiment:
     curves: CurveSpec | None = None
     consistency: ConsistencySpec | None = None
     flexibility: FlexibilitySpec | None = None
+    repeats: int = 1
+    """Runs of each arm with new seeds (fine-tuning init, data order and subsample; demo draws;
+    sampling): the table shows mean ± std, the CI carries item and run variance, and a run that
+    collapses to the majority-class rate is flagged. An arm's own `repeats` overrides it."""
     tuning: TuningSpec | None = None
     """Each side's tuning budget on dev (see `tuneoff.config.tuning`); absent: arms run as written."""
     prices: PriceTable = field(default_factory=PriceTable)
@@ -132,6 +140,8 @@ class Experiment:
                                hint=f"this tuneoff reads versions {SUPPORTED_VERSIONS}")
         if not self.arms:
             raise TuneoffError("an experiment needs at least one arm", field="arms")
+        if self.repeats < 1:
+            raise TuneoffError("must be >= 1", field="repeats")
         canonical_dtype(self.dtype)  # the named-field error for an unknown dtype, same aliases as everywhere
         check_engine(self.engine, allowed=("transformers", "llamacpp"))
         names = [a.name for a in self.arms]
@@ -144,6 +154,9 @@ class Experiment:
         self.task.base_dir = self.base_dir
         if self.flexibility:
             self.flexibility.task.base_dir = self.base_dir
+
+    def repeats_of(self, entry: ArmEntry) -> int:
+        return entry.repeats if entry.repeats is not None else self.repeats
 
     def arm(self, name: str) -> ArmEntry | None:
         return next((a for a in self.arms if a.name == name), None)
