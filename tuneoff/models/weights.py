@@ -53,6 +53,13 @@ def adapter_base(path: Path) -> str | None:
     return None
 
 
+def marked_base(name: str, base: str | None = None) -> bool:
+    """True when a spec (or the base of its adapter) is an embedded model declared a base model: it is
+    prompted with completion text even if its tokenizer carries a chat template."""
+    embedded = [s.split(":", 1)[1] for s in (name, base) if s and s.startswith("embedded:")]
+    return any(not get_embedded(n).instruct for n in embedded)
+
+
 def load_tokenizer(name: str = DEFAULT_MODEL):
     from transformers import AutoTokenizer
 
@@ -89,6 +96,7 @@ def load_model(spec: ModelSpec, trainable: bool = False):
     model.to(device)
     tokenizer = load_tokenizer(spec.name)
     info = BackendInfo(name=spec.name, dtype=str(dtype).replace("torch.", ""), device=device,
+                       chat=bool(getattr(tokenizer, "chat_template", None)) and not marked_base(spec.name, base),
                        parameters=sum(p.numel() for p in model.parameters()),
                        extra={"load_seconds": round(time.perf_counter() - start, 3), "base": base})
     return model, tokenizer, info
