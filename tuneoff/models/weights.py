@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..errors import TuneoffError
 from .base import BackendInfo
-from .embedded import get_embedded, gguf_cache_dir, materialize, materialize_gguf
+from .embedded import EMBEDDED, get_embedded, gguf_cache_dir, materialize, materialize_gguf
 from .options import DEFAULT_MODEL
 from .spec import ModelSpec
 
@@ -44,13 +44,39 @@ def resolve_dir(name: str) -> Path:
 
 
 def adapter_base(path: Path) -> str | None:
-    """The base spec of an adapter directory written by tuneoff, else None."""
+    """The base spec of an adapter directory, as it resolves on this machine; None for other directories.
+
+    tuneoff's own `tuneoff.json` names the base as a spec (`embedded:NAME`); a peft adapter without it names
+    a hub repository or a path in adapter_config.json, and an embedded model's hub name or a stale cache path
+    (another machine's TUNEOFF_HOME) maps back to the embedded model, so a copied adapter still loads."""
+    if not (path / "adapter_config.json").exists():
+        return None
     meta = path / "tuneoff.json"
-    if (path / "adapter_config.json").exists():
-        if meta.exists():
-            return json.loads(meta.read_text()).get("base")
-        return json.loads((path / "adapter_config.json").read_text()).get("base_model_name_or_path")
-    return None
+    recorded = json.loads(meta.read_text()).get("base") if meta.exists() else None
+    recorded = recorded or json.loads((path / "adapter_config.json").read_text()).get("base_model_name_or_path")
+    return local_base(recorded) if recorded else None
+
+
+def local_base(recorded: str) -> str:
+    """The spec a recorded base model stands for here: `embedded:NAME` for an embedded model's hub name
+    or cache directory (whoever's TUNEOFF_HOME it was in), else the record itself."""
+    if recorded.startswith("embedded:") or Path(recorded).expanduser().exists():
+        return recorded
+    for model in EMBEDDED.values():
+        if model.hub and model.hub.lower() == recorded.lower():
+            return f"embedded:{model.name}"
+    path = Path(recorded)
+    if path.parent.name == "models" and path.name in EMBEDDED:  # TUNEOFF_HOME/models/NAME elsewhere
+        return f"embedded:{path.name}"
+    return recorded
+
+
+def hub_base(spec: str) -> str:
+    """What an adapter's adapter_config.json names as its base: an embedded model's hub repository (where
+    plain peft users get it), else the spec itself (a path or a hub name)."""
+    if spec.startswith("embedded:"):
+        return get_embedded(spec.split(":", 1)[1]).hub or spec
+    return spec
 
 
 def marked_base(name: str, base: str | None = None) -> bool:
