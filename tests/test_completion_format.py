@@ -171,3 +171,24 @@ def test_ask_stops_at_a_blank_line_or_an_echoed_field(tmp_path):
     assert "\nInput:" in stops and "\n\n" in stops
     messages, none = build_request("thank you", "chat", demos_file=demos)
     assert messages[-1] == {"role": "user", "content": "thank you"} and none == ()
+
+
+# -- fine-tuning on the format the arm is evaluated with -------------------------------------------
+def test_training_on_completion_text_learns_the_answer_paragraph(base_backend):
+    from tuneoff.finetune.collate import IGNORE, encode_example
+
+    tok = base_backend.tokenizer
+    enc = encode_example(tok, "English: cheese\nFrench:", "fromage", max_length=64)
+    prompt_ids = tok("English: cheese\nFrench:", add_special_tokens=True)["input_ids"]
+    answer_ids = tok(" fromage\n\n", add_special_tokens=False)["input_ids"]
+    assert enc.input_ids == prompt_ids + answer_ids  # the very tokens the backend scores and generates after
+    assert enc.labels == [IGNORE] * len(prompt_ids) + answer_ids
+
+
+def test_is_chat_model_reads_the_tokenizer(tmp_path, base_backend, chat_backend):
+    from tuneoff.models.weights import is_chat_model
+
+    for name, backend in (("base", base_backend), ("chat", chat_backend)):
+        backend.model.save_pretrained(tmp_path / name)
+        backend.tokenizer.save_pretrained(tmp_path / name)
+    assert not is_chat_model(str(tmp_path / "base")) and is_chat_model(str(tmp_path / "chat"))

@@ -86,6 +86,12 @@ def marked_base(name: str, base: str | None = None) -> bool:
     return any(not get_embedded(n).instruct for n in embedded)
 
 
+def is_chat_model(name: str) -> bool:
+    """Whether a spec's model is a chat model (`BackendInfo.chat`), read from its tokenizer, without its weights."""
+    tokenizer = load_tokenizer(name)
+    return bool(getattr(tokenizer, "chat_template", None)) and not marked_base(name, adapter_base(resolve_dir(name)))
+
+
 def load_tokenizer(name: str = DEFAULT_MODEL):
     from transformers import AutoTokenizer
 
