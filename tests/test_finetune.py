@@ -4,6 +4,7 @@ NaN handling, atomic checkpoints, and outputs that load as models (adapter, merg
 import io
 import json
 from contextlib import nullcontext
+from pathlib import Path
 
 import pytest
 import torch
@@ -256,6 +257,60 @@ def test_adapter_loads_as_a_model_and_merge_gives_the_same_logits(tiny_model_dir
     assert tok.chat_template and "loss" in console.file.getvalue()
     with pytest.raises(TuneoffError, match="not empty"):
         merge(result.output_dir, merged_dir)
+
+
+def _embedded_tiny(monkeypatch, tiny_model_dir, home):
+    """The tiny Llama as an embedded model whose dequantised cache is already in `home` (no GGUF needed)."""
+    import shutil
+
+    from tuneoff.models import embedded
+
+    model = embedded.EmbeddedModel(name="tiny-test", package="tuneoff", module="tuneoff", gguf_file="none.gguf",
+                                   install="-", instruct=True, description="test", hub="tuneoff-test/Tiny-Llama")
+    monkeypatch.setitem(embedded.EMBEDDED, model.name, model)
+    cache = home / "models" / model.name
+    shutil.copytree(tiny_model_dir, cache)
+    (cache / embedded.COMPLETE_MARKER).touch()
+    return "embedded:tiny-test"
+
+
+def test_an_adapter_travels_to_another_directory_and_tuneoff_home(tiny_model_dir, tmp_path, monkeypatch):
+    import shutil
+
+    from tuneoff.models import adapter_base
+
+    home = tmp_path / "home-a"
+    monkeypatch.setenv("TUNEOFF_HOME", str(home))
+    spec = _embedded_tiny(monkeypatch, tiny_model_dir, home)
+    result = run_finetune(toy_task(), arm(epochs=1), spec, tmp_path / "lora", Store(tmp_path / "runs.sqlite"))
+    config = json.loads((result.output_dir / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == "tuneoff-test/Tiny-Llama"  # plain peft: the hub name
+    assert json.loads((result.output_dir / "tuneoff.json").read_text())["base"] == spec
+    for name in ("adapter_config.json", "tuneoff.json", "README.md"):
+        if (result.output_dir / name).exists():
+            assert str(home) not in (result.output_dir / name).read_text(), name  # no path into this home
+    ids = torch.tensor([[5, 17, 42, 8, 99]])
+    with torch.no_grad():
+        before = load_model(ModelSpec(str(result.output_dir), device="cpu"))[0](ids).logits
+
+    # another machine: the adapter somewhere else, the old home gone, the model cached in a new home
+    moved = shutil.move(str(result.output_dir), str(tmp_path / "elsewhere" / "my-adapter"))
+    shutil.rmtree(home)
+    monkeypatch.setenv("TUNEOFF_HOME", str(tmp_path / "home-b"))
+    _embedded_tiny(monkeypatch, tiny_model_dir, tmp_path / "home-b")
+    with torch.no_grad():
+        after = load_model(ModelSpec(moved, device="cpu"))[0](ids).logits
+    assert torch.allclose(before, after, atol=1e-6)
+
+    # a peft-only copy (no tuneoff.json) names the hub; an old one, another home's cache path: both map back
+    meta = Path(moved) / "tuneoff.json"
+    meta.unlink()
+    assert adapter_base(Path(moved)) == spec
+    config["base_model_name_or_path"] = "/home/someone/.cache/tuneoff/models/tiny-test"
+    (Path(moved) / "adapter_config.json").write_text(json.dumps(config))
+    assert adapter_base(Path(moved)) == spec
+    with torch.no_grad():
+        assert torch.allclose(load_model(ModelSpec(moved, device="cpu"))[0](ids).logits, before, atol=1e-6)
 
 
 def test_freeze_output_is_a_standalone_model_and_the_store_has_the_record(tiny_model_dir, tmp_path):

@@ -1,6 +1,13 @@
-"""Metrics: exact values on hand-checked cases, sacreBLEU's published chrF numbers, seeded CIs."""
+"""Metrics: exact values on hand-checked cases, agreement with the reference implementations (sacreBLEU's
+chrF, the SQuAD normaliser, scikit-learn's macro-F1) on hundreds of random cases, seeded CIs."""
 
 from __future__ import annotations
+
+import json
+import random
+import re
+import string
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -44,6 +51,50 @@ def test_macro_f1_matches_sklearn():
     assert ours == pytest.approx(theirs)
 
 
+def test_macro_f1_matches_sklearn_on_random_small_samples():
+    # small samples leave labels absent; an unreadable (None) or undeclared reply is a miss, not a class:
+    # scikit-learn agrees when given the labels that occur, with the undeclared predictions outside them
+    from sklearn.metrics import f1_score
+
+    rng = np.random.default_rng(7)
+    labels = ["a", "b", "c", "d", "e"]
+    for _ in range(300):
+        n = int(rng.integers(1, 12))
+        targets = [str(x) for x in rng.choice(labels, n)]
+        preds = [None if rng.random() < 0.1 else str(rng.choice(labels + ["zzz"])) for _ in range(n)]
+        present = [label for label in labels if label in targets or label in preds]
+        theirs = f1_score(targets, [p or INVALID for p in preds], labels=present, average="macro", zero_division=0)
+        assert macro_f1(confusion_matrix(preds, targets, labels)) == pytest.approx(theirs, abs=1e-12)
+
+
+def squad_normalize_answer(s):
+    """The official SQuAD v1.1/v2.0 evaluation script's `normalize_answer`, verbatim (the reference)."""
+    def remove_articles(text):
+        return re.sub(r'\b(a|an|the)\b', ' ', text)
+
+    def white_space_fix(text):
+        return ' '.join(text.split())
+
+    def remove_punc(text):
+        exclude = set(string.punctuation)
+        return ''.join(ch for ch in text if ch not in exclude)
+
+    return white_space_fix(remove_articles(remove_punc(s.lower())))
+
+
+def test_exact_match_agrees_with_the_squad_script():
+    rng = random.Random(3)
+    words = ["The", "a", "an", "Eiffel", "tower", "théâtre", "Ünïcode", "THE", "them", "and", "x"]
+    marks = list(string.punctuation) + [" ", "  ", "\t", "\n", "\u00a0", "«", "»", "—"]
+    texts = ["".join(rng.choice(words + marks) for _ in range(rng.randint(0, 8))) for _ in range(400)]
+    m = get_metric("exact_match")
+    for text in texts:
+        assert normalise_text(text) == squad_normalize_answer(text)
+    for pred, target in zip(texts, texts[1:] + texts[:1]):
+        expected = float(squad_normalize_answer(pred) == squad_normalize_answer(target))
+        assert m.item(pred, target) == expected
+
+
 def test_exact_match_normalises():
     m = get_metric("exact_match")
     assert m.item("The Eiffel Tower!", "eiffel tower") == 1.0
@@ -78,6 +129,49 @@ def test_chrf_matches_sacrebleu_published_values():
     ref = ["The relationship between dogs and cats is not exactly friendly.",
            "A good bookshop is just a genteel Black Hole that knows how to read."]
     assert chrf(hyp, ref) == pytest.approx(84.64214891738334, abs=1e-9)
+
+
+CHRF_ALPHABET = list("abcdeéèçàüßøλжд中文 .,!'") + ["\t", "\n", "\u00a0", "\u2003", "  "]
+
+
+def random_text(rng: random.Random) -> str:
+    # lengths around the 6-gram order, and empty strings, are where the edge cases live
+    return "".join(rng.choice(CHRF_ALPHABET) for _ in range(rng.choice([0, 0, 1, 2, 3, 5, 6, 7, 12, 30])))
+
+
+def test_chrf_matches_sacrebleu_on_random_pairs():
+    from sacrebleu.metrics import CHRF
+
+    rng = random.Random(0)
+    pairs = [(random_text(rng), random_text(rng)) for _ in range(400)]
+    hyps, refs = [h for h, _ in pairs], [r for _, r in pairs]
+    reference = CHRF()
+    assert chrf(hyps, refs) == pytest.approx(reference.corpus_score(hyps, [refs]).score, abs=1e-6)
+    # the per-item statistics are sacreBLEU's own, so every resample of a bootstrap is its corpus score too
+    theirs = np.array(reference._extract_corpus_statistics(hyps, [refs]), dtype=float)
+    assert np.array_equal(np.array([chrf_stats(h, r) for h, r in pairs]), theirs)
+    for h, r in pairs[:100]:
+        assert chrf([h], [r]) == pytest.approx(reference.sentence_score(h, [r]).score, abs=1e-6)
+    for chunk in range(0, 400, 40):  # corpora of 40 (a subset is what a bootstrap resample sums)
+        sub_h, sub_r = hyps[chunk:chunk + 40], refs[chunk:chunk + 40]
+        assert chrf(sub_h, sub_r) == pytest.approx(reference.corpus_score(sub_h, [sub_r]).score, abs=1e-6)
+
+
+def test_chrf_matches_sacrebleu_on_the_translation_example():
+    from sacrebleu.metrics import CHRF
+
+    rows = [json.loads(line) for line in
+            (Path(__file__).parents[1] / "examples/data/translation/en-fr.jsonl").read_text().splitlines()]
+    refs = [r["completion"] for r in rows]
+    # plausible model replies: exact, near misses, an echo, an empty reply, a reply longer than its reference
+    hyps = [refs[0], refs[1].upper(), "merci", rows[3]["prompt"], "", refs[5] + " et au revoir"][:len(refs)]
+    assert chrf(hyps, refs) == pytest.approx(CHRF().corpus_score(hyps, [refs]).score, abs=1e-6)
+
+
+def test_chrf_short_reference_counts_no_hypothesis_ngrams_of_longer_orders():
+    # sacreBLEU counts hypothesis n-grams only for orders the reference has: "merci" has no 6-gram
+    assert list(chrf_stats("merci beaucoup", "merci")[15:18]) == [0.0, 0.0, 0.0]
+    assert list(chrf_stats("merci beaucoup", "merci")[12:15]) == [9.0, 1.0, 1.0]
 
 
 def test_chrf_edges_and_corpus_from_counts():

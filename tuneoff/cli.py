@@ -63,19 +63,25 @@ def ask(
     dtype: DtypeOpt = "float32",
     engine: Annotated[str, typer.Option(help="auto (llama.cpp for GGUF models when installed), transformers, "
                                              "or llamacpp.")] = "auto",
+    prompt_format: Annotated[str, typer.Option("--format", help="chat (a user message), completion (text the "
+                                               "model continues), or auto: chat for chat models, completion "
+                                               "for base models.")] = "auto",
     store: StoreOpt = None,
 ) -> None:
     """Ask one prompt to a model; the call is kept in the run store."""
     from .ask import ask as run_ask
     from .models import GenerationConfig, ModelSpec, engine_of, load_backend
+    from .models.chat import resolve_format
 
+    resolve_format(prompt_format, chat_model=True)  # a misspelt format fails before the model loads
     spec = ModelSpec(model, dtype=dtype, engine=engine)
     db = _store(store)
     with err_console.status(f"loading {model} (a first load dequantises the GGUF: ~20 s)"):
         backend = load_backend(spec)
     config = GenerationConfig(max_new_tokens=max_tokens, temperature=temperature, seed=seed)
     with err_console.status("generating"):
-        result = run_ask(prompt, spec, db, system=system, demos_file=demos, config=config, backend=backend)
+        result = run_ask(prompt, spec, db, system=system, demos_file=demos, config=config, backend=backend,
+                         prompt_format=prompt_format)
     c = result.completion
     console.print(c.text)
     err_console.print(f"[dim]run {result.run_id}: {c.tokens_in} tokens in, {c.tokens_out} out, {c.seconds:.2f} s "

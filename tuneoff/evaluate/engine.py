@@ -113,7 +113,7 @@ class ChunkRunner:
         else:
             sampled = self.arm.temperature > 0
             self.config = GenerationConfig(max_new_tokens=self.arm.new_tokens, temperature=self.arm.temperature,
-                                           seed=self.arm.seed if sampled else None, stop=tuple(self.arm.stop))
+                                           seed=self.arm.seed if sampled else None, stop=prompter.stop)
             # a greedy answer does not depend on the seed: leaving it out lets seed variants share calls
             self.params = {"mode": "generate", "max_new_tokens": self.config.max_new_tokens,
                            "temperature": self.config.temperature, "top_p": self.config.top_p,
@@ -268,7 +268,8 @@ def evaluate(backend: Backend, arm: PromptArm, examples: Sequence[Example], task
     examples = list(examples)
     if not examples:
         raise TuneoffError("no examples to evaluate", field="split", hint="check the task's split sizes")
-    prompter = prepare(arm, ctx, sample=examples[0])  # template mistakes surface here, before any call
+    # template mistakes surface here, before any call; `auto` arms write completion text for base models
+    prompter = prepare(arm, ctx, sample=examples[0], chat_model=backend.info.chat)
     store = store or Store(":memory:")
     fingerprint = run_fingerprint(backend, arm, examples, ctx, split, kind)
     run_id, done, earlier = _open_run(store, fingerprint, arm, ctx, backend, split, kind, experiment_id)

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Sequence
 
-from ..models.base import Backend, Chat
+from ..models.base import Backend, Prompt
 from ..models.chat import split_prompt_completion
 
 
@@ -59,16 +59,19 @@ def label_token_ids(backend: Backend, words: Sequence[str]) -> dict[str, list[in
     return {w: tokenizer(w, add_special_tokens=False)["input_ids"] for w in words}
 
 
-def replies(backend: Backend, chat: Chat, labels: Sequence[str], end_of_turn: bool) -> list[str]:
+def replies(backend: Backend, chat: Prompt, labels: Sequence[str], end_of_turn: bool) -> list[str]:
     """The text scored for each label: the label, closed the way the chat template closes an
     assistant turn when `end_of_turn` (the very split fine-tuning trains on), else the bare label."""
     tokenizer = getattr(backend, "tokenizer", None)
+    if isinstance(chat, str):  # a completion prompt ends in a field label: the answer follows a space
+        return [split_prompt_completion(tokenizer, chat, label)[1] if end_of_turn else " " + label
+                for label in labels]
     if not end_of_turn or tokenizer is None:
         return list(labels)
     return [split_prompt_completion(tokenizer, list(chat), label)[1] for label in labels]
 
 
-def score_labels(backend: Backend, chats: Sequence[Chat], labels: Sequence[str],
+def score_labels(backend: Backend, chats: Sequence[Prompt], labels: Sequence[str],
                  end_of_turn: bool = True) -> list[LabelScores]:
     """Label scores for each chat: one backend call scores every (chat, label) pair of the chunk.
 

@@ -16,13 +16,15 @@ import torch
 
 from ..data import Example
 from ..errors import TuneoffError
+from ..models.base import Prompt
 from ..models.chat import split_prompt_completion
 
 IGNORE = -100
 """Label of a position that carries no loss (prompt tokens, padding): torch's cross-entropy default."""
 
-Formatter = Callable[[Example], list[dict]]
-"""Example -> the prompt's chat messages (without the answer). A prompt arm's message builder fits here."""
+Formatter = Callable[[Example], Prompt]
+"""Example -> the prompt's chat messages, or its completion text (without the answer). A prompt arm's
+message builder fits here."""
 
 
 def default_formatter(instruction: str = "", system: str | None = None) -> Formatter:
@@ -63,13 +65,13 @@ class EncodeReport:
     dropped_ids: list[str] = field(default_factory=list)
 
 
-def encode_example(tokenizer, prompt: list[dict], target: str, max_length: int, truncation: str = "left",
+def encode_example(tokenizer, prompt: Prompt, target: str, max_length: int, truncation: str = "left",
                    completion_only: bool = True) -> Encoded:
     """Token ids and labels for one example, truncated to `max_length` (see `FinetuneArm.truncation`)."""
     head, tail = split_prompt_completion(tokenizer, prompt, target)
-    # as TransformersBackend.encode: a chat template writes its own special tokens, a plain prompt
-    # gets the tokenizer's (e.g. Gemma's <bos>)
-    special = not getattr(tokenizer, "chat_template", None)
+    # as TransformersBackend.encode_prompt: a chat template writes its own special tokens, a plain or
+    # completion prompt gets the tokenizer's (e.g. Gemma's <bos>)
+    special = isinstance(prompt, str) or not getattr(tokenizer, "chat_template", None)
     p = tokenizer(head, add_special_tokens=special)["input_ids"]
     c = tokenizer(tail, add_special_tokens=False)["input_ids"]
     p_cut = c_cut = False

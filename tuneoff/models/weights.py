@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..errors import TuneoffError
 from .base import BackendInfo
-from .embedded import get_embedded, gguf_cache_dir, materialize, materialize_gguf
+from .embedded import EMBEDDED, get_embedded, gguf_cache_dir, materialize, materialize_gguf
 from .options import DEFAULT_MODEL
 from .spec import ModelSpec
 
@@ -45,13 +45,52 @@ def resolve_dir(name: str) -> Path:
 
 
 def adapter_base(path: Path) -> str | None:
-    """The base spec of an adapter directory written by tuneoff, else None."""
+    """The base spec of an adapter directory, as it resolves on this machine; None for other directories.
+
+    tuneoff's own `tuneoff.json` names the base as a spec (`embedded:NAME`); a peft adapter without it names
+    a hub repository or a path in adapter_config.json, and an embedded model's hub name or a stale cache path
+    (another machine's TUNEOFF_HOME) maps back to the embedded model, so a copied adapter still loads."""
+    if not (path / "adapter_config.json").exists():
+        return None
     meta = path / "tuneoff.json"
-    if (path / "adapter_config.json").exists():
-        if meta.exists():
-            return json.loads(meta.read_text()).get("base")
-        return json.loads((path / "adapter_config.json").read_text()).get("base_model_name_or_path")
-    return None
+    recorded = json.loads(meta.read_text()).get("base") if meta.exists() else None
+    recorded = recorded or json.loads((path / "adapter_config.json").read_text()).get("base_model_name_or_path")
+    return local_base(recorded) if recorded else None
+
+
+def local_base(recorded: str) -> str:
+    """The spec a recorded base model stands for here: `embedded:NAME` for an embedded model's hub name
+    or cache directory (whoever's TUNEOFF_HOME it was in), else the record itself."""
+    if recorded.startswith("embedded:") or Path(recorded).expanduser().exists():
+        return recorded
+    for model in EMBEDDED.values():
+        if model.hub and model.hub.lower() == recorded.lower():
+            return f"embedded:{model.name}"
+    path = Path(recorded)
+    if path.parent.name == "models" and path.name in EMBEDDED:  # TUNEOFF_HOME/models/NAME elsewhere
+        return f"embedded:{path.name}"
+    return recorded
+
+
+def hub_base(spec: str) -> str:
+    """What an adapter's adapter_config.json names as its base: an embedded model's hub repository (where
+    plain peft users get it), else the spec itself (a path or a hub name)."""
+    if spec.startswith("embedded:"):
+        return get_embedded(spec.split(":", 1)[1]).hub or spec
+    return spec
+
+
+def marked_base(name: str, base: str | None = None) -> bool:
+    """True when a spec (or the base of its adapter) is an embedded model declared a base model: it is
+    prompted with completion text even if its tokenizer carries a chat template."""
+    embedded = [s.split(":", 1)[1] for s in (name, base) if s and s.startswith("embedded:")]
+    return any(not get_embedded(n).instruct for n in embedded)
+
+
+def is_chat_model(name: str) -> bool:
+    """Whether a spec's model is a chat model (`BackendInfo.chat`), read from its tokenizer, without its weights."""
+    tokenizer = load_tokenizer(name)
+    return bool(getattr(tokenizer, "chat_template", None)) and not marked_base(name, adapter_base(resolve_dir(name)))
 
 
 def load_tokenizer(name: str = DEFAULT_MODEL):
@@ -94,6 +133,7 @@ def load_model(spec: ModelSpec, trainable: bool = False):
     model.to(device)
     tokenizer = load_tokenizer(spec.name)
     info = BackendInfo(name=spec.name, dtype=str(dtype).replace("torch.", ""), device=device,
+                       chat=bool(getattr(tokenizer, "chat_template", None)) and not marked_base(spec.name, base),
                        parameters=sum(p.numel() for p in model.parameters()),
                        extra={"load_seconds": round(time.perf_counter() - start, 3), "base": base})
     return model, tokenizer, info

@@ -16,6 +16,7 @@ from typing import Literal, Sequence
 
 from ..data import Example
 from ..errors import TuneoffError, did_you_mean
+from ..models.chat import CompletionFormat, PromptFormat
 from .answers import EXTRACTORS
 from .templates import Template
 
@@ -100,6 +101,15 @@ class PromptArm:
     """Demos as user/assistant turns, or inline in the user message through `demo_template`."""
     demo_template: str = "{{ item }}\n{{ answer }}"
     """Inline demos only: one demo (variables: item = the rendered `template`, answer, input, labels, fields)."""
+    format: PromptFormat = "auto"
+    """How a prompt reaches the model: `chat` messages; `completion` text a base model continues (the
+    instruction, then one paragraph per demo, `{input_prefix} {item}\n{answer_prefix} {answer}`, then the
+    item up to `answer_prefix`; the reply ends at a blank line or an echoed `input_prefix`); or `auto`:
+    chat on chat models, completion on base models (`tuneoff.models.chat`)."""
+    input_prefix: str = "Input:"
+    """Completion format: the label before each item, e.g. `English:`."""
+    answer_prefix: str = "Output:"
+    """Completion format: the label before each answer, e.g. `French:`."""
     chain_of_thought: bool = False
     """Ask for step-by-step reasoning before 'The answer is X', and extract X."""
     cot_prompt: str = DEFAULT_COT_PROMPT
@@ -154,6 +164,7 @@ class PromptArm:
         self._check_demos()
         self._check_extractor()
         self._check_templates()
+        self._check_completion()
 
     def _check_demos(self) -> None:
         if self.demos is None:
@@ -163,6 +174,20 @@ class PromptArm:
                 raise TuneoffError("each demo needs `input` and `target`", field=f"demos[{i}]")
         if self.shots > len(self.demos):
             raise TuneoffError(f"asks for {self.shots} demos but `demos` has {len(self.demos)}", field="shots")
+
+    def _check_completion(self) -> None:
+        for name in ("input_prefix", "answer_prefix"):
+            value = getattr(self, name)
+            if not value.strip() or "\n" in value:
+                raise TuneoffError("must be a one-line label such as 'English:'", field=name)
+        if self.format == "completion" and self.demo_format == "inline":
+            raise TuneoffError("the completion format writes each demo as its own paragraph", field="demo_format",
+                               hint="drop demo_format: inline, or use format: chat")
+
+    @property
+    def completion(self) -> CompletionFormat:
+        """The arm's field labels for the completion format."""
+        return CompletionFormat(self.input_prefix.strip(), self.answer_prefix.strip())
 
     def _check_extractor(self) -> None:
         if self.extractor in EXTRACTORS:

@@ -3,6 +3,7 @@
 `ZeroShot` writes the instruction and the item; `FewShot` puts demos before it (as turns or
 inline); `ChainOfThought` adds the reasoning cue; `Role` adds a system persona. They wrap each
 other, so any combination is a composition, built by `build_strategy` from a `PromptArm`.
+`CompletionText` writes the same parts as text a base model continues (the arm's `format`).
 `prepare` binds an arm to its task and checks every template against a real example before any
 model call.
 """
@@ -14,7 +15,8 @@ from typing import Protocol, Sequence
 
 from ..data import Example
 from ..errors import TuneoffError
-from ..models.base import Message
+from ..models.base import Message, Prompt
+from ..models.chat import CompletionFormat, resolve_format
 from .answers import answer_after_cue
 from .arm import PromptArm, TaskContext, demo_examples
 from .demos import DemoSelector, make_selector
@@ -22,8 +24,8 @@ from .templates import Template
 
 
 class Strategy(Protocol):
-    def messages(self, example: Example, demos: Sequence[Example]) -> list[Message]:
-        """The chat messages for `example`, with `demos` shown first."""
+    def messages(self, example: Example, demos: Sequence[Example]) -> Prompt:
+        """The chat messages (or completion text) for `example`, with `demos` shown first."""
 
 
 def _join(*parts: str) -> str:
@@ -108,8 +110,36 @@ class Role:
         return [{"role": "system", "content": self.system}, *self.inner.messages(example, demos)]
 
 
-def hoist_system(messages: list[Message]) -> list[Message]:
+@dataclass(frozen=True)
+class CompletionText:
+    """The completion format: persona, instruction and reasoning cue as opening paragraphs, then one
+    paragraph per demo, then the item up to its answer label (`tuneoff.models.chat.CompletionFormat`)."""
+
+    base: ZeroShot
+    fmt: CompletionFormat
+    head: tuple[str, ...] = ()
+    """Paragraphs before the instruction (a persona)."""
+    cue: str = ""
+    """Chain of thought: the reasoning cue after the instruction; demos then end in 'The answer is X'."""
+
+    def messages(self, example: Example, demos: Sequence[Example]) -> str:
+        shown = [_reasoned(d) for d in demos] if self.cue else list(demos)
+        head, solved = [*self.head], [(self.base.text(d), d.target) for d in shown]
+        pending = None
+        for m in example.context:  # an earlier conversation: its system turns open, its exchanges are solved
+            if m["role"] == "system":
+                head.append(m["content"])
+            elif m["role"] == "user":
+                pending = m["content"]
+            elif pending is not None:
+                solved, pending = [*solved, (pending, m["content"])], None
+        return self.fmt.prompt([*head, self.base.instruction, self.cue], solved, self.base.text(example))
+
+
+def hoist_system(messages: Prompt) -> Prompt:
     """One system message, first: chat templates expect it there, whichever strategy added it."""
+    if isinstance(messages, str):
+        return messages
     system = [m["content"] for m in messages if m["role"] == "system"]
     rest = [m for m in messages if m["role"] != "system"]
     return ([{"role": "system", "content": _join(*system)}] if system else []) + rest
@@ -134,10 +164,16 @@ def render_instruction(arm: PromptArm, ctx: TaskContext) -> str:
     return text
 
 
-def build_strategy(arm: PromptArm, ctx: TaskContext) -> Strategy:
-    """Compose the strategy objects an arm asks for."""
+def build_strategy(arm: PromptArm, ctx: TaskContext, fmt: str = "chat") -> Strategy:
+    """Compose the strategy objects an arm asks for, writing chat messages or (`fmt` completion) text."""
     labels = list(ctx.labels or [])
     instruction = render_instruction(arm, ctx)
+    if fmt == "completion":  # one paragraph each, so `instruction_in` makes no difference here
+        cue = Template(arm.cot_prompt, "cot_prompt").render({"labels": labels}) if arm.chain_of_thought else ""
+        system = Template(arm.system, "system").render({"labels": labels, "instruction": instruction}) \
+            if arm.system else ""
+        return CompletionText(ZeroShot(Template(arm.template, "template"), instruction, ctx.labels),
+                              arm.completion, (system,), cue)
     in_user = arm.instruction_in == "user"
     base = ZeroShot(Template(arm.template, "template"), instruction if in_user else "", ctx.labels)
     strategy: Strategy = base
@@ -160,18 +196,30 @@ class Prompter:
     ctx: TaskContext
     strategy: Strategy
     selector: DemoSelector
+    format: str = "chat"
+    """`chat` or `completion`: the arm's `format`, `auto` resolved for the model it runs on."""
+
+    @property
+    def stop(self) -> tuple[str, ...]:
+        """The arm's stop strings, plus, in the completion format, where its answer paragraph ends
+        (a reasoning answer may span paragraphs, so only the next input label ends it)."""
+        derived = self.arm.completion.stops(paragraphs=not self.arm.chain_of_thought) \
+            if self.format == "completion" else ()
+        return tuple(dict.fromkeys([*self.arm.stop, *derived]))
 
     def demos(self, example: Example) -> list[Example]:
         return self.selector.select(example)
 
-    def messages(self, example: Example, demos: Sequence[Example] | None = None) -> list[Message]:
-        """The chat for `example`; pass `demos` when they were already selected (similarity costs an embedding)."""
+    def messages(self, example: Example, demos: Sequence[Example] | None = None) -> Prompt:
+        """The chat (or completion text) for `example`; pass `demos` when they were already selected
+        (similarity costs an embedding)."""
         chosen = self.demos(example) if demos is None else demos
         return hoist_system(self.strategy.messages(example, chosen))
 
 
-def prepare(arm: PromptArm, ctx: TaskContext, sample: Example | None = None) -> Prompter:
-    """Bind `arm` to a task and render it once against `sample`: template mistakes fail here, before any call."""
+def prepare(arm: PromptArm, ctx: TaskContext, sample: Example | None = None, chat_model: bool = True) -> Prompter:
+    """Bind `arm` to a task and render it once against `sample`: template mistakes fail here, before any call.
+    `chat_model`: whether the model it will run on is a chat model (`BackendInfo.chat`), for format `auto`."""
     if arm.mode == "score" and not ctx.labels:
         raise TuneoffError("score mode needs a task with a label set", field="mode",
                            hint="use mode: generate for free-text and numeric tasks")
@@ -183,7 +231,8 @@ def prepare(arm: PromptArm, ctx: TaskContext, sample: Example | None = None) -> 
             raise TuneoffError(f"asks for {arm.n_shots} demos but the task has no training examples",
                                field="shots", hint="give the task a `train` file, or explicit `demos`")
     selector = make_selector(how, pool, arm.n_shots, seed=arm.seed, labels=ctx.labels)
-    prompter = Prompter(arm, ctx, build_strategy(arm, ctx), selector)
+    fmt = resolve_format(arm.format, chat_model)
+    prompter = Prompter(arm, ctx, build_strategy(arm, ctx, fmt), selector, fmt)
     if sample is not None:
         prompter.messages(sample)
     return prompter
