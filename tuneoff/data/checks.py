@@ -18,7 +18,8 @@ from ..errors import Kind, Problem, did_you_mean, problem
 from .example import Example, looks_like_labels
 
 Tokenizer = Callable[..., Any]
-"""Anything called like a Hugging Face tokenizer: `tok(list_of_texts, add_special_tokens=False)["input_ids"]`."""
+"""A `tokenizers.Tokenizer`, or anything called like a Hugging Face tokenizer:
+`tok(list_of_texts, add_special_tokens=False)["input_ids"]`."""
 
 
 # ---------------------------------------------------------------- checks across records
@@ -87,7 +88,8 @@ def _count(texts: list[str], tokenizer: Tokenizer | None) -> list[int]:
     if tokenizer is None:
         return [len(t) for t in texts]
     distinct = list(dict.fromkeys(texts))  # label targets repeat: tokenize each text once
-    backend = getattr(tokenizer, "backend_tokenizer", None)
+    # a `tokenizers.Tokenizer` (tokenizer.json) or a transformers tokenizer's Rust backend
+    backend = tokenizer if hasattr(tokenizer, "encode_batch") else getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None and backend.truncation is None:
         # the Rust tokenizer directly: HF's per-text conversion to Python lists costs as much again
         encode = getattr(backend, "encode_batch_fast", backend.encode_batch)

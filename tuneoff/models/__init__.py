@@ -17,7 +17,7 @@ from .base import Backend, BackendInfo, Completion, GenerationConfig, Score, eng
 from .options import DEFAULT_MODEL, DTYPES, ENGINES, canonical_dtype, check_engine
 from .registry import backend_kinds, create_backend, register_backend
 from .spec import ModelSpec
-from .weights import adapter_base, load_model, load_tokenizer, resolve_dir
+from .weights import adapter_base, load_fast_tokenizer, load_model, load_tokenizer, resolve_dir
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a hub, even by accident
 
@@ -25,7 +25,7 @@ __all__ = [
     "Backend", "BackendInfo", "Completion", "GenerationConfig", "Score", "engine_of",
     "DEFAULT_MODEL", "DTYPES", "ENGINES", "canonical_dtype", "check_engine",
     "ModelSpec", "backend_kinds", "create_backend", "load_backend", "register_backend",
-    "adapter_base", "load_model", "load_tokenizer", "resolve_dir",
+    "adapter_base", "load_fast_tokenizer", "load_model", "load_tokenizer", "resolve_dir",
 ]
 
 

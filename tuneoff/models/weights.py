@@ -103,6 +103,22 @@ def load_tokenizer(name: str = DEFAULT_MODEL):
     return AutoTokenizer.from_pretrained(path, local_files_only=True)
 
 
+def load_fast_tokenizer(name: str = DEFAULT_MODEL):
+    """The model's `tokenizers.Tokenizer`, read straight from its tokenizer.json: the same token ids as
+    its transformers tokenizer (a test checks), without importing transformers or torch (~4 s), so
+    counting tokens (`tuneoff validate`) starts instantly. Falls back to `load_tokenizer` for a model
+    that has no tokenizer.json (a slow, sentencepiece-only tokenizer)."""
+    path = resolve_dir(name)
+    base = adapter_base(path)
+    if base and not (path / "tokenizer.json").exists():
+        path = resolve_dir(base)
+    if not (path / "tokenizer.json").exists():
+        return load_tokenizer(name)
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_file(str(path / "tokenizer.json"))
+
+
 def load_model(spec: ModelSpec, trainable: bool = False):
     """(model, tokenizer, info) for a spec. Adapters are merged for inference unless `trainable`."""
     from transformers import AutoModelForCausalLM
