@@ -22,6 +22,8 @@ def comparison():
     lora = arm("lora", "finetune", [1] * 90 + [0] * 10, setup=100)
     few.inputs = ["text"] * 100
     few.inputs[75] = EVIL  # an item the arms disagree on: shown in the side-by-side sample
+    few.tuning = {"trials": 7, "minutes": 1.5, "dev_metric": 0.71, "chosen": "shots=8, calibration=contextual", "of": None}
+    lora.tuning = {"trials": 3, "minutes": 4.2, "dev_metric": 0.88, "chosen": "learning_rate=0.0005", "of": None}
     curves = [Curve("few-shot", "shots", [(0, 0.5, 0.4, 0.6), (8, 0.7, 0.6, 0.8)]),
               Curve("lora", "n_train", [(16, 0.6, 0.5, 0.7), (64, 0.9, 0.85, 0.95)])]
     return build_comparison("demo $x$ <b>", "sst2", "embedded:smollm2-135m-instruct", [few, lora], PriceTable(),
@@ -82,6 +84,10 @@ def test_report_renders_in_chromium_without_console_errors(comparison, tmp_path)
     assert console == []
     assert dom.count("<tr>") >= 12 and 'id="head-to-head"' in dom
     assert dom.count("<svg") >= 5
+    tuning = dom[dom.index('id="tuning"'):dom.index("</table>", dom.index('id="tuning"'))]
+    assert "shots=8, calibration=contextual" in tuning and "learning_rate=0.0005" in tuning and "4.2" in tuning
+    curves = dom[dom.index('id="chart-curves"'):dom.index('id="chart-break-even"')]
+    assert curves.count("opacity: 0.2") >= 2  # each learning curve drawn with its CI band
     pixels = mpimg.imread(shot)
     assert pixels.shape[0] > 1000
     assert (pixels[..., :3].mean(axis=-1) < 0.5).mean() > 0.01  # dark ink: text, axes and curves drew
