@@ -85,7 +85,7 @@ def run_experiment(exp: Experiment, store: Store, console=None) -> int:
     ctx.say(f"experiment {experiment_id}: {exp.name} — train {len(ctx.data.train)}, dev {len(ctx.data.dev)}, "
             f"test {len(ctx.data.test)} items; store {store.path}")
     for entry in sorted(exp.arms, key=lambda a: a.kind != "finetune"):  # models before their users
-        if entry.kind == "finetune" and exp.tuning is not None:
+        if entry.kind == "finetune" and exp.tuned(entry):
             from .tuning import tune_finetune
 
             ctx.tuned[entry.name], ctx.chosen[entry.name] = tune_finetune(ctx, entry)
@@ -196,7 +196,10 @@ def run_curves(ctx: RunContext) -> None:
         evaluate_arm(ctx, prompt, overrides={**chosen, "shots": k}, role=Role.CURVE, x=k)
     tune = exp.arm(spec.finetune_arm) if spec.finetune_arm else next((a for a in exp.arms if a.kind == "finetune"), None)
     for n in spec.n_train if tune else []:
-        out = train_arm(ctx, tune, overrides={"n_train": n}, role=Role.CURVE_TRAIN, x=n)
+        if tune.name in ctx.chosen and ctx.chosen[tune.name].get("n_train") == n:
+            out = ctx.tuned[tune.name]  # the tuned arm's own model is this point
+        else:
+            out = train_arm(ctx, tune, overrides={"n_train": n}, role=Role.CURVE_TRAIN, x=n)
         evaluate_arm(ctx, tune, model=str(out), role=Role.CURVE, x=n)
 
 

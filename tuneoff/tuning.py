@@ -101,14 +101,17 @@ def tune_finetune(ctx, entry: ArmEntry) -> tuple[Path, dict]:
     for trial in trials:
         if trial is not chosen and not is_finished(trial.out):
             shutil.rmtree(trial.out, ignore_errors=True)  # a dropped trial's checkpoints: nothing resumes them
-    summary = TuningSummary([t.record() for t in trials], chosen.options, str(chosen.out), chosen.best,
+    # curve points and repeats retrain without a dev search: the chosen options, for the epochs that scored best
+    best_epoch = next(e for e, _, v in chosen.stats.dev_metrics if v == chosen.best)
+    chosen_options = {**chosen.options, "epochs": int(best_epoch)}
+    summary = TuningSummary([t.record() for t in trials], chosen_options, str(chosen.out), chosen.best,
                             time.perf_counter() - began, sum(t.stats.epochs for t in trials if t.stats))
     ctx.store.finish_run(run_id, "done", summary.to_dict())
     ctx.say(f"{entry.name}: tuned on {len(ctx.data.dev)} dev items, {len(trials)} candidates, "
             f"{summary.epochs_trained:g} epochs in {summary.seconds / 60:.1f} min; chosen "
             f"{_describe(chosen.options, entry.finetune)} (dev {chosen.best:.3f})")
     _link_chosen(ctx, entry, run_id, chosen.out, chosen.run_id)
-    return chosen.out, chosen.options
+    return chosen.out, summary.chosen
 
 
 def _link_chosen(ctx, entry: ArmEntry, tuning_run: int, out: Path, train_run: int | None = None) -> None:

@@ -37,17 +37,16 @@ class ArmEntry:
     """Override the experiment's model for this arm."""
     repeats: int | None = None
     """Runs of this arm with new seeds (default: the experiment's `repeats`); 1 = no repeat."""
-    tune: bool = False
-    """Prompt arms: search instruction, demos and calibration on dev within `tuning.prompt`'s budget
-    before the test split is scored (fine-tune arms are tuned whenever `tuning:` is present)."""
+    tune: bool | None = None
+    """Search on dev within the experiment's `tuning:` budget before the test split is scored: a
+    prompt arm its instruction, demos and calibration (`true` to opt in); a fine-tune arm its
+    hyper-parameters (on by default when `tuning:` is present; `false` opts out)."""
 
     def __post_init__(self):
         if not re.fullmatch(r"[\w.+\-]+", self.name):
             raise TuneoffError(f"'{self.name}' must be letters, digits, and . + - _", field="name")
         if self.repeats is not None and self.repeats < 1:
             raise TuneoffError("must be >= 1", field="repeats")
-        if self.tune and self.finetune is not None:
-            raise TuneoffError("fine-tune arms are tuned by the experiment's `tuning:` section", field="tune")
         if self.finetune is not None and self.finetuned:
             raise TuneoffError("a fine-tune arm trains from the base model; `finetuned` is for prompt arms",
                                field="finetuned")
@@ -155,6 +154,13 @@ class Experiment:
         if self.flexibility:
             self.flexibility.task.base_dir = self.base_dir
 
+    def tuned(self, entry: ArmEntry) -> bool:
+        """Whether an arm searches on dev first: fine-tune arms by default under `tuning:`, prompt arms
+        when marked `tune: true`."""
+        if self.tuning is None:
+            return False
+        return entry.tune is not False if entry.kind == "finetune" else bool(entry.tune)
+
     def repeats_of(self, entry: ArmEntry) -> int:
         return entry.repeats if entry.repeats is not None else self.repeats
 
@@ -184,9 +190,10 @@ def check_arm_options(exp: Experiment) -> None:
                                field=f"arms[{i}].tune", hint="add `tuning: {}` for the default budgets")
         if entry.finetune is not None:
             candidates = grid(entry.finetune)
-            if len(candidates) > 1 and exp.tuning is None:
+            if len(candidates) > 1 and not exp.tuned(entry):
                 raise TuneoffError("a list of values is a set of candidates: it needs the experiment's "
-                                   "`tuning:` section", field=f"arms[{i}].finetune", hint="add `tuning: {}`")
+                                   "`tuning:` section (and the arm not opted out)", field=f"arms[{i}].finetune",
+                                   hint="add `tuning: {}`")
             for options in candidates:
                 build_finetune_arm(entry, where=f"arms[{i}].finetune", overrides=options)
 
@@ -198,7 +205,7 @@ def build_prompt_arm(entry: ArmEntry, task: TaskSpec, where: str = "prompt", ove
     from ..prompting.arm import PromptArm
 
     options = {"name": entry.name, **(entry.prompt or {}), **(overrides or {})}
-    if entry.tune and tuning is not None:
+    if entry.tune and tuning is not None and entry.finetune is None:
         options.setdefault("optimise", tuning.prompt.optimise_options())
     if "mode" not in options and task.labels is not None and not options.get("chain_of_thought"):
         options["mode"] = "score"  # label tasks: constrained scoring unless the arm asks to generate
