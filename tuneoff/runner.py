@@ -1,8 +1,9 @@
 """`tuneoff run`: every arm of an experiment on the same splits, then the comparison.
 
 Order: fine-tune arms train first (prompt arms may run on their models), then each arm is scored
-on the test split by the one evaluation engine, then the learning curves, consistency probes and
-the flexibility check. Every run is linked to the experiment in the store; the comparison is then
+on the test split by the one evaluation engine, timed as a server by the serving probe and scored
+on the out-of-domain set if there is one, then the learning curves, consistency probes and the
+flexibility check. Every run is linked to the experiment in the store; the comparison is then
 rebuilt from the store alone (`tuneoff.compare.rebuild`), so `tuneoff report` can redo it later.
 """
 

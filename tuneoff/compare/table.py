@@ -67,11 +67,16 @@ def _cost_cell(a: ArmSummary, prices: PriceTable) -> str:
     return f"{_money(1000 * per_request(a.cost(), prices))} ({a.tokens_in:.0f} in / {a.tokens_out:.1f} out tokens{basis})"
 
 
+def _usd(x: float) -> str:
+    # cents are enough for labels and people; a CPU's training minutes are fractions of a cent
+    return f"${x:.4f}" if x < 1 else f"${x:,.2f}"
+
+
 def _one_off_cell(a: ArmSummary, prices: PriceTable) -> str:
     p = one_off_parts(a.cost(), prices)
-    return (f"{_money(p.total)} = compute {_money(p.compute)} + labels {_money(p.labels)} "
-            f"({a.examples_needed} x {_money(prices.label_per_example)}) + people {_money(p.people)} "
-            f"({p.hours:g} h x {_money(prices.engineer_per_hour)}/h)")
+    return (f"{_usd(p.total)} = compute {_usd(p.compute)} + labels {_usd(p.labels)} "
+            f"({a.examples_needed} x {_usd(prices.label_per_example)}) + people {_usd(p.people)} "
+            f"({p.hours:g} h x {_usd(prices.engineer_per_hour)}/h)")
 
 
 def _latency_cell(a: ArmSummary) -> str:
