@@ -18,7 +18,9 @@ class ProbeSpec:
 
     The evaluation's batch wall times say how fast a whole split is scored, not what one request
     waits: the probe sends `items` test items one at a time (latency per request) and then
-    `concurrency` at a time (what a server micro-batching concurrent requests gets: throughput)."""
+    `concurrency` at a time (what a server micro-batching concurrent requests gets: throughput).
+    Like a cached call, a stored probe of the same model, arm, items and concurrency is reused by a
+    rerun: to measure again (say, on a quieter machine), change `items` or use another store."""
 
     items: int = 16
     """Test items sent as requests (the first n of the test split); 0 turns the probe off."""
