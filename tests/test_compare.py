@@ -8,6 +8,8 @@ from tuneoff.compare.costs import ArmCost, monthly, one_off, payback, per_reques
 from tuneoff.config.prices import Constraints, PriceTable
 
 IDS = [f"t:{i}" for i in range(100)]
+COMPUTE_ONLY = {"engineer_per_hour": 0.0, "label_per_example": 0.0}
+"""Prices with people and labels free: the tests of machine-time arithmetic."""
 
 
 def arm(name, kind, correct, *, tokens_in=50, spr=0.1, setup=0.0, p95=0.2, needed=0, labels=("a", "b")):
@@ -57,7 +59,7 @@ def test_crossover():
 
 
 def test_costs_hardware_and_api():
-    p = PriceTable(hardware_per_hour=3.6)  # $0.001 per second
+    p = PriceTable(hardware_per_hour=3.6, **COMPUTE_ONLY)  # $0.001 per second
     c = ArmCost(tokens_in=1000, tokens_out=10, seconds_per_request=0.5, one_off_seconds=100)
     assert per_request(c, p) == pytest.approx(0.0005)
     assert one_off(c, p) == pytest.approx(0.1)
@@ -70,7 +72,7 @@ def test_costs_hardware_and_api():
 
 
 def test_payback_volume():
-    p = PriceTable(hardware_per_hour=3.6, horizon_months=1)
+    p = PriceTable(hardware_per_hour=3.6, horizon_months=1, **COMPUTE_ONLY)
     prompt = ArmCost(tokens_in=800, tokens_out=1, seconds_per_request=0.3)
     tuned = ArmCost(tokens_in=60, tokens_out=1, seconds_per_request=0.1, finetuned=True, one_off_seconds=1000)
     be = payback(prompt, tuned, p)
@@ -127,8 +129,8 @@ def test_unreachable_quality_target_says_so(arms):
 def test_insignificant_gap_prefers_the_cheaper_arm():
     a = arm("few-shot", "prompt", [1] * 80 + [0] * 20, tokens_in=600, spr=0.3)
     b = arm("lora", "finetune", [1] * 80 + [0] * 19 + [1], tokens_in=60, spr=0.05, setup=10)
-    v = recommend([a, b], Constraints(monthly_requests=1_000_000), PriceTable())
-    assert v.arm == "lora"  # better and cheaper at this volume
+    v = recommend([a, b], Constraints(monthly_requests=1_000_000), PriceTable(**COMPUTE_ONLY))
+    assert v.arm == "lora"  # better and cheaper at this volume, once its data-preparation day is free
     v = recommend([a, b], Constraints(monthly_requests=10), PriceTable(training_per_hour=10_000))
     assert v.arm == "few-shot" and not v.test.significant  # training cost dominates at low volume
 
@@ -147,3 +149,28 @@ def test_break_even_is_never_for_a_significantly_worse_fine_tune():
     level = arm("lora", "finetune", [1] * 89 + [0] * 11, tokens_in=60, spr=0.05, setup=10)
     be = build_comparison("x", "t", "m", [prompt, level], PriceTable(), Constraints()).break_even
     assert be.volume == be.cost_only_volume is not None
+
+
+def test_one_off_parts_sum_to_the_one_off_and_break_even_charges_them_all():
+    """Labels and people's time are one-off costs too: a fine-tune pays its training labels and a day
+    of data preparation on top of its compute, and the payback volume charges all of it."""
+    from tuneoff.compare.costs import one_off_parts
+
+    p = PriceTable(hardware_per_hour=3.6, horizon_months=1, label_per_example=0.5, engineer_per_hour=50,
+                   prompt_hours=1, data_hours=4)
+    prompt = ArmCost(tokens_in=800, tokens_out=1, seconds_per_request=0.3)
+    tuned = ArmCost(tokens_in=60, tokens_out=1, seconds_per_request=0.1, finetuned=True, one_off_seconds=1000,
+                    labels_needed=200)
+    parts = one_off_parts(tuned, p)
+    assert (parts.compute, parts.labels, parts.people, parts.hours) == pytest.approx((1.0, 100.0, 250.0, 5))
+    assert parts.total == pytest.approx(parts.compute + parts.labels + parts.people) == one_off(tuned, p)
+    assert one_off_parts(prompt, p).people == pytest.approx(50.0)  # prompt hours only
+    extra = parts.total - one_off(prompt, p)  # 301 - 50
+    assert payback(prompt, tuned, p).volume == pytest.approx(extra / 0.0002)
+
+
+def test_one_off_row_names_its_parts():
+    rows = dict(head_to_head([arm("lora", "finetune", [1] * 10, setup=3600, needed=256)], PriceTable()))
+    cell = rows["One-off cost"]["lora"]
+    # $0.10 compute (1 h at $0.10/h) + 256 labels x $0.10 + (2 + 8) h x $60
+    assert cell == "$625.70 = compute $0.1000 + labels $25.60 (256 x $0.1000) + people $600.00 (10 h x $60.00/h)"

@@ -30,6 +30,8 @@ def test_shipped_yaml_loads_and_its_data_validates(path):
         assert task.test, "an experiment needs test items"
         if exp.flexibility:
             assert load_task(exp.flexibility.task).test
+        if exp.ood:  # another domain, the same labels
+            assert {e.target for e in load_task(exp.ood.task_spec(exp.task)).test} == set(task.labels)
     elif path.parent.name == "arms":
         load_spec(PromptArm, path)
     else:

@@ -91,3 +91,18 @@ def test_report_renders_in_chromium_without_console_errors(comparison, tmp_path)
     pixels = mpimg.imread(shot)
     assert pixels.shape[0] > 1000
     assert (pixels[..., :3].mean(axis=-1) < 0.5).mean() > 0.01  # dark ink: text, axes and curves drew
+
+
+def test_one_off_parts_appear_in_every_report(comparison, tmp_path):
+    paths = write_report(comparison, PriceTable(), tmp_path)
+    parts = comparison.one_off["lora"]  # 100 s of training, 2 h prompt + 8 h data at $60/h
+    assert parts.total == pytest.approx(parts.compute + parts.labels + parts.people)
+    assert parts.people == pytest.approx(600.0) and parts.hours == 10
+    md = paths["md"].read_text()
+    assert (f"| lora | ${parts.compute:.2f} | ${parts.labels:.2f} | ${parts.people:.2f} (10 h) | "
+            f"${parts.total:.2f} |") in md
+    html = paths["html"].read_text()
+    assert 'id="one-off"' in html and f"${parts.people:.2f} (10 h)" in html and "$0.10 each" in html
+    data = json.loads(paths["json"].read_text())
+    assert data["one_off"]["lora"]["total"] == pytest.approx(parts.total)
+    assert dict(data["rows"])["One-off cost"]["lora"].startswith(f"${parts.total:,.2f} = compute")

@@ -15,6 +15,7 @@ from tuneoff.store import Store
 from tuneoff.compare.rebuild import comparison_from_store
 
 GOOD = Path(__file__).parent / "fixtures" / "good"
+OOD = Path(__file__).parents[1] / "examples" / "data" / "sst2" / "reviews-ood.tsv"
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +51,8 @@ def experiment(tmp_path_factory, tiny_dir):
         "flexibility": {"task": {"name": "banking", "test": str(GOOD / "banking77_test_60.csv"), "input": "text",
                                  "target": "category", "labels": str(GOOD / "banking77_categories.json"),
                                  "n_test": 6}},
+        "ood": {"name": "reviews", "test": str(OOD), "n_test": 6},
+        "probe": {"items": 3, "concurrency": 2},
         "constraints": {"monthly_requests": 1000},
         "output": str(tmp_path / "out"),
     }
@@ -91,6 +94,27 @@ def test_run_writes_a_report_whose_numbers_match_the_store(experiment):
     assert report["test"]["p_value"] == pytest.approx(paired_test(best_prompt, best_tuned).p_value)
     html = (path.parent / "out" / "report.html").read_text()
     assert "Head to head" in html and html.count("<svg") >= 4
+
+
+def test_every_arm_is_probed_and_scored_out_of_domain(experiment):
+    path, db, output = experiment
+    report = json.loads((path.parent / "out" / "report.json").read_text())
+    store = Store(db)
+    rows = dict(report["rows"])
+    for arm in report["arms"]:
+        probe = arm["probe"]
+        assert probe["items"] == 3 and probe["concurrency"] == 2 and len(probe["single_seconds"]) == 3
+        assert arm["latency_p95"] == probe["single_p95"] and arm["latency_source"] == "serving probe"
+        assert "per single request (serving probe, 3 requests)" in rows["Latency p50 / p95"][arm["name"]]
+        ood = arm["ood"]
+        assert ood["task"] == "reviews" and ood["n"] == 6
+        assert ood["drop"] == pytest.approx(arm["metric"] - ood["value"])
+        assert rows["Out of domain"][arm["name"]].startswith(f"reviews: accuracy {ood['value']:.3f}")
+    links = store.linked_runs(1, "ood")
+    assert len(links) == 5 and all(store.run(link["run_id"])["split"] == "ood" for link in links)
+    assert "out of domain (reviews)" in output and "serving probe" in output
+    html = (path.parent / "out" / "report.html").read_text()
+    assert "Out of domain" in html and 'id="one-off"' in html
 
 
 def test_rerun_reuses_the_store_and_the_trained_models(experiment):

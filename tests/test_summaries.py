@@ -145,3 +145,37 @@ def test_repeated_ci_widens_with_run_variance():
     low1, high1 = repeated_ci(same)
     low2, high2 = repeated_ci(spread)
     assert high2 - low2 > high1 - low1 and low2 < low1
+
+
+def test_a_store_without_probes_keeps_the_evaluation_latency_labelled(filled):
+    """Stores written before the serving probe still rebuild: the batch figures stand, said to be so."""
+    store, eid = filled
+    c = comparison_from_store(store, eid)
+    lora = {a.name: a for a in c.arms}["lora"]
+    assert lora.probe is None and lora.latency_source == "evaluation batches"
+    assert lora.latency_p95 == pytest.approx(0.1) and lora.seconds_per_request == pytest.approx(0.1)
+    assert "no serving probe stored" in dict(c.rows)["Latency p50 / p95"]["lora"]
+
+
+def test_a_stored_probe_sets_latency_cost_and_the_latency_constraint(filled):
+    from tuneoff.compare import per_request, recommend
+    from tuneoff.config.prices import Constraints, PriceTable
+    from tuneoff.records import ProbeSummary
+
+    store, eid = filled
+    # zero-shot's evaluated items each waited 0.2 s (their batch); one request alone waits 0.03 s
+    run = store.start_run("probe", arm="zero-shot", task="sst2", split="test", model="m")
+    store.finish_run(run, "done", ProbeSummary(
+        items=4, concurrency=2, engine="label scoring", single_p50=0.02, single_p95=0.03, batched_p50=0.01,
+        batched_p95=0.01, throughput=200.0, seconds_per_request=0.005, single_seconds=[0.02] * 4,
+        batched_seconds=[0.01] * 4).to_dict())
+    store.link_run(eid, run, Role.PROBE.value, "zero-shot")
+    c = comparison_from_store(store, eid)
+    zero = {a.name: a for a in c.arms}["zero-shot"]
+    assert (zero.latency_p50, zero.latency_p95, zero.latency_source) == (0.02, 0.03, "serving probe")
+    assert zero.eval_latency_p95 == pytest.approx(0.2)  # kept beside, for the Throughput row
+    assert per_request(zero.cost(), PriceTable()) == pytest.approx(0.10 / 3600 * 0.005)
+    assert c.latencies["zero-shot"] == [0.02] * 4
+    verdict = recommend(c.arms, Constraints(latency_p95_s=0.05), PriceTable())
+    assert "zero-shot" not in verdict.ruled_out
+    assert verdict.ruled_out["opt"] == "p95 latency 0.200 s (evaluation batches) > target 0.050 s"

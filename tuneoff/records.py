@@ -40,6 +40,10 @@ class Role(str, Enum):
     """A fine-tuned model scored on the second, unrelated task."""
     FLEXIBILITY_BASE = "flexibility_base"
     """The base model on that task: the reference the drop is measured against."""
+    PROBE = "probe"
+    """The serving probe of an arm: single-request latency and throughput at a stated concurrency."""
+    OOD = "ood"
+    """The arm's evaluation on the out-of-domain test file (same labels and metric)."""
 
 
 class Record:
@@ -120,6 +124,34 @@ class ConsistencySummary(Record):
     metric: str = ""
     variant_runs: list = field(default_factory=list)
     values: list = field(default_factory=list)
+
+
+@dataclass
+class ProbeSummary(Record):
+    """A serving probe (kind `probe`, `tuneoff.evaluate.probe`): the arm's requests timed as a server
+    answers them, one at a time and `concurrency` at a time. The latency row, the latency constraint
+    and the per-request cost read these figures, not the evaluation's batch wall times."""
+
+    items: int = 0
+    """Requests sent in each pass."""
+    concurrency: int = 1
+    """Requests answered together in the second pass."""
+    engine: str = ""
+    """What served the single requests (`transformers`, `llamacpp`, ...)."""
+    single_p50: float = 0.0
+    """Median seconds one request waits, sent alone (demo selection and prompt rendering included)."""
+    single_p95: float = 0.0
+    batched_p50: float = 0.0
+    """Median seconds one request waits when `concurrency` arrive together (its micro-batch's wall time)."""
+    batched_p95: float = 0.0
+    throughput: float = 0.0
+    """Requests per second at `concurrency`."""
+    seconds_per_request: float = 0.0
+    """Machine seconds per request at `concurrency` (1 / throughput): what hardware-mode cost charges."""
+    tokens_in_mean: float = 0.0
+    single_seconds: list = field(default_factory=list)
+    """Each single request's latency, in item order (the report's latency chart)."""
+    batched_seconds: list = field(default_factory=list)
 
 
 @dataclass

@@ -1,8 +1,9 @@
 """`tuneoff run`: every arm of an experiment on the same splits, then the comparison.
 
 Order: fine-tune arms train first (prompt arms may run on their models), then each arm is scored
-on the test split by the one evaluation engine, then the learning curves, consistency probes and
-the flexibility check. Every run is linked to the experiment in the store; the comparison is then
+on the test split by the one evaluation engine, timed as a server by the serving probe and scored
+on the out-of-domain set if there is one, then the learning curves, consistency probes and the
+flexibility check. Every run is linked to the experiment in the store; the comparison is then
 rebuilt from the store alone (`tuneoff.compare.rebuild`), so `tuneoff report` can redo it later.
 """
 
@@ -42,6 +43,8 @@ class RunContext:
     chosen_prompt: dict[str, dict] = field(default_factory=dict)
     """tuned prompt arm name -> the instruction and calibration its search chose (curve points use them)."""
     phases: dict = field(default_factory=dict)
+    ood: TaskData | None = None
+    """The out-of-domain test set (`exp.ood`), loaded and validated before any model call."""
 
     @contextmanager
     def phase(self, name: str):
@@ -84,6 +87,7 @@ def run_experiment(exp: Experiment, store: Store, console=None) -> int:
     ctx = RunContext(exp, store, experiment_id, load_task(exp.task), console)
     ctx.say(f"experiment {experiment_id}: {exp.name} — train {len(ctx.data.train)}, dev {len(ctx.data.dev)}, "
             f"test {len(ctx.data.test)} items; store {store.path}")
+    ctx.ood = load_task(exp.ood.task_spec(exp.task)) if exp.ood else None
     for entry in sorted(exp.arms, key=lambda a: a.kind != "finetune"):  # models before their users
         if entry.kind == "finetune" and exp.tuned(entry):
             from .tuning import tune_finetune
@@ -91,7 +95,9 @@ def run_experiment(exp: Experiment, store: Store, console=None) -> int:
             ctx.tuned[entry.name], ctx.chosen[entry.name] = tune_finetune(ctx, entry)
         elif entry.kind == "finetune":
             ctx.tuned[entry.name] = train_arm(ctx, entry)
-        evaluate_arm(ctx, entry)
+        run_id = evaluate_arm(ctx, entry)
+        probe_arm(ctx, entry, run_id)
+        ood_arm(ctx, entry, run_id)
         run_repeats(ctx, entry)
     if exp.curves:
         run_curves(ctx)
@@ -183,6 +189,53 @@ def run_repeats(ctx: RunContext, entry: ArmEntry) -> None:
             seed = int((entry.prompt or {}).get("seed", 0)) + r
             chosen = {**ctx.chosen_prompt[entry.name], "optimise": None} if entry.name in ctx.chosen_prompt else {}
             evaluate_arm(ctx, entry, overrides={**chosen, "seed": seed}, role=Role.REPEAT, x=r)
+
+
+def evaluated_arm(ctx: RunContext, run_id: int):
+    """The PromptArm an evaluation run scored, as stored (an optimised arm: the optimiser's choice)."""
+    from .config.specs import from_dict
+    from .prompting.arm import PromptArm
+
+    return from_dict(PromptArm, json.loads(ctx.store.run(run_id)["spec_json"]), "arm")
+
+
+def probe_arm(ctx: RunContext, entry: ArmEntry, run_id: int) -> None:
+    """Time the arm as a server answers it (`tuneoff.evaluate.probe`), on its evaluation's weights and
+    prompting: the latency and per-request cost the table shows come from here."""
+    from .evaluate.probe import probe
+    from .prompting import TaskContext
+
+    spec = ctx.exp.probe
+    if not spec.items:
+        return
+    with ctx.phase(f"{entry.name}: serving probe"):
+        probe_id, s, reused = probe(ctx.backend(ctx.weights_of(entry)), evaluated_arm(ctx, run_id),
+                                    ctx.data.test[:spec.items], TaskContext.of(ctx.data),
+                                    concurrency=spec.concurrency, store=ctx.store, experiment_id=ctx.experiment_id)
+    ctx.link(probe_id, Role.PROBE, entry.name)
+    ctx.say(f"{entry.name} serving probe{' (stored)' if reused else ''}: {s.items} single requests p50 "
+            f"{s.single_p50:.3f} s, p95 {s.single_p95:.3f} s; {s.throughput:.1f} requests/s at {s.concurrency} "
+            f"concurrent ({s.seconds_per_request:.3f} s machine time each)")
+
+
+def ood_arm(ctx: RunContext, entry: ArmEntry, run_id: int) -> None:
+    """Score the arm, with its own prompting and weights, on the out-of-domain test set (demos still
+    come from the main task's training data: the arm as it was built)."""
+    import dataclasses
+
+    from .evaluate import evaluate
+    from .prompting import TaskContext
+
+    if ctx.ood is None:
+        return
+    task = dataclasses.replace(TaskContext.of(ctx.data), name=ctx.ood.spec.name)
+    with ctx.phase(f"{entry.name}: out of domain"):
+        result = evaluate(ctx.backend(ctx.weights_of(entry)), evaluated_arm(ctx, run_id), ctx.ood.test, task,
+                          store=ctx.store, split="ood", console=ctx.console, experiment_id=ctx.experiment_id)
+    ctx.link(result.run_id, Role.OOD, entry.name)
+    main = result.main
+    ctx.say(f"{entry.name} out of domain ({ctx.ood.spec.name}): {main.name} {main.value:.3f} "
+            f"[{main.ci_low:.3f}, {main.ci_high:.3f}] ({result.cache_hits} cached, {result.cache_misses} new calls)")
 
 
 def run_curves(ctx: RunContext) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..records import ProbeSummary
 from .costs import ArmCost
 
 
@@ -43,6 +44,17 @@ class ArmSummary:
     latency_p50: float = 0.0
     latency_p95: float = 0.0
     seconds_per_request: float = 0.0
+    """The latency and machine time per request the table, the constraints and the cost use: the
+    serving probe's (single request; its stated concurrency) when stored, else the evaluation's."""
+    latency_source: str = "evaluation batches"
+    """`serving probe`, or `evaluation batches` (older stores: each item's batch wall time)."""
+    eval_latency_p95: float = 0.0
+    """p95 of the evaluation's per-item waits (batch wall times): kept beside the probe's figures."""
+    eval_seconds_per_item: float = 0.0
+    """The evaluation's throughput cost: batch wall time / batch size."""
+    probe: ProbeSummary | None = None
+    ood: OutOfDomain | None = None
+    """The arm on the out-of-domain test set, when the experiment has one."""
     setup_seconds: float = 0.0
     """Wall time before the first request can be served: training, optimisation (0 for plain prompts)."""
     optimise_calls: int = 0
@@ -70,7 +82,23 @@ class ArmSummary:
     def cost(self) -> ArmCost:
         return ArmCost(tokens_in=self.tokens_in, tokens_out=self.tokens_out,
                        seconds_per_request=self.seconds_per_request, finetuned=self.weights_changed,
-                       one_off_seconds=self.setup_seconds, training_tokens=self.training_tokens)
+                       one_off_seconds=self.setup_seconds, training_tokens=self.training_tokens,
+                       labels_needed=self.examples_needed)
+
+
+@dataclass
+class OutOfDomain:
+    """An arm's main metric on the out-of-domain test set, beside its in-domain figure."""
+
+    task: str
+    value: float
+    ci_low: float
+    ci_high: float
+    n: int
+    """Items scored."""
+    in_domain: float
+    drop: float
+    """in_domain - value: what the arm loses off its home ground."""
 
 
 @dataclass

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from ..config.prices import Constraints, PriceTable
 from .arms import ArmSummary, Curve
-from .costs import cost_curve
+from .costs import OneOff, cost_curve, one_off_parts
 from .pairs import PairStats
 from .stats import PairedTest, best, confusion_matrix, crossover
 from .table import head_to_head, side_by_side
@@ -68,6 +68,8 @@ class Comparison:
     """Wall time by phase (load, each arm's evaluation, training, report), in seconds."""
     experiment_id: int | None = None
     """The experiment's id in the store (`tuneoff report ID` re-renders it)."""
+    one_off: dict[str, OneOff] = field(default_factory=dict)
+    """{arm: its one-off cost by part (compute, labels, people)}: what the break-even charges."""
 
 
 def build_comparison(name: str, task: str, model: str, arms: list[ArmSummary], prices: PriceTable,
@@ -81,10 +83,12 @@ def build_comparison(name: str, task: str, model: str, arms: list[ArmSummary], p
     curves = curves or []
     be = break_even(prompt, tuned, test, pairs, constraints) if prompt and tuned else None
     confusion = {a.name: confusion_matrix(a) for a in (prompt, tuned) if a and a.labels}
-    return Comparison(name, task, model, arms[0].metric_name if arms else "", list(arms), head_to_head(arms, prices),
-                      test, curves, learning_crossover(curves, prompt), be,
-                      recommend(arms, constraints, prices, pairs), latencies or {}, confusion,
-                      side_by_side(arms, sample_size), phases or {})
+    comparison = Comparison(name, task, model, arms[0].metric_name if arms else "", list(arms),
+                            head_to_head(arms, prices), test, curves, learning_crossover(curves, prompt), be,
+                            recommend(arms, constraints, prices, pairs), latencies or {}, confusion,
+                            side_by_side(arms, sample_size), phases or {})
+    comparison.one_off = {a.name: one_off_parts(a.cost(), prices) for a in arms}
+    return comparison
 
 
 def learning_crossover(curves: list[Curve], prompt: ArmSummary | None) -> Crossover:

@@ -1,5 +1,6 @@
-"""What an arm costs: per request (tokens or measured machine time) and one-off (training,
-optimisation), and the monthly volume at which a fine-tuned arm pays back its one-off cost.
+"""What an arm costs: per request (tokens or measured machine time) and one-off (training or
+optimisation compute, labelled examples, people's hours), and the monthly volume at which a
+fine-tuned arm pays back its one-off cost.
 """
 
 from __future__ import annotations
@@ -18,11 +19,29 @@ class ArmCost:
     tokens_out: float
     """Mean output tokens per request."""
     seconds_per_request: float
-    """Machine time per request at the measured batching (batch wall time / batch size)."""
+    """Machine time per request: the serving probe's at its stated concurrency, or (stores without a
+    probe) the evaluation's batch wall time / batch size."""
     finetuned: bool = False
     one_off_seconds: float = 0.0
     """Training or optimisation wall time."""
     training_tokens: int = 0
+    labels_needed: int = 0
+    """Labelled examples the arm needs (demo pool, training set, dev items for optimising)."""
+
+
+@dataclass
+class OneOff:
+    """An arm's one-off cost, by part: what the report shows and the break-even charges."""
+
+    compute: float
+    """Training or optimisation: machine time x training rate (api mode: training tokens x price)."""
+    labels: float
+    """Labelled examples needed x `prices.label_per_example`."""
+    people: float
+    """Engineer hours x `prices.engineer_per_hour`."""
+    hours: float
+    """Prompt hours (every arm), plus data-preparation hours for arms whose weights change."""
+    total: float
 
 
 def per_request(cost: ArmCost, prices: PriceTable) -> float:
@@ -36,12 +55,23 @@ def per_request(cost: ArmCost, prices: PriceTable) -> float:
     return cost.tokens_in / 1000 * pin + cost.tokens_out / 1000 * pout
 
 
-def one_off(cost: ArmCost, prices: PriceTable) -> float:
-    """$ once: training (or prompt optimisation) before the first request."""
+def one_off_parts(cost: ArmCost, prices: PriceTable) -> OneOff:
+    """$ once, before the first request, by part: compute, labels, people."""
     if prices.mode == "api" and cost.finetuned and prices.training_per_1k_tokens is not None:
-        return cost.training_tokens / 1000 * prices.training_per_1k_tokens
-    rate = prices.training_per_hour if prices.training_per_hour is not None else prices.hardware_per_hour
-    return rate / 3600.0 * cost.one_off_seconds
+        compute = cost.training_tokens / 1000 * prices.training_per_1k_tokens
+    else:
+        rate = prices.training_per_hour if prices.training_per_hour is not None else prices.hardware_per_hour
+        compute = rate / 3600.0 * cost.one_off_seconds
+    # a fine-tune needs its training data collected and formatted; every arm needs its prompt written
+    hours = prices.prompt_hours + (prices.data_hours if cost.finetuned else 0.0)
+    labels = cost.labels_needed * prices.label_per_example
+    people = hours * prices.engineer_per_hour
+    return OneOff(compute, labels, people, hours, compute + labels + people)
+
+
+def one_off(cost: ArmCost, prices: PriceTable) -> float:
+    """$ once: compute, labels and people's time before the first request (see `one_off_parts`)."""
+    return one_off_parts(cost, prices).total
 
 
 def monthly(cost: ArmCost, prices: PriceTable, requests_per_month: float) -> float:

@@ -14,9 +14,10 @@ import numpy as np
 
 from ..config.experiment import ArmEntry, Experiment
 from ..config.specs import from_dict
-from ..records import EvalSummary, ExperimentSummary, OptimiseSummary, Role, TrainStats, TuningSummary
+from ..records import (EvalSummary, ExperimentSummary, OptimiseSummary, ProbeSummary, Role, TrainStats,
+                       TuningSummary)
 from ..store import Store
-from .arms import ArmSummary, Curve
+from .arms import ArmSummary, Curve, OutOfDomain
 from .comparison import Comparison, build_comparison
 from .stats import majority_rate, repeated_ci
 
@@ -38,7 +39,8 @@ def comparison_from_store(store: Store, experiment_id: int) -> Comparison:
     arms = [arm_summary(store, exp, entry, by_role, saved.sizes) for entry in exp.arms
             if entry.name in by_role.get(Role.ARM, {})]
     curves = curves_from_links(store, exp, by_role.get(Role.CURVE, {}))
-    latencies = {a.name: [c["latency_s"] for c in store.predictions_with_costs(a.run_id)] for a in arms}
+    latencies = {a.name: a.probe.single_seconds if a.probe else
+                 [c["latency_s"] for c in store.predictions_with_costs(a.run_id)] for a in arms}
     comparison = build_comparison(exp.name, exp.task.name, exp.model, arms, exp.prices, exp.constraints, curves,
                                   latencies, saved.phases)
     comparison.experiment_id = experiment_id
@@ -86,6 +88,8 @@ def arm_summary(store: Store, exp: Experiment, entry: ArmEntry, by_role: Links, 
     _add_tuning(store, summary, entry, by_role)
     _add_consistency(store, summary, entry, by_role)
     _add_flexibility(store, summary, entry, by_role)
+    _add_probe(store, summary, entry, by_role)
+    _add_ood(store, summary, entry, by_role, exp.task.metric)
     return summary
 
 
@@ -186,6 +190,29 @@ def _add_flexibility(store: Store, s: ArmSummary, entry: ArmEntry, by_role: Link
     base_value, value = base.value if base else None, score.value if score else None
     s.flexibility = {"task": ref["task"], "score": value, "base_score": base_value,
                      "drop": (base_value or 0.0) - (value or 0.0), "weights_of": via}
+
+
+def _add_probe(store: Store, s: ArmSummary, entry: ArmEntry, by_role: Links) -> None:
+    """The serving probe's latency and machine time replace the evaluation's batch figures, which stay
+    beside them; a store without a probe keeps the evaluation's, labelled as such."""
+    s.eval_latency_p95, s.eval_seconds_per_item = s.latency_p95, s.seconds_per_request
+    run_id = _last(by_role, Role.PROBE, entry.name)
+    if run_id is None:
+        return
+    p = ProbeSummary.from_json(store.run(run_id)["summary_json"])
+    s.probe, s.latency_source = p, "serving probe"
+    s.latency_p50, s.latency_p95, s.seconds_per_request = p.single_p50, p.single_p95, p.seconds_per_request
+
+
+def _add_ood(store: Store, s: ArmSummary, entry: ArmEntry, by_role: Links, metric: str) -> None:
+    run_id = _last(by_role, Role.OOD, entry.name)
+    if run_id is None:
+        return
+    m = store.metrics(run_id)
+    main = m[metric]
+    s.ood = OutOfDomain(task=store.run(run_id)["task"], value=main["value"], ci_low=main["ci_low"],
+                        ci_high=main["ci_high"], n=int(_metric(m, "n_items")), in_domain=s.metric,
+                        drop=s.metric - main["value"])
 
 
 def curves_from_links(store: Store, exp: Experiment, curve_links: dict) -> list[Curve]:

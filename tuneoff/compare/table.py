@@ -8,7 +8,7 @@ from typing import Sequence
 
 from ..config.prices import PriceTable
 from .arms import ArmSummary
-from .costs import one_off, per_request
+from .costs import one_off_parts, per_request
 from .stats import label_bias
 
 
@@ -40,10 +40,10 @@ def head_to_head(arms: Sequence[ArmSummary], prices: PriceTable) -> list[tuple[s
         f"agreement {_pct(a.agreement)}" if a.agreement is not None else "",
         f"spread ±{a.metric_spread:.3f}" if a.metric_spread is not None else "",
         f"format violations {_pct(a.format_violation_rate)}"])))
-    row("Cost per 1k requests", lambda a: (
-        f"{_money(1000 * per_request(a.cost(), prices))} ({a.tokens_in:.0f} in / {a.tokens_out:.1f} out tokens)"))
-    row("One-off cost", lambda a: _money(one_off(a.cost(), prices)))
-    row("Latency p50 / p95", lambda a: f"{a.latency_p50:.3f} s / {a.latency_p95:.3f} s")
+    row("Cost per 1k requests", lambda a: _cost_cell(a, prices))
+    row("One-off cost", lambda a: _one_off_cell(a, prices))
+    row("Latency p50 / p95", _latency_cell)
+    row("Throughput", _throughput_cell)
     row("Tuning on dev", _tuning_cell)
     row("Development effort", lambda a: "; ".join(filter(None, [
         f"{a.setup_seconds:.0f} s training/optimising" if a.setup_seconds else "no training",
@@ -55,6 +55,8 @@ def head_to_head(arms: Sequence[ArmSummary], prices: PriceTable) -> list[tuple[s
         f"(drop {a.flexibility['drop']:+.3f})"
         + (f", {a.flexibility['weights_of']}'s weights" if a.flexibility.get("weights_of") else "") if a.flexibility else
         ("same weights serve any task (prompt swap)" if not a.weights_changed else "not measured")))
+    if any(a.ood for a in arms):
+        row("Out of domain", _ood_cell)
     return rows
 
 
@@ -75,6 +77,50 @@ def _tuning_cell(a: ArmSummary) -> str:
     via = f" ({t['of']}'s weights)" if t.get("of") else ""
     return (f"{t['trials']} candidates, {t['minutes']:.1f} min; chosen {t['chosen']}: dev {t['dev_metric']:.3f}"
             + via)
+
+
+def _cost_cell(a: ArmSummary, prices: PriceTable) -> str:
+    basis = ""
+    if prices.mode == "hardware":  # api mode prices tokens: machine time does not enter
+        basis = (f"; {a.seconds_per_request:.4f} s machine time per request at {a.probe.concurrency} concurrent"
+                 if a.probe else f"; {a.seconds_per_request:.4f} s per request from evaluation batches, no probe")
+    return f"{_money(1000 * per_request(a.cost(), prices))} ({a.tokens_in:.0f} in / {a.tokens_out:.1f} out tokens{basis})"
+
+
+def _usd(x: float) -> str:
+    # cents are enough for labels and people; a CPU's training minutes are fractions of a cent
+    return f"${x:.4f}" if x < 1 else f"${x:,.2f}"
+
+
+def _one_off_cell(a: ArmSummary, prices: PriceTable) -> str:
+    p = one_off_parts(a.cost(), prices)
+    return (f"{_usd(p.total)} = compute {_usd(p.compute)} + labels {_usd(p.labels)} "
+            f"({a.examples_needed} x {_usd(prices.label_per_example)}) + people {_usd(p.people)} "
+            f"({p.hours:g} h x {_usd(prices.engineer_per_hour)}/h)")
+
+
+def _latency_cell(a: ArmSummary) -> str:
+    if a.probe is None:
+        return f"{a.latency_p50:.3f} s / {a.latency_p95:.3f} s (evaluation batch wall times: no serving probe stored)"
+    p = a.probe
+    return (f"{p.single_p50:.3f} s / {p.single_p95:.3f} s per single request (serving probe, {p.items} requests); "
+            f"p95 {p.batched_p95:.3f} s at {p.concurrency} concurrent")
+
+
+def _throughput_cell(a: ArmSummary) -> str:
+    served = (f"serving {a.probe.throughput:.1f} requests/s at {a.probe.concurrency} concurrent" if a.probe
+              else "serving: not probed")
+    spi = a.eval_seconds_per_item
+    return served + (f"; evaluation {1 / spi:.1f} items/s in batches (p95 wait {a.eval_latency_p95:.3f} s)"
+                     if spi > 0 else "")
+
+
+def _ood_cell(a: ArmSummary) -> str:
+    o = a.ood
+    if o is None:
+        return "not measured"
+    return (f"{o.task}: {a.metric_name} {o.value:.3f} [{o.ci_low:.3f}, {o.ci_high:.3f}] on {o.n} items; "
+            f"drop {o.drop:+.3f} vs in-domain {o.in_domain:.3f}")
 
 
 def _bias_cell(a: ArmSummary) -> str:

@@ -31,7 +31,7 @@ def _rule_out(a: ArmSummary, c: Constraints, prices: PriceTable) -> str | None:
     if c.quality_target is not None and a.metric < c.quality_target:
         return f"{a.metric_name} {a.metric:.3f} < target {c.quality_target:.3f}"
     if c.latency_p95_s is not None and a.latency_p95 > c.latency_p95_s:
-        return f"p95 latency {a.latency_p95:.3f} s > target {c.latency_p95_s:.3f} s"
+        return f"p95 latency {a.latency_p95:.3f} s ({a.latency_source}) > target {c.latency_p95_s:.3f} s"
     if c.monthly_budget is not None:
         cost = monthly(a.cost(), prices, c.monthly_requests)
         if cost > c.monthly_budget:
@@ -71,7 +71,7 @@ def recommend(arms: Sequence[ArmSummary], constraints: Constraints, prices: Pric
         else:
             reasons.append(f"{top.name} is significantly better than the cheapest feasible arm: {test.describe()}")
     reasons.insert(0, f"{chosen.name}: {chosen.metric_name} {chosen.metric:.3f} [{chosen.ci_low:.3f}, "
-                      f"{chosen.ci_high:.3f}], p95 latency {chosen.latency_p95:.3f} s, "
+                      f"{chosen.ci_high:.3f}], p95 latency {chosen.latency_p95:.3f} s ({chosen.latency_source}), "
                       f"${cost_of[chosen.name]:.2f}/month at {constraints.monthly_requests:,.0f} requests")
     reasons += _cost_reasons(feasible, constraints, pairs)
     reasons += _budget_reasons(arms)

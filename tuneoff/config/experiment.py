@@ -13,6 +13,7 @@ from pathlib import Path
 from ..errors import TuneoffError
 from ..models.options import DEFAULT_MODEL, canonical_dtype, check_engine
 from .prices import Constraints, PriceTable
+from .probes import OutOfDomainSpec, ProbeSpec
 from .specs import from_dict, located, read_yaml
 from .task import TaskData, TaskSpec, load_task
 from .tuning import TuningSpec, grid
@@ -127,6 +128,10 @@ class Experiment:
     collapses to the majority-class rate is flagged. An arm's own `repeats` overrides it."""
     tuning: TuningSpec | None = None
     """Each side's tuning budget on dev (see `tuneoff.config.tuning`); absent: arms run as written."""
+    probe: ProbeSpec = field(default_factory=ProbeSpec)
+    """The serving probe after each arm's evaluation: `{items: 16, concurrency: 8}` (items 0: off)."""
+    ood: OutOfDomainSpec | None = None
+    """An out-of-domain test file every arm is also scored on (same labels and metric as `task`)."""
     prices: PriceTable = field(default_factory=PriceTable)
     constraints: Constraints = field(default_factory=Constraints)
     output: str = "tuneoff-runs/{name}"

@@ -33,10 +33,26 @@ class PriceTable:
     training_per_1k_tokens: float | None = None
     """$ per 1k training tokens (api mode); in hardware mode training is priced by measured time."""
     horizon_months: float = 12.0
-    """Months over which one-off costs (training, optimisation) are spread in the break-even."""
+    """Months over which one-off costs (training, optimisation, labels, people) are spread in the break-even."""
+    label_per_example: float = 0.10
+    """$ per labelled example an arm needs (its demo pool, training set, dev items for optimising; the
+    test split every arm shares is not charged). Default $0.10: a typical crowd rate for one short
+    text-classification label; AWS SageMaker Ground Truth lists $0.08 per labelled object (first 50k
+    a month) plus $0.012 per Mechanical Turk worker per text-classification task, 3 workers per
+    item by default: ~$0.12. Expert labels (legal, medical) cost dollars each: set your own."""
+    engineer_per_hour: float = 60.0
+    """$ per hour of the person who writes prompts and prepares training data. Default $60: about the
+    US median wage of a software developer (BLS occupational wage statistics, 2023-24), before
+    overheads; use your loaded rate."""
+    prompt_hours: float = 2.0
+    """Hours to write and check an arm's prompt; every arm pays them (a fine-tune is prompted too)."""
+    data_hours: float = 8.0
+    """Hours to prepare training data (collect, clean, format, validate) for a fine-tune or combined
+    arm: a working day by default. Labelling itself is `label_per_example`."""
 
     def __post_init__(self):
-        for name in ("hardware_per_hour", "input_per_1k_tokens", "output_per_1k_tokens", "horizon_months"):
+        for name in ("hardware_per_hour", "input_per_1k_tokens", "output_per_1k_tokens", "horizon_months",
+                     "label_per_example", "engineer_per_hour", "prompt_hours", "data_hours"):
             if getattr(self, name) < 0:
                 raise TuneoffError("must be >= 0", field=f"prices.{name}")
         if self.horizon_months <= 0:

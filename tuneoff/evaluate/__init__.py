@@ -6,6 +6,7 @@
     runner.py    run_eval(): the typed entry point `tuneoff eval` calls, with its rich table
     optimise.py  instruction + bootstrapped-demo search on dev, within a call budget
     consistency.py  the same arm under instruction paraphrases and sampling seeds
+    probe.py     the serving probe: an arm's requests timed alone and micro-batched (latency, throughput)
 """
 
 from .engine import EvalResult, evaluate, model_id, run_fingerprint

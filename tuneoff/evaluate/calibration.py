@@ -17,8 +17,14 @@ share their first token (the first token carries most of the decision) or differ
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import Literal, Sequence
+from typing import TYPE_CHECKING, Literal, Sequence
+
+if TYPE_CHECKING:
+    from ..data import Example
+    from ..models.base import Message
+    from ..prompting.strategies import Prompter
 
 Calibration = Literal["none", "contextual", "pmi"]
 CONTENT_FREE = ("N/A", "", "[MASK]")
@@ -32,6 +38,17 @@ def reference_inputs(method: Calibration) -> tuple[tuple[str, bool], ...]:
     if method == "pmi":
         return (("", False),)
     return ()
+
+
+def reference_chats(prompter: Prompter, example: Example, demos: Sequence[Example],
+                    method: Calibration) -> list[list[Message]]:
+    """An item's reference prompts: its own prompt with the input blanked (and its demos, where the
+    method keeps them). The engine scores them once per distinct prompt; the serving probe does too."""
+    chats = []
+    for text, keep_demos in reference_inputs(method):
+        blank = dataclasses.replace(example, input=text, context=(), fields={k: text for k in example.fields})
+        chats.append(prompter.messages(blank, demos if keep_demos else []))
+    return chats
 
 
 def _log_softmax(values: Sequence[float]) -> list[float]:

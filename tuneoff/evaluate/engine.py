@@ -9,7 +9,6 @@ soon as it finishes, so a run killed half-way resumes from its last chunk: the r
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import time
@@ -26,7 +25,7 @@ from ..prompting.arm import PromptArm, TaskContext
 from ..prompting.strategies import Prompter, prepare
 from ..records import EvalSummary, MainMetric
 from ..store import Store, cache_key
-from .calibration import calibrate, check_label_words, reference_inputs
+from .calibration import calibrate, check_label_words, reference_chats
 from .scoring import argmax_label, label_token_ids, normed, score_labels
 from .summary import summarise
 
@@ -146,9 +145,7 @@ class ChunkRunner:
         method, todo, per_item = self.arm.calibration, {}, []
         for (_, ex), d in zip(items, demos):
             prompts = []
-            for text, keep_demos in reference_inputs(method):
-                blank = dataclasses.replace(ex, input=text, context=(), fields={k: text for k in ex.fields})
-                chat = self.prompter.messages(blank, d if keep_demos else [])
+            for chat in reference_chats(self.prompter, ex, d, method):
                 prompts.append(self.backend.render(chat))
                 if prompts[-1] not in self.references:
                     todo.setdefault(prompts[-1], chat)

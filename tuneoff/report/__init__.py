@@ -43,6 +43,7 @@ def to_markdown(c: Comparison) -> str:
     for dim, cells in c.rows:
         lines.append(f"| {dim} | " + " | ".join(esc(cells.get(n, "")) for n in names) + " |")
     lines.append("")
+    lines += _one_off_markdown(c, esc)
     if c.test:
         lines.append(f"Paired test: {c.test.describe()}")
     lines.append(f"Learning-curve crossover: {c.crossover.text}")
@@ -52,6 +53,16 @@ def to_markdown(c: Comparison) -> str:
     if c.phases:
         lines += ["", "| phase | seconds |", "|---|---|"] + [f"| {esc(k)} | {v:.1f} |" for k, v in c.phases.items()]
     return "\n".join(lines) + "\n"
+
+
+def _one_off_markdown(c: Comparison, esc) -> list[str]:
+    """Which parts make up each arm's one-off cost (the break-even charges the total)."""
+    if not c.one_off:
+        return []
+    lines = ["One-off cost by part:", "", "| arm | compute | labels | people | total |", "|---|---|---|---|---|"]
+    lines += [f"| {esc(n)} | ${o.compute:.2f} | ${o.labels:.2f} | ${o.people:.2f} ({o.hours:g} h) | ${o.total:.2f} |"
+              for n, o in c.one_off.items()]
+    return lines + [""]
 
 
 def to_html(c: Comparison, prices: PriceTable) -> str:
@@ -66,7 +77,7 @@ def to_html(c: Comparison, prices: PriceTable) -> str:
     confusions = {name: plots.confusion(m["labels"], m["matrix"], f"{name}: confusion matrix")
                   for name, m in c.confusion.items()}
     return env.get_template("report.html.j2").render(c=c, charts=charts, confusions=confusions,
-                                                     names=[a.name for a in c.arms])
+                                                     names=[a.name for a in c.arms], prices=prices)
 
 
 def write_report(c: Comparison, prices: PriceTable, outdir: Path) -> dict[str, Path]:

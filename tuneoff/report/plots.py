@@ -72,7 +72,9 @@ def latency_distributions(c: Comparison) -> str:
     names = [n for n, v in c.latencies.items() if v]
     if names:
         ax.boxplot([c.latencies[n] for n in names], tick_labels=names, orientation="horizontal")
-    ax.set_xlabel("seconds per request (wall time of the call that served it)")
+    probed = bool(c.arms) and all(a.probe for a in c.arms)
+    ax.set_xlabel("seconds per single request (serving probe)" if probed else
+                  "seconds per request (wall time of the evaluation batch that served it)")
     return _svg(fig)
 
 
