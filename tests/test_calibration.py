@@ -112,6 +112,9 @@ def test_prompt_tuning_tries_calibration_and_demo_counts_and_keeps_the_best():
     pool = [Example(f"a {'good' if i % 2 else 'bad'} pool film {i}", LABELS[i % 2], id=f"p{i}") for i in range(10)]
     ctx = TaskContext(labels=LABELS, instruction="Sentiment?", pool=tuple(pool))
     spec = OptimiseSpec(budget=200, paraphrases=0, demo_sets=0, shot_counts=[0, 2], calibrations=["none", "contextual"])
-    result = optimise(BiasedBackend(), PromptArm(name="t", mode="score"), pool, items(), ctx, spec=spec)
+    result = optimise(BiasedBackend(), PromptArm(name="t", mode="score", shots=4), pool, items(), ctx, spec=spec)
     assert result.arm.calibration == "contextual" and result.dev_score == 1.0
-    assert [(t.shots, t.calibration) for t in result.trials] == [(0, "none"), (2, "none"), (0, "contextual")]
+    assert [(t.shots, t.calibration) for t in result.trials] == [(4, "none"), (0, "none"), (2, "none"),
+                                                                 (4, "contextual")]
+    zero = optimise(BiasedBackend(), PromptArm(name="z", mode="score"), pool, items(), ctx, spec=spec)
+    assert all(t.shots == 0 for t in zero.trials)  # a zero-shot arm stays zero-shot

@@ -52,7 +52,8 @@ class PromptTuning:
     paraphrases: int = 2
     """Model-written paraphrases of the instruction to try beside the user's."""
     shots: list[int] = field(default_factory=list)
-    """Demo counts to try (with the arm's demo selection); empty: the arm's own."""
+    """Demo counts to try for arms that show demos (with the arm's demo selection); a zero-shot arm
+    stays zero-shot. Empty: the arm's own count only."""
     calibration: list[str] = field(default_factory=lambda: ["none", "contextual"])
     """Score-mode arms: calibration methods to try."""
     demo_sets: int = 0

@@ -214,7 +214,8 @@ def optimise(backend: Backend, arm: PromptArm, train: Sequence[Example], dev: Se
     if n > 0 and instruction:
         for text in write_paraphrases(backend, instruction, n, spec, store, run_id, budget):
             search.score(base.replace(instruction=literal(text)), "arm")
-    for k in spec.shot_counts:  # demo counts under the best instruction, with the arm's own selection
+    # demo counts under the best instruction, with the arm's own selection; a zero-shot arm stays zero-shot
+    for k in spec.shot_counts if base.n_shots > 0 else []:
         best = search.best[1] if search.best else base
         if k != best.n_shots and (k == 0 or best.demos is None):
             search.score(best.replace(shots=k), f"shots-{k}")
