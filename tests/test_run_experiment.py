@@ -162,22 +162,29 @@ def test_bad_experiment_names_file_line_and_field(tmp_path):
     assert "Traceback" not in result.output
 
 
-def test_an_arms_own_paraphrases_are_probed(tiny_dir, tmp_path):
-    """`paraphrases:` on a prompt arm is honoured: the arm gets a consistency probe over its own
-    paraphrases, even with no experiment-level `consistency:` section."""
-    spec = {"version": 1, "name": "para", "model": str(tiny_dir), "batch_size": 8,
-            "task": {"name": "sst2", "train": str(GOOD / "sst2_dev_60.tsv"), "input": "sentence|content",
-                     "target": "label", "label_map": {"0": "negative", "1": "positive"},
-                     "labels": ["negative", "positive"], "instruction": "positive or negative?", "n_test": 6},
-            "arms": [{"name": "plain", "prompt": {"mode": "score"}},
-                     {"name": "probed", "prompt": {"mode": "score", "paraphrases": ["sentiment?", "good or bad?"]}}],
-            "output": str(tmp_path / "out")}
-    path = tmp_path / "para.yaml"
-    path.write_text(yaml.safe_dump(spec))
+SST2_TASK = {"name": "sst2", "train": str(GOOD / "sst2_dev_60.tsv"), "input": "sentence|content", "target": "label",
+             "label_map": {"0": "negative", "1": "positive"}, "labels": ["negative", "positive"],
+             "instruction": "positive or negative?"}
+
+
+def run_spec(spec: dict, tmp_path) -> Store:
+    """Write an experiment, `tuneoff run` it into a fresh store, and return the store."""
+    path = tmp_path / f"{spec['name']}.yaml"
+    path.write_text(yaml.safe_dump({"version": 1, "output": str(tmp_path / "out"), **spec}))
     db = tmp_path / "store.sqlite"
     result = CliRunner().invoke(build_app(), ["run", str(path), "--store", str(db)], terminal_width=200)
     assert result.exit_code == 0, result.output
-    store = Store(db)
+    return Store(db)
+
+
+def test_an_arms_own_paraphrases_are_probed(tiny_dir, tmp_path):
+    """`paraphrases:` on a prompt arm is honoured: the arm gets a consistency probe over its own
+    paraphrases, even with no experiment-level `consistency:` section."""
+    store = run_spec({"name": "para", "model": str(tiny_dir), "batch_size": 8, "task": {**SST2_TASK, "n_test": 6},
+                      "arms": [{"name": "plain", "prompt": {"mode": "score"}},
+                               {"name": "probed", "prompt": {"mode": "score",
+                                                             "paraphrases": ["sentiment?", "good or bad?"]}}]},
+                     tmp_path)
     links = store.linked_runs(1, "consistency")
     assert [link["arm"] for link in links] == ["probed"]
     probe = json.loads(store.run(links[0]["run_id"])["spec_json"])
@@ -189,20 +196,12 @@ def test_an_arms_own_paraphrases_are_probed(tiny_dir, tmp_path):
 def test_repeats_rerun_arms_with_new_seeds_and_tuning_is_reported(tiny_dir, tmp_path):
     """`repeats: 2`: a prompt arm with random demos draws new demos; a fine-tune arm retrains with
     a new seed; the report carries each arm's runs, and the verdict says whether the budgets match."""
-    spec = {"version": 1, "name": "rep", "model": str(tiny_dir), "batch_size": 8, "repeats": 2,
-            "task": {"name": "sst2", "train": str(GOOD / "sst2_dev_60.tsv"), "input": "sentence|content",
-                     "target": "label", "label_map": {"0": "negative", "1": "positive"},
-                     "labels": ["negative", "positive"], "instruction": "positive or negative?", "n_test": 8,
-                     "split_fraction": 0.25},
-            "arms": [{"name": "random-few", "prompt": {"shots": 2, "demo_selection": "random", "mode": "score"}},
-                     {"name": "lora", "finetune": {"method": "lora", "n_train": 8, "epochs": 1, "batch_size": 8}}],
-            "output": str(tmp_path / "out")}
-    path = tmp_path / "rep.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    db = tmp_path / "store.sqlite"
-    result = CliRunner().invoke(build_app(), ["run", str(path), "--store", str(db)], terminal_width=200)
-    assert result.exit_code == 0, result.output
-    store = Store(db)
+    store = run_spec({"name": "rep", "model": str(tiny_dir), "batch_size": 8, "repeats": 2,
+                      "task": {**SST2_TASK, "n_test": 8, "split_fraction": 0.25},
+                      "arms": [{"name": "random-few", "prompt": {"shots": 2, "demo_selection": "random",
+                                                                 "mode": "score"}},
+                               {"name": "lora", "finetune": {"method": "lora", "n_train": 8, "epochs": 1,
+                                                             "batch_size": 8}}]}, tmp_path)
     assert sorted(link["arm"] for link in store.linked_runs(1, "repeat")) == ["lora", "random-few"]
     assert len(store.linked_runs(1, "repeat_train")) == 1
     demos = {json.loads(r["extra_json"])["demos"][0] for link in store.linked_runs(1, "arm") + store.linked_runs(1, "repeat")
