@@ -36,3 +36,21 @@ def test_shipped_yaml_loads_and_its_data_validates(path):
         load_spec(PromptArm, path)
     else:
         assert load_task(load_spec(TaskSpec, path, base_dir=str(path.parent))).test
+
+
+def test_the_readme_experiment_is_valid_and_agrees_with_the_demo_file():
+    """The README's experiment snippet is a real experiment, and where it shows the demo's settings
+    (name, task instruction, constraints, tuning budgets) it says what examples/sst2.yaml says."""
+    import re
+
+    from tuneoff.config.experiment import Experiment
+    from tuneoff.config.specs import from_dict
+
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    snippet = re.search(r"```yaml\n(# tuneoff run examples/sst2.yaml\n.*?)```", readme, re.S).group(1)
+    shown = from_dict(Experiment, {**yaml.safe_load(snippet), "base_dir": str(root / "examples")}, "", "README.md")
+    demo = load_experiment(root / "examples" / "sst2.yaml")
+    assert (shown.name, shown.task.instruction) == (demo.name, demo.task.instruction)
+    assert shown.constraints == demo.constraints
+    assert shown.repeats == demo.repeats and shown.tuning.prompt == demo.tuning.prompt
