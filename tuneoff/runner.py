@@ -127,8 +127,7 @@ def train_arm(ctx: RunContext, entry: ArmEntry, overrides: dict | None = None, r
     """Train (or reuse a finished model of the same spec) and link the training run."""
     from .finetune import run_finetune
     from .finetune.outputs import is_finished
-    from .models.weights import is_chat_model
-    from .prompting import TaskContext, prepare
+    from .tuning import training_format
 
     arm = build_finetune_arm(entry, overrides={**ctx.chosen.get(entry.name, {}), **(overrides or {})})
     out = output_dir(ctx, entry, arm)
@@ -136,14 +135,11 @@ def train_arm(ctx: RunContext, entry: ArmEntry, overrides: dict | None = None, r
         run_id = json.loads((out / "tuneoff.json").read_text())["run_id"]
         ctx.say(f"[dim]{arm.name}: reusing the trained model in {out}[/dim]")
     else:
-        # train on exactly the prompt format the arm is evaluated with (completion text on a base model)
         model = entry.model or ctx.exp.model
-        prompter = prepare(build_prompt_arm(entry, ctx.exp.task), TaskContext.of(ctx.data),
-                           chat_model=is_chat_model(model))
         with ctx.phase(f"{arm.name}: train"):
             result = run_finetune(ctx.data, arm, model, out, ctx.store,
                                   resume=_has_checkpoints(out), console=ctx.console,
-                                  formatter=lambda ex: prompter.messages(ex, []))
+                                  formatter=training_format(ctx, entry)[0])
         run_id = result.run_id
     ctx.link(run_id, role, entry.name, x)
     return out

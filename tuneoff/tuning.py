@@ -132,21 +132,20 @@ def _train_trial(ctx, entry: ArmEntry, trial: Trial, spec: FinetuneTuning, pause
     from .finetune import run_finetune
     from .finetune.checkpoint import complete_checkpoints
     from .finetune.run import Selection
-    from .prompting import TaskContext, prepare
 
     if is_finished(trial.out):
         meta = json.loads((trial.out / "tuneoff.json").read_text())
         trial.run_id, trial.stats = meta["run_id"], TrainStats.from_dict(meta["stats"])
         return
     arm = build_finetune_arm(entry, overrides={**trial.options, "epochs": spec.max_epochs})
-    prompt_arm = build_prompt_arm(entry, ctx.exp.task)
-    prompter = prepare(prompt_arm, TaskContext.of(ctx.data))
-    scorer = DevScorer(ctx, prompt_arm, entry.model or ctx.exp.model, trial.out.name, arm.bf16("cpu"))
+    formatter, chat = training_format(ctx, entry)
+    scorer = DevScorer(ctx, build_prompt_arm(entry, ctx.exp.task), entry.model or ctx.exp.model, trial.out.name,
+                       arm.bf16("cpu"), chat)
     began = time.perf_counter()
     with ctx.phase(f"{entry.name}: tune"):
         result = run_finetune(ctx.data, arm, entry.model or ctx.exp.model, trial.out, ctx.store,
                               resume=bool(complete_checkpoints(trial.out / "checkpoints")), console=ctx.console,
-                              formatter=lambda ex: prompter.messages(ex, []),
+                              formatter=formatter,
                               selection=Selection(scorer, spec.patience, pause_at))
     trial.seconds += time.perf_counter() - began
     trial.run_id, trial.stats = result.run_id, result.stats
@@ -162,6 +161,8 @@ class DevScorer:
     base: str
     name: str
     bf16: bool
+    chat: bool = True
+    """A chat model (its template renders prompts) or a base model (completion text)."""
     tokenizer: object = field(default=None, repr=False)
 
     def __call__(self, model, epoch: int, step: int) -> float:
@@ -171,11 +172,23 @@ class DevScorer:
         from .prompting import TaskContext
 
         self.tokenizer = self.tokenizer or load_tokenizer(self.base)
-        info = BackendInfo(name=f"tune:{self.name}@step{step}", dtype="bfloat16-autocast" if self.bf16 else "float32")
+        info = BackendInfo(name=f"tune:{self.name}@step{step}", dtype="bfloat16-autocast" if self.bf16 else "float32",
+                           chat=self.chat)
         backend = TransformersBackend(model, self.tokenizer, info, batch_size=self.ctx.exp.batch_size)
         result = evaluate(backend, self.arm, self.ctx.data.dev, TaskContext.of(self.ctx.data), store=self.ctx.store,
                           split="dev", kind="tune")
         return float(result.main.value or 0.0)
+
+
+def training_format(ctx, entry: ArmEntry):
+    """(formatter, chat model?): a fine-tune trains on exactly the prompt format its arm is evaluated
+    with (chat messages, or completion text on a base model)."""
+    from .models.weights import is_chat_model
+    from .prompting import TaskContext, prepare
+
+    chat = is_chat_model(entry.model or ctx.exp.model)
+    prompter = prepare(build_prompt_arm(entry, ctx.exp.task), TaskContext.of(ctx.data), chat_model=chat)
+    return (lambda ex: prompter.messages(ex, [])), chat
 
 
 def _trial_dir(ctx, entry: ArmEntry, options: dict, spec: FinetuneTuning) -> Path:
