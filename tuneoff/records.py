@@ -116,6 +116,12 @@ class TuningSummary(Record):
     epochs_trained: float = 0.0
     """Epochs trained over all trials: the search's cost in training passes."""
 
+    def chosen_text(self) -> str:
+        """The options that differed between trials, as chosen (`learning_rate=0.0006, epochs=2`)."""
+        varied = {k for t in self.trials for k, v in t["options"].items() if v != self.trials[0]["options"].get(k)}
+        shown = [f"{k}={self.chosen.get(k)}" for k in sorted(varied)] + [f"epochs={self.chosen.get('epochs')}"]
+        return ", ".join(shown)
+
 
 @dataclass
 class ConsistencySummary(Record):

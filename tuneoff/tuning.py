@@ -109,7 +109,7 @@ def tune_finetune(ctx, entry: ArmEntry) -> tuple[Path, dict]:
     ctx.store.finish_run(run_id, "done", summary.to_dict())
     ctx.say(f"{entry.name}: tuned on {len(ctx.data.dev)} dev items, {len(trials)} candidates, "
             f"{summary.epochs_trained:g} epochs in {summary.seconds / 60:.1f} min; chosen "
-            f"{_describe(chosen.options, entry.finetune)} (dev {chosen.best:.3f})")
+            f"{summary.chosen_text()} (dev {chosen.best:.3f})")
     _link_chosen(ctx, entry, run_id, chosen.out, chosen.run_id)
     return chosen.out, summary.chosen
 
@@ -119,13 +119,6 @@ def _link_chosen(ctx, entry: ArmEntry, tuning_run: int, out: Path, train_run: in
         train_run = json.loads((out / "tuneoff.json").read_text())["run_id"]
     ctx.link(tuning_run, Role.TUNING, entry.name)
     ctx.link(train_run, Role.FINETUNE, entry.name)
-
-
-def _describe(chosen: dict, written: dict | None) -> str:
-    """The options that were searched, as chosen (what the user listed, or the learning rate)."""
-    varied = {k: v for k, v in chosen.items() if isinstance((written or {}).get(k), (list, dict))
-              or k == "learning_rate"}
-    return ", ".join(f"{k}={v}" for k, v in varied.items())
 
 
 def _train_trial(ctx, entry: ArmEntry, trial: Trial, spec: FinetuneTuning, pause_at: int | None) -> None:

@@ -149,7 +149,7 @@ def _add_tuning(store: Store, s: ArmSummary, entry: ArmEntry, by_role: Links) ->
     if run_id is not None:
         t = TuningSummary.from_json(store.run(run_id)["summary_json"])
         s.tuning = {"trials": len(t.trials), "minutes": t.seconds / 60, "dev_metric": t.dev_metric,
-                    "chosen": _chosen_text(t.chosen, t.trials), "of": owner if owner != entry.name else None}
+                    "chosen": t.chosen_text(), "of": owner if owner != entry.name else None}
         if entry.kind == "finetune":
             s.setup_seconds = max(s.setup_seconds, t.seconds)
         return
@@ -161,12 +161,6 @@ def _add_tuning(store: Store, s: ArmSummary, entry: ArmEntry, by_role: Links) ->
         s.tuning = {"trials": len(o.trials), "minutes": ((run["finished_at"] or run["started_at"]) - run["started_at"]) / 60,
                     "dev_metric": o.dev_score, "of": None,
                     "chosen": f"shots={chosen.get('shots', 0)}, calibration={chosen.get('calibration', 'none')}"}
-
-
-def _chosen_text(chosen: dict, trials: list) -> str:
-    """The options that differed between trials, as chosen."""
-    varied = {k for t in trials for k, v in t["options"].items() if v != trials[0]["options"].get(k)}
-    return ", ".join(f"{k}={chosen.get(k)}" for k in sorted(varied)) or "the only candidate"
 
 
 def _add_consistency(store: Store, s: ArmSummary, entry: ArmEntry, by_role: Links) -> None:
