@@ -75,7 +75,8 @@ def _tuning_cell(a: ArmSummary) -> str:
     if not t:
         return "none (run as written)"
     via = f" ({t['of']}'s weights)" if t.get("of") else ""
-    return (f"{t['trials']} candidates, {t['minutes']:.1f} min; chosen {t['chosen']}: dev {t['dev_metric']:.3f}"
+    plural = "s" if t["trials"] != 1 else ""
+    return (f"{t['trials']} candidate{plural}, {t['minutes']:.1f} min; chosen {t['chosen']}: dev {t['dev_metric']:.3f}"
             + via)
 
 
