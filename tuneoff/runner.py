@@ -162,6 +162,10 @@ def evaluate_arm(ctx: RunContext, entry: ArmEntry, model: str | None = None, ove
         experiment_id=ctx.experiment_id, step=lambda what: ctx.phase(f"{arm.name}: {what}"))
     if optimised is not None:
         ctx.link(optimised.run_id, Role.OPTIMISE, entry.name, x)
+        chosen = optimised.arm
+        ctx.say(f"{entry.name}: searched on dev, {len(optimised.trials)} candidates, {optimised.calls_spent} calls in "
+                f"{optimised.seconds:.0f} s; chosen shots={chosen.n_shots}, calibration={chosen.calibration} "
+                f"(dev {optimised.dev_score:.3f})")
         ctx.chosen_prompt[entry.name] = {"instruction": optimised.arm.instruction,
                                          "calibration": optimised.arm.calibration}
     ctx.link(result.run_id, role, entry.name, x)
@@ -260,7 +264,9 @@ def run_consistency(ctx: RunContext) -> None:
 
     spec = ctx.exp.consistency or ConsistencySpec()
     for entry in consistency_arms(ctx.exp):
-        arm = build_prompt_arm(entry, ctx.exp.task)
+        # a tuned arm is probed as its search chose it (instruction and calibration)
+        chosen = {**ctx.chosen_prompt[entry.name], "optimise": None} if entry.name in ctx.chosen_prompt else None
+        arm = build_prompt_arm(entry, ctx.exp.task, overrides=chosen)
         paraphrases, seeds = arm.paraphrases or spec.paraphrases, arm.seeds or spec.seeds
         if seeds:
             # seeds only matter when the model samples

@@ -66,7 +66,7 @@ def _performance_cell(a: ArmSummary) -> str:
         text = (f"{a.metric_name} {a.metric:.3f} ± {a.metric_std:.3f} over {len(a.runs)} runs "
                 f"[{a.ci_low:.3f}, {a.ci_high:.3f}]")
     if a.collapsed:
-        text += f"; {len(a.collapsed)} of {len(a.runs)} runs collapsed to the majority-class rate"
+        text += f"; {len(a.collapsed)} of {len(a.runs)} runs collapsed (at or below the majority-class rate)"
     return text
 
 

@@ -43,7 +43,8 @@ def _rule_out(a: ArmSummary, c: Constraints, prices: PriceTable) -> str | None:
 
 def recommend(arms: Sequence[ArmSummary], constraints: Constraints, prices: PriceTable,
               pairs: PairStats | None = None) -> Verdict:
-    """Best feasible arm by quality; a cheaper arm wins when the quality gap is not significant.
+    """The cheapest feasible arm whose quality is not significantly below the best feasible arm's (the
+    best itself when every cheaper arm is significantly worse).
 
     pairs: the comparison's memoised paired tests and paybacks (a fresh one when called alone)."""
     pairs = pairs or PairStats(prices)
@@ -58,18 +59,19 @@ def recommend(arms: Sequence[ArmSummary], constraints: Constraints, prices: Pric
             f"[{top.ci_low:.3f}, {top.ci_high:.3f}] ({ruled[top.name]})"], ruled)
     top = max(feasible, key=lambda a: a.metric)
     cost_of = {a.name: monthly(a.cost(), prices, constraints.monthly_requests) for a in feasible}
-    cheapest = min(feasible, key=lambda a: (cost_of[a.name], -a.metric))
-    chosen, test = top, None
-    reasons = []
-    if cheapest.name != top.name:
-        test = pairs.test(cheapest, top)
-        if not test.significant:
-            chosen = cheapest
-            reasons.append(f"{cheapest.name} is cheapest (${cost_of[cheapest.name]:.2f}/month at "
-                           f"{constraints.monthly_requests:,.0f} requests vs ${cost_of[top.name]:.2f} for "
-                           f"{top.name}) and its quality gap is not significant: {test.describe()}")
-        else:
-            reasons.append(f"{top.name} is significantly better than the cheapest feasible arm: {test.describe()}")
+    by_cost = sorted(feasible, key=lambda a: (cost_of[a.name], -a.metric))
+    # the cheapest arm the data cannot tell apart from the best one (a gap that is not significant)
+    chosen = next(a for a in by_cost if a is top or not pairs.test(a, top).significant)
+    reasons, test = [], None
+    if chosen is not top:
+        test = pairs.test(chosen, top)
+        reasons.append(f"{chosen.name} is the cheapest arm whose quality is not significantly below the best "
+                       f"({top.name}): ${cost_of[chosen.name]:.2f}/month at {constraints.monthly_requests:,.0f} "
+                       f"requests vs ${cost_of[top.name]:.2f}; {test.describe()}")
+    elif by_cost[0] is not top:
+        test = pairs.test(by_cost[0], top)
+        reasons.append(f"{top.name} is significantly better than every cheaper feasible arm; the cheapest: "
+                       f"{test.describe()}")
     reasons.insert(0, f"{chosen.name}: {chosen.metric_name} {chosen.metric:.3f} [{chosen.ci_low:.3f}, "
                       f"{chosen.ci_high:.3f}], p95 latency {chosen.latency_p95:.3f} s ({chosen.latency_source}), "
                       f"${cost_of[chosen.name]:.2f}/month at {constraints.monthly_requests:,.0f} requests")
