@@ -7,10 +7,11 @@ composed into nodes first so every value keeps its position.
 from __future__ import annotations
 
 import re
+import string
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import TuneoffError
+from ..errors import TuneoffError, did_you_mean
 from ..models.options import DEFAULT_MODEL, canonical_dtype, check_engine
 from .prices import Constraints, PriceTable
 from .specs import from_dict, located, read_yaml
@@ -133,9 +134,52 @@ class Experiment:
             if arm.finetuned and self.arm(arm.finetuned) is None or (arm.finetuned and self.arm(arm.finetuned).kind != "finetune"):
                 raise TuneoffError(f"'{arm.finetuned}' is not a fine-tune arm of this experiment", field=f"arms[{i}].finetuned",
                                    hint="fine-tune arms: " + ", ".join(a.name for a in self.arms if a.kind == "finetune"))
+        self._check_name_and_output()
+        if self.batch_size < 1:
+            raise TuneoffError("must be >= 1", field="batch_size")
+        self._check_probes()
         self.task.base_dir = self.base_dir
         if self.flexibility:
             self.flexibility.task.base_dir = self.base_dir
+
+    def _check_name_and_output(self) -> None:
+        # the name becomes a folder under `output`: one plain path part, or `../../x` escapes it
+        if not re.fullmatch(r"[^/\\\x00-\x1f]{1,200}", self.name) or self.name.strip(". ") == "":
+            raise TuneoffError(f"{self.name!r} cannot name a folder", field="name",
+                               hint="use letters, digits, spaces and . + - _ (no / or \\, not . or ..)")
+        try:
+            fields = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(self.output) if f is not None]
+        except ValueError as exc:
+            raise TuneoffError(f"bad braces: {exc}", field="output", hint="write {name} or no braces") from None
+        if any(f != "name" or spec or conv for f, spec, conv in fields):
+            bad = next(f for f, spec, conv in fields if f != "name" or spec or conv)
+            raise TuneoffError(f"unknown placeholder {{{bad}}}", field="output",
+                               hint="the one placeholder is {name} (the experiment's name)")
+
+    def _check_probes(self) -> None:
+        """Arms that curves and consistency name exist and are of the right kind, before any training."""
+        kinds = {a.name: a.kind for a in self.arms}
+        for i, name in enumerate(self.consistency.arms if self.consistency else []):
+            if name not in kinds:
+                raise TuneoffError(f"no arm '{name}' in this experiment", field=f"consistency.arms[{i}]",
+                                   hint=did_you_mean(name, list(kinds)))
+        c = self.consistency
+        if c and (c.temperature < 0 or (c.temperature == 0 and c.seeds)):
+            raise TuneoffError("must be > 0: seeds only differ when the model samples", field="consistency.temperature")
+        if self.curves:
+            self._check_curve_arm("prompt_arm", "prompt", bool(self.curves.shots))
+            self._check_curve_arm("finetune_arm", "finetune", bool(self.curves.n_train))
+
+    def _check_curve_arm(self, key: str, kind: str, wanted: bool) -> None:
+        name = getattr(self.curves, key)
+        if name is not None and next((a for a in self.arms if a.name == name and a.kind == kind), None) is None:
+            raise TuneoffError(f"'{name}' is not a {kind} arm of this experiment", field=f"curves.{key}",
+                               hint=did_you_mean(name, [a.name for a in self.arms if a.kind == kind]))
+        default = any(a.kind == kind and (kind == "finetune" or (a.prompt or {}).get("shots", 0)) for a in self.arms)
+        if wanted and name is None and not default:
+            what = "shots" if kind == "prompt" else "n_train"
+            raise TuneoffError(f"a curve over {what} needs a {kind} arm" + (" with shots > 0" if kind == "prompt" else ""),
+                               field=f"curves.{what}", hint=f"add one, or name it in curves.{key}")
 
     def arm(self, name: str) -> ArmEntry | None:
         return next((a for a in self.arms if a.name == name), None)
