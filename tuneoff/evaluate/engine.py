@@ -18,6 +18,7 @@ from typing import Iterator, Sequence
 
 from ..data import Example, digest
 from ..errors import TuneoffError
+from ..locks import hold
 from ..metrics import MetricValue, get_metric
 from ..models.base import Backend, GenerationConfig
 from ..prompting.answers import parse_reply
@@ -118,12 +119,16 @@ class ChunkRunner:
         for i, ref in enumerate(refs):
             if ref is None:
                 todo.setdefault(prompts[i], i)
-        fresh = self._call([chats[i] for i in todo.values()], list(todo)) if todo else {}
-        refs = [ref or fresh[p] for ref, p in zip(refs, prompts)]
+        answers = self._compute([chats[i] for i in todo.values()]) if todo else []
+        # the chunk's calls and predictions land in one transaction: a process killed between them
+        # would leave calls that a rerun cannot reuse (score calls need the prediction's log-probs)
+        with self.store.transaction():
+            fresh = {prompt: self._store_call(prompt, answer) for prompt, answer in zip(todo, answers)}
+            refs = [ref or fresh[p] for ref, p in zip(refs, prompts)]
+            self.store.add_predictions(self.run_id, [self._row(i, ex, d, ref)
+                                                     for (i, ex), d, ref in zip(items, demos, refs)])
         self.hits += sum(r.cached for r in refs)
         self.misses += sum(not r.cached for r in refs)
-        self.store.add_predictions(self.run_id, [self._row(i, ex, d, ref)
-                                                 for (i, ex), d, ref in zip(items, demos, refs)])
 
     def _cached(self, prompt: str) -> CallRef | None:
         row = self.store.cached_call(cache_key(self.model, prompt, self.params))
@@ -135,21 +140,21 @@ class ChunkRunner:
         # a score call is only reusable with its per-label log-probs (kept on the prediction)
         return CallRef(row["id"], row["output"], True, extra["logprobs"]) if "logprobs" in extra else None
 
-    def _call(self, chats: list, prompts: list[str]) -> dict[str, CallRef]:
-        out = {}
+    def _compute(self, chats: list) -> list[tuple[dict, str, dict | None]]:
+        """(call fields, output, label log-probs or None) per chat: the model's work, nothing stored yet."""
         if self.arm.mode == "generate":
-            for prompt, c in zip(prompts, self.backend.generate(chats, self.config)):
-                call_id = self.store.add_call(run_id=self.run_id, model=self.model, prompt=prompt, params=self.params,
-                                              **c.call_fields())
-                out[prompt] = CallRef(call_id, c.text, False)
-            return out
+            return [(c.call_fields(), c.text, None) for c in self.backend.generate(chats, self.config)]
         labels = list(self.ctx.labels or ())
-        for prompt, s in zip(prompts, score_labels(self.backend, chats, labels, self.arm.score_end_of_turn)):
+        out = []
+        for s in score_labels(self.backend, chats, labels, self.arm.score_end_of_turn):
             best = s.best(labels, self.arm.score_norm)
-            call_id = self.store.add_call(run_id=self.run_id, model=self.model, prompt=prompt, params=self.params,
-                                          **s.call_fields(best))
-            out[prompt] = CallRef(call_id, best, False, dict(zip(labels, s.logprobs)))
+            out.append((s.call_fields(best), best, dict(zip(labels, s.logprobs))))
         return out
+
+    def _store_call(self, prompt: str, answer: tuple[dict, str, dict | None]) -> CallRef:
+        fields, output, logprobs = answer
+        call_id = self.store.add_call(run_id=self.run_id, model=self.model, prompt=prompt, params=self.params, **fields)
+        return CallRef(call_id, output, False, logprobs)
 
     def _row(self, item: int, ex: Example, demos: Sequence[Example], ref: CallRef) -> dict:
         extra: dict = {"cached": ref.cached, "demos": [d.id for d in demos]}
@@ -221,6 +226,18 @@ def evaluate(backend: Backend, arm: PromptArm, examples: Sequence[Example], task
     prompter = prepare(arm, ctx, sample=examples[0])  # template mistakes surface here, before any call
     store = store or Store(":memory:")
     fingerprint = run_fingerprint(backend, arm, examples, ctx, split, kind)
+    # one process per identical evaluation: a second one waits, then answers from the first's calls
+    # (two at once used to share the run and write every call twice)
+    waiting = console.print if console is not None else None
+    with hold(store.lock_path(f"eval-{fingerprint[:32]}"), "running the same evaluation", wait=True, waiting=waiting):
+        return _evaluate_run(backend, arm, examples, ctx, prompter, store, fingerprint, split, kind, chunk_size,
+                             console, experiment_id)
+
+
+def _evaluate_run(backend: Backend, arm: PromptArm, examples: list[Example], ctx: TaskContext, prompter: Prompter,
+                  store: Store, fingerprint: str, split: str, kind: str, chunk_size: int | None, console,
+                  experiment_id: int | None) -> EvalResult:
+    """`evaluate` once it holds the evaluation's lock: open (or resume) the run, then its chunks."""
     run_id, done, earlier = _open_run(store, fingerprint, arm, ctx, backend, split, kind, experiment_id)
     todo = [i for i in range(len(examples)) if i not in done]
     runner = ChunkRunner(backend, prompter, store, run_id)
