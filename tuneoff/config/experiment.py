@@ -195,7 +195,38 @@ def load_experiment(path: str | Path) -> Experiment:
     with located(path, root):
         exp = from_dict(Experiment, {**data, "base_dir": str(Path(path).parent)}, "", str(path))
         check_arm_options(exp)
+        check_files(exp)
     return exp
+
+
+def check_files(exp: Experiment) -> None:
+    """The label files and local models an experiment names exist, before anything runs (a missing
+    one used to fail after training, with no file or line)."""
+    exp.task.label_list()
+    if exp.flexibility:
+        exp.flexibility.task.label_list()
+    check_model(exp.model, "model")
+    for i, entry in enumerate(exp.arms):
+        if entry.model:
+            check_model(entry.model, f"arms[{i}].model")
+
+
+def check_model(name: str, field: str) -> None:
+    """A model spec that is a local path must exist; `embedded:` names must be known. Other
+    `kind:` specs (served backends) are checked when they are built."""
+    if name.startswith("embedded:"):
+        from ..models.embedded import get_embedded
+
+        try:
+            get_embedded(name.split(":", 1)[1])
+        except TuneoffError as exc:
+            raise TuneoffError(exc.message, field=field, hint=exc.hint) from None
+        return
+    path = Path(name).expanduser()
+    looks_local = "/" in name or name.startswith(".") or path.suffix == ".gguf" or ":" not in name
+    if looks_local and not path.exists():
+        raise TuneoffError(f"no model at '{name}'", field=field,
+                           hint="a local model directory, a .gguf file, or embedded:NAME (see `tuneoff models`)")
 
 
 def check_arm_options(exp: Experiment) -> None:
