@@ -133,3 +133,18 @@ def test_a_data_file_deleted_mid_experiment_is_one_clear_error(project, tmp_path
     tuneoff("run", path, "--store", store)
     store_is_sound(store)  # the rerun answered the stored calls from the store, not twice
     assert query(store, "SELECT count(*) FROM calls")[0][0] > calls
+
+
+def test_prompts_longer_than_the_context_are_warned_about(project, tmp_path):
+    """The tiny Llama has 512 positions; an input of ~700 tokens used to be scored in silence."""
+    data = tmp_path / "long.jsonl"
+    rows = [{"input": "the movie was great " * (200 if i % 2 else 2), "target": "positive", "id": f"r{i}"}
+            for i in range(4)]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    task = tmp_path / "task.yaml"
+    task.write_text(yaml.safe_dump({"name": "long", "test": str(data), "labels": ["negative", "positive"]}))
+    arm = tmp_path / "arm.yaml"
+    arm.write_text("name: zero\nmode: score\n")
+    TALLY["inputs"] += 2
+    out = tuneoff("eval", task, "--arm", arm, "--model", project["model"], "--store", tmp_path / "s.sqlite")
+    assert "2 prompt(s) of zero are longer than the model's context (512 tokens)" in out

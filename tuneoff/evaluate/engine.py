@@ -98,6 +98,8 @@ class ChunkRunner:
         self.model = model_id(backend)
         self.metric = get_metric(self.ctx.metric)
         self.hits = self.misses = 0
+        self.over_context: list[str] = []
+        """Ids of items whose prompt is longer than the model's context (warned about at the end)."""
         if self.arm.mode == "score":
             self.params = {"mode": "score", "labels": list(self.ctx.labels or ()), "norm": self.arm.score_norm,
                            "end_of_turn": self.arm.score_end_of_turn}
@@ -119,6 +121,7 @@ class ChunkRunner:
         for i, ref in enumerate(refs):
             if ref is None:
                 todo.setdefault(prompts[i], i)
+        self._check_context(items, prompts)
         answers = self._compute([chats[i] for i in todo.values()]) if todo else []
         # the chunk's calls and predictions land in one transaction: a process killed between them
         # would leave calls that a rerun cannot reuse (score calls need the prediction's log-probs)
@@ -129,6 +132,14 @@ class ChunkRunner:
                                                      for (i, ex), d, ref in zip(items, demos, refs)])
         self.hits += sum(r.cached for r in refs)
         self.misses += sum(not r.cached for r in refs)
+
+    def _check_context(self, items: Sequence[tuple[int, Example]], prompts: list[str]) -> None:
+        limit = getattr(self.backend, "context_length", None)
+        if not limit:
+            return
+        for (i, ex), prompt in zip(items, prompts):
+            if self.backend.count_tokens(prompt) > limit:
+                self.over_context.append(ex.id or str(i))
 
     def _cached(self, prompt: str) -> CallRef | None:
         row = self.store.cached_call(cache_key(self.model, prompt, self.params))
@@ -254,6 +265,10 @@ def _evaluate_run(backend: Backend, arm: PromptArm, examples: list[Example], ctx
         store.finish_run(run_id, "failed", EvalSummary(earlier + time.perf_counter() - began).to_dict())
         raise
     wall = time.perf_counter() - began
+    if runner.over_context and console is not None:
+        ids = ", ".join(runner.over_context[:5]) + (" ..." if len(runner.over_context) > 5 else "")
+        console.print(f"[yellow]warning: {len(runner.over_context)} prompt(s) of {arm.name} are longer than the "
+                      f"model's context ({backend.context_length} tokens) and were scored anyway: {ids}[/yellow]")
     metrics = summarise(store, run_id, ctx, wall_seconds=earlier + wall)
     store.finish_run(run_id, "done", EvalSummary(earlier + wall, runner.hits, runner.misses, len(done),
                                                  MainMetric(ctx.metric, metrics[ctx.metric].value).to_dict()).to_dict())
