@@ -155,3 +155,14 @@ def test_fuzzed_yaml_text_loads_or_fails_cleanly(tmp_path_factory, text):
             load_spec(TaskSpec, path, base_dir=str(path.parent))
     except TuneoffError as exc:
         assert exc.file == str(path)
+
+
+def test_a_template_with_an_unknown_variable_fails_at_load(tmp_path):
+    """It used to fail only when rendered: after the fine-tune arms had trained."""
+    err = refused(tmp_path, with_("arms.0.prompt", {"template": "Review: {{ inptu }}"}), "unknown variable")
+    assert err.field == "arms[0].prompt.template" and err.line is not None
+
+
+def test_templates_using_real_data_columns_still_load(tmp_path):
+    spec = with_("arms.1.prompt", {"shots": 2, "template": "{{ fields.title }}: {{ input }} ({{ labels|join('/') }})"})
+    assert load(tmp_path, spec).arms[1].prompt["shots"] == 2

@@ -162,9 +162,9 @@ OPEN = "import sys, time; t = float(sys.argv[2]); time.sleep(max(0, t - time.tim
 
 def test_eight_processes_opening_a_fresh_store_at_once_all_succeed(tmp_path):
     """Each used to read user_version 0 and create the tables: 'table experiments already exists'."""
-    for attempt in range(3):
+    for attempt in range(2):
         path = tmp_path / f"fresh{attempt}.sqlite"
-        start = time.time() + 2.5  # all import first, then open within a few milliseconds
+        start = time.time() + 1.5  # all import first, then open within a few milliseconds
         procs = [subprocess.Popen([sys.executable, "-c", OPEN, str(path), str(start)], env=ENV,
                                   stderr=subprocess.PIPE, text=True) for _ in range(8)]
         errors = [p.communicate(timeout=120)[1] for p in procs]

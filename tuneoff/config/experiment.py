@@ -194,8 +194,8 @@ def load_experiment(path: str | Path) -> Experiment:
     data, root = read_yaml(path, "an experiment: a mapping of name, task, arms, ...")
     with located(path, root):
         exp = from_dict(Experiment, {**data, "base_dir": str(Path(path).parent)}, "", str(path))
-        check_arm_options(exp)
         check_files(exp)
+        check_arm_options(exp)
     return exp
 
 
@@ -232,9 +232,32 @@ def check_model(name: str, field: str) -> None:
 def check_arm_options(exp: Experiment) -> None:
     """Build every arm's PromptArm/FinetuneArm now, so a typo fails before any model call."""
     for i, entry in enumerate(exp.arms):
-        build_prompt_arm(entry, exp.task, where=f"arms[{i}].prompt")
+        arm = build_prompt_arm(entry, exp.task, where=f"arms[{i}].prompt")
         if entry.finetune is not None:
             build_finetune_arm(entry, where=f"arms[{i}].finetune")
+        dry_render(arm, exp.task, where=f"arms[{i}].prompt")
+
+
+def dry_render(arm, task: TaskSpec, where: str) -> None:
+    """Render an arm's templates once on stand-in examples, so a misspelt variable fails at load
+    rather than after the fine-tune arms have trained. Only unknown variables are reported here:
+    other render errors may depend on the real data, and surface before the arm's first call."""
+    from ..data import Example
+    from ..prompting import TaskContext, prepare
+
+    labels = tuple(task.label_list() or ()) or None
+    stand_in = [Example(input="text", target=(labels or ("answer",))[i % len(labels or "a")],
+                        id=f"stand-in-{i}") for i in range(max(4, 2 * arm.n_shots))]
+    context = TaskContext(name=task.name, labels=labels, metric=task.metric, instruction=task.instruction,
+                          pool=tuple(stand_in))
+    try:
+        prepare(arm, context, sample=stand_in[0])
+    except TuneoffError as exc:
+        # `fields.<column>` depends on the data file's columns: only a top-level name is surely wrong
+        if "unknown variable" in exc.message and "is undefined" in exc.message:
+            exc.field = f"{where}.{exc.field}" if exc.field else where
+            exc.args = (exc.render(),)
+            raise
 
 
 def build_prompt_arm(entry: ArmEntry, task: TaskSpec, where: str = "prompt", overrides: dict | None = None):
