@@ -127,15 +127,14 @@ def test_a_read_only_store_is_a_clear_error(read_only_dir):
 
 
 def test_a_report_on_a_full_disk_keeps_the_previous_report(tmp_path, monkeypatch):
-    from tuneoff.config.prices import PriceTable
+    from test_compare import arm
+
+    from tuneoff.compare import build_comparison
+    from tuneoff.config.prices import Constraints, PriceTable
     from tuneoff.report import write_report
 
-    sys.path.insert(0, str(ROOT / "tests"))
-    from test_report import comparison as make_comparison
-
-    c = make_comparison.__wrapped__() if hasattr(make_comparison, "__wrapped__") else None
-    if c is None:
-        pytest.skip("the comparison fixture cannot be built outside pytest")
+    c = build_comparison("x", "t", "m", [arm("few", "prompt", [1, 0] * 20), arm("lora", "finetune", [1] * 40)],
+                         PriceTable(), Constraints(monthly_requests=1000))
     paths = write_report(c, PriceTable(), tmp_path)
     old = {k: p.read_text() for k, p in paths.items()}
 

@@ -243,15 +243,16 @@ def dry_render(arm, task: TaskSpec, where: str) -> None:
     rather than after the fine-tune arms have trained. Only unknown variables are reported here:
     other render errors may depend on the real data, and surface before the arm's first call."""
     from ..data import Example
-    from ..prompting import TaskContext, prepare
+    from ..prompting import TaskContext, build_strategy
+    from ..prompting.strategies import hoist_system
 
     labels = tuple(task.label_list() or ()) or None
     stand_in = [Example(input="text", target=(labels or ("answer",))[i % len(labels or "a")],
                         id=f"stand-in-{i}") for i in range(max(4, 2 * arm.n_shots))]
     context = TaskContext(name=task.name, labels=labels, metric=task.metric, instruction=task.instruction,
                           pool=tuple(stand_in))
-    try:
-        prepare(arm, context, sample=stand_in[0])
+    try:  # the strategy alone: a demo selector may load an embedding model, which no config read should
+        hoist_system(build_strategy(arm, context).messages(stand_in[0], stand_in[1:1 + arm.n_shots]))
     except TuneoffError as exc:
         # `fields.<column>` depends on the data file's columns: only a top-level name is surely wrong
         if "unknown variable" in exc.message and "is undefined" in exc.message:
