@@ -119,3 +119,13 @@ def test_missing_and_directory_paths_are_project_errors(tmp_path):
         load_examples(tmp_path / "nope.jsonl")
     with pytest.raises(TuneoffError, match="directory"):
         load_examples(tmp_path)
+
+
+def test_megabyte_keys_under_the_record_bound_are_not_echoed_or_compared_slowly(tmp_path):
+    """A key just under the record bound used to go whole into difflib and into the message."""
+    path = tmp_path / "wide.jsonl"
+    path.write_text("".join(json.dumps({"k" * 400_000 + str(i): "x", "zzz": "y"}) + "\n" for i in range(3)))
+    TALLY["inputs"] += 1
+    with no_hang(20):
+        problems = load_examples(path).problems
+    assert problems and all(len(p.render()) < 1000 for p in problems), [len(p.render()) for p in problems]

@@ -148,3 +148,49 @@ def test_prompts_longer_than_the_context_are_warned_about(project, tmp_path):
     TALLY["inputs"] += 2
     out = tuneoff("eval", task, "--arm", arm, "--model", project["model"], "--store", tmp_path / "s.sqlite")
     assert "2 prompt(s) of zero are longer than the model's context (512 tokens)" in out
+
+
+HOLD = "import sys, time; from pathlib import Path; from tuneoff.locks import hold\n" \
+       "with hold(Path(sys.argv[1]), 'busy'):\n    print('held', flush=True); time.sleep(60)"
+
+
+@pytest.fixture
+def held(tmp_path):
+    """Hold a lock file from another process, as a second `tuneoff` would."""
+    import os
+    import subprocess
+    import sys
+
+    from .helpers import ROOT
+
+    procs = []
+
+    def hold_it(path):
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        proc = subprocess.Popen([sys.executable, "-c", HOLD, str(path)], env=env, stdout=subprocess.PIPE, text=True)
+        assert proc.stdout.readline().strip() == "held"
+        procs.append(proc)
+        return proc.pid
+
+    yield hold_it
+    for proc in procs:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_second_run_of_an_experiment_is_refused_while_one_runs(project, tmp_path, held):
+    pid = held(project["root"] / "out" / ".run.lock")
+    TALLY["faults"] += 1
+    result = CliRunner().invoke(build_app(), ["run", str(project["experiment"]), "--store", str(tmp_path / "s.sqlite")])
+    assert result.exit_code == 1 and f"another tuneoff process (pid {pid})" in result.output, result.output
+
+
+def test_a_second_training_into_one_folder_is_refused(project, tmp_path, held):
+    out = tmp_path / "ft"
+    pid = held(tmp_path / ".ft.lock")
+    TALLY["faults"] += 1
+    result = CliRunner().invoke(build_app(), ["finetune", str(project["task"]), "--arm", str(project["finetune"]),
+                                              "--output", str(out), "--model", str(project["model"]),
+                                              "--store", str(tmp_path / "s.sqlite")])
+    assert result.exit_code == 1 and f"another tuneoff process (pid {pid})" in result.output, result.output
+    assert not out.exists()
