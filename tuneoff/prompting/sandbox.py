@@ -4,8 +4,8 @@ Jinja2's `SandboxedEnvironment` keeps templates away from Python internals, but 
 machine's memory and time: `range(10**9)`, `'a' * 10**8`, `10**(10**8)` (folded at compile time),
 nested loops and recursive macros all hang or exhaust memory. A template comes from a user's YAML,
 so every render here has a budget:
-  - `range` yields at most `MAX_RANGE` items; every loop iteration, call and filter is a step, and a
-    render takes at most `MAX_STEPS` (so nested loops and branching macros end);
+  - every loop iteration, call, filter and operator is a step, and a render takes at most
+    `MAX_STEPS` (so nested loops and branching macros end; the sandbox's own `range` stops at 100,000);
   - `*`, `**`, `+`, `~` and every filter refuse to build a value longer than `MAX_SIZE`;
   - the rendered text is cut off at `MAX_SIZE` characters with an error, not a 5 GB prompt;
   - `include`, `import` and `extends` are refused at compile time: a prompt has no template files.
@@ -24,8 +24,6 @@ from jinja2 import nodes
 from jinja2.exceptions import SecurityError, TemplateSyntaxError
 from jinja2.sandbox import SandboxedEnvironment
 
-MAX_RANGE = 10_000
-"""Items one `range()` may yield (a prompt lists labels or demos: tens, not millions)."""
 MAX_STEPS = 200_000
 """Loop iterations + calls + filters + operators of one render."""
 MAX_SIZE = 1_000_000
@@ -52,13 +50,6 @@ def _sized(value: Any) -> Any:
     if isinstance(value, (str, list, tuple, dict)) and len(value) > MAX_SIZE:
         raise TemplateLimit(f"the template builds a value of {len(value):,} items (limit {MAX_SIZE:,})")
     return value
-
-
-def _bounded_range(*args: int) -> Iterator[int]:
-    r = range(*args)
-    if len(r) > MAX_RANGE:
-        raise TemplateLimit(f"range() of {len(r):,} items (limit {MAX_RANGE:,})")
-    return _counted(r)
 
 
 def _counted(items: Iterable) -> Iterator:
@@ -89,6 +80,21 @@ def _check_replace(s: Any, old: Any, new: Any) -> None:
             raise TemplateLimit(f"replace() would build text longer than {MAX_SIZE:,} characters")
 
 
+def _check_growth(name: str, args: tuple, kwargs: dict) -> None:
+    """Filters whose result can dwarf their input are sized before they run: `replace`, `join` with a
+    long separator, `indent` by a long string (each line gets it)."""
+    if name == "do_replace" and len(args) >= 4:  # (eval_ctx, s, old, new)
+        _check_replace(*args[1:4])
+    elif name == "do_join" and len(args) >= 2 and isinstance(args[1], (list, tuple, str)):
+        sep = str(args[2] if len(args) > 2 else kwargs.get("d", ""))
+        if len(args[1]) * len(sep) > MAX_SIZE:
+            raise TemplateLimit(f"join() would build text longer than {MAX_SIZE:,} characters")
+    elif name == "do_indent" and args:
+        width = args[1] if len(args) > 1 else kwargs.get("width", 4)
+        if isinstance(width, str) and (str(args[0]).count("\n") + 1) * len(width) > MAX_SIZE:
+            raise TemplateLimit(f"indent() would build text longer than {MAX_SIZE:,} characters")
+
+
 _WIDE_FORMAT = re.compile(r"\d{7,}")  # a `{:>1000000000}` or `%1000000000s` width or precision
 
 
@@ -97,8 +103,7 @@ def _guard_filter(fn):
     def guarded(*args, **kwargs):
         _step()
         _check_args(args, kwargs)
-        if fn.__name__ == "do_replace":
-            _check_replace(*args[-3:])  # (eval_ctx,) s, old, new
+        _check_growth(fn.__name__, args, kwargs)
         return _sized(fn(*args, **kwargs))
 
     return guarded
@@ -129,7 +134,6 @@ class BoundedEnvironment(SandboxedEnvironment):
 
     def __init__(self, **options: Any):
         super().__init__(**options)
-        self.globals["range"] = _bounded_range
         self.globals["__tuneoff_concat"] = _concat
         self.globals["__tuneoff_iter"] = _counted
         self.filters = {name: _guard_filter(fn) for name, fn in self.filters.items()}
