@@ -166,3 +166,11 @@ def test_a_template_with_an_unknown_variable_fails_at_load(tmp_path):
 def test_templates_using_real_data_columns_still_load(tmp_path):
     spec = with_("arms.1.prompt", {"shots": 2, "template": "{{ fields.title }}: {{ input }} ({{ labels|join('/') }})"})
     assert load(tmp_path, spec).arms[1].prompt["shots"] == 2
+
+
+def test_a_huge_yaml_is_refused(tmp_path):
+    refused(tmp_path, "name: x\n# " + "a" * 3_000_000 + "\n", "larger than")
+
+
+def test_a_deeply_nested_yaml_is_refused(tmp_path):
+    refused(tmp_path, "name: " + "[" * 20_000 + "]" * 20_000 + "\n", "nested too deeply|invalid YAML")

@@ -194,3 +194,18 @@ def test_a_second_training_into_one_folder_is_refused(project, tmp_path, held):
                                               "--store", str(tmp_path / "s.sqlite")])
     assert result.exit_code == 1 and f"another tuneoff process (pid {pid})" in result.output, result.output
     assert not out.exists()
+
+
+def test_a_data_error_leaves_no_experiment_row(project, tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"input": "a", "target": "positive"}\n{"input": "b"\n')
+    exp = yaml.safe_load(project["experiment"].read_text())
+    exp["task"] = {**exp["task"], "train": str(bad)}
+    exp["output"] = str(tmp_path / "out")
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(exp))
+    store = tmp_path / "s.sqlite"
+    TALLY["inputs"] += 1
+    result = CliRunner().invoke(build_app(), ["run", str(path), "--store", str(store)])
+    assert result.exit_code == 1 and "InvalidJSON" in result.output and f"{bad}:2" in result.output, result.output
+    assert query(store, "SELECT count(*) FROM experiments") == [(0,)]

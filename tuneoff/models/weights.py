@@ -126,8 +126,7 @@ def load_model(spec: ModelSpec, trainable: bool = False):
         from peft import PeftModel
 
         with _refusing(Path(base)):
-            base_model = AutoModelForCausalLM.from_pretrained(resolve_dir(base), dtype=dtype, local_files_only=True,
-                                                              use_safetensors=True)
+            base_model = AutoModelForCausalLM.from_pretrained(resolve_dir(base), dtype=dtype, local_files_only=True)
         with warnings.catch_warnings(), _refusing(path):
             # peft 0.21 reads transformers' deprecated `is_gradient_checkpointing` while it wraps the
             # base model (once per adapter load: each LoRA arm's eval, merge); not ours to fix
@@ -136,8 +135,8 @@ def load_model(spec: ModelSpec, trainable: bool = False):
         if not trainable:
             model = model.merge_and_unload()  # one plain model: no adapter overhead per token
     else:
-        with _refusing(path):  # use_safetensors: never fall back to a pickle
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, local_files_only=True, use_safetensors=True)
+        with _refusing(path):  # (check_model_dir already refused a folder whose only weights are a pickle)
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, local_files_only=True)
     model.to(device)
     tokenizer = load_tokenizer(spec.name)
     info = BackendInfo(name=spec.name, dtype=str(dtype).replace("torch.", ""), device=device,
