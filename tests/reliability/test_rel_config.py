@@ -77,7 +77,7 @@ def test_alias_bomb_is_refused_in_a_bounded_time(tmp_path):
 
 
 def test_recursive_alias_is_refused(tmp_path):
-    refused(tmp_path, "name: &x [*x]\n", "contains it|invalid YAML|expected")
+    refused(tmp_path, "name: &x [*x]\n", "refers to a value that contains it")
 
 
 def test_duplicate_keys_are_refused_at_the_second_one(tmp_path):
