@@ -222,9 +222,9 @@ def check_model(name: str, field: str) -> None:
         except TuneoffError as exc:
             raise TuneoffError(exc.message, field=field, hint=exc.hint) from None
         return
-    path = Path(name).expanduser()
-    looks_local = "/" in name or name.startswith(".") or path.suffix == ".gguf" or ":" not in name
-    if looks_local and not path.exists():
+    if re.match(r"[A-Za-z][\w.+-]*:", name):  # `kind:...`, e.g. a served model's URL: its backend checks it
+        return
+    if not Path(name).expanduser().exists():
         raise TuneoffError(f"no model at '{name}'", field=field,
                            hint="a local model directory, a .gguf file, or embedded:NAME (see `tuneoff models`)")
 
