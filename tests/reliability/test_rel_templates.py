@@ -62,6 +62,8 @@ RUNAWAY = [
     "{% set a = 'x' * 900000 %}" + "{% set a = a + a %}" * 10 + "{{ a|length }}",
     "{{ ((('a' * 999999)|list)|join('a' * 999))|length }}",
     "{{ (('a\n' * 499999)|indent('b' * 999))|length }}",
+    "{{ ('%1000000000s'|format(input))|length }}",
+    "{{ (('a' * 999999)|wordwrap(1, true, 'b' * 999))|length }}",
     "{% for x in labels recursive %}{{ loop(labels) }}{% endfor %}",
 ]
 

@@ -82,13 +82,21 @@ def _check_replace(s: Any, old: Any, new: Any) -> None:
 
 def _check_growth(name: str, args: tuple, kwargs: dict) -> None:
     """Filters whose result can dwarf their input are sized before they run: `replace`, `join` with a
-    long separator, `indent` by a long string (each line gets it)."""
+    long separator, `indent` by a long string (each line gets it), `wordwrap` with a long wrapstring,
+    `format` with a huge width."""
     if name == "do_replace" and len(args) >= 4:  # (eval_ctx, s, old, new)
         _check_replace(*args[1:4])
     elif name == "do_join" and len(args) >= 2 and isinstance(args[1], (list, tuple, str)):
         sep = str(args[2] if len(args) > 2 else kwargs.get("d", ""))
         if len(args[1]) * len(sep) > MAX_SIZE:
             raise TemplateLimit(f"join() would build text longer than {MAX_SIZE:,} characters")
+    elif name == "do_format" and args and _WIDE_FORMAT.search(str(args[0])):
+        raise TemplateLimit("a format width or precision past 999,999")
+    elif name == "do_wordwrap" and len(args) >= 2:  # (environment, s, width, break_long_words, wrapstring)
+        width = args[2] if len(args) > 2 else kwargs.get("width", 79)
+        wrap = str(args[4] if len(args) > 4 else kwargs.get("wrapstring") or "\n")
+        if isinstance(width, int) and len(str(args[1])) // max(width, 1) * len(wrap) > MAX_SIZE:
+            raise TemplateLimit(f"wordwrap() would build text longer than {MAX_SIZE:,} characters")
     elif name == "do_indent" and args:
         width = args[1] if len(args) > 1 else kwargs.get("width", 4)
         if isinstance(width, str) and (str(args[0]).count("\n") + 1) * len(width) > MAX_SIZE:
