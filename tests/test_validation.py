@@ -73,6 +73,7 @@ BAD_FILES = [
     ("ragged_row.csv", "RaggedRow", 4, None, {}),
     ("multiline_then_ragged.csv", "RaggedRow", 5, None, {}),
     ("unclosed_quote.csv", "InvalidCSV", 3, None, {}),
+    ("too_deep.jsonl", "TooLarge", 2, None, {}),
 ]
 
 

@@ -29,6 +29,9 @@ err_console = Console(stderr=True)
 
 StoreOpt = Annotated[Optional[Path], typer.Option("--store", help="Run store (SQLite); default TUNEOFF_HOME/runs.sqlite.")]
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Model spec: embedded:NAME, a model/adapter dir, or a .gguf.")]
+TaskModelOpt = Annotated[Optional[str], typer.Option(
+    "--model", "-m", help="Model spec: embedded:NAME, a model/adapter dir, or a .gguf (default: the experiment's "
+                          "model, the arm's own when it names one; else the embedded default).")]
 DtypeOpt = Annotated[str, typer.Option("--dtype", help="float32, bfloat16, or auto (bf16 where the CPU/GPU has it).")]
 FullOpt = Annotated[bool, typer.Option("--full", help="Print every dimension of the comparison for every arm "
                                                     "(wide: needs ~200 columns), not the compact summary.")]
@@ -210,7 +213,7 @@ def _arm_from(file: Path, arm: str):
 def eval_arm(
     task: Annotated[Path, typer.Argument(help="A task YAML, or an experiment YAML (its task).")],
     arm: Annotated[str, typer.Option(help="An arm name in the experiment file, or a prompt-arm YAML file.")],
-    model: ModelOpt = DEFAULT_MODEL,
+    model: TaskModelOpt = None,
     split: Annotated[str, typer.Option(help="train, dev or test.")] = "test",
     store: StoreOpt = None,
 ) -> None:
@@ -220,14 +223,24 @@ def eval_arm(
 
     source, exp = _arm_from(task, arm)
     prompt_arm = build_prompt_arm(source, exp.task) if exp else source
-    run_eval(task, prompt_arm, model=model, split=split, store=_store(store), console=console)
+    run_eval(task, prompt_arm, model=_model_of(model, source, exp), split=split, store=_store(store), console=console)
+
+
+def _model_of(model: str | None, entry, exp) -> str:
+    """--model, else the arm's own model, else the experiment's: an experiment file's `model:` is
+    what its arms run on (it used to be ignored for the embedded default)."""
+    if model:
+        return model
+    if exp is not None:
+        return getattr(entry, "model", None) or exp.model
+    return DEFAULT_MODEL
 
 
 def finetune(
     task: Annotated[Path, typer.Argument(help="A task YAML, or an experiment YAML (its task).")],
     arm: Annotated[str, typer.Option(help="A fine-tune arm name in the experiment file, or a fine-tune-arm YAML.")],
     output: Annotated[Path, typer.Option(help="Where the adapter or model directory goes.")],
-    model: ModelOpt = DEFAULT_MODEL,
+    model: TaskModelOpt = None,
     resume: Annotated[bool, typer.Option(help="Continue from the latest complete checkpoint in OUTPUT.")] = False,
     store: StoreOpt = None,
 ) -> None:
@@ -241,7 +254,7 @@ def finetune(
     entry = source if exp else ArmEntry(name=Path(arm).stem, finetune=read_yaml(Path(arm))[0])
     if entry.finetune is None:
         raise TuneoffError(f"arm '{entry.name}' is not a fine-tune arm", field="arm")
-    result = run_finetune(load_task_data(task), build_finetune_arm(entry), model, output, _store(store),
+    result = run_finetune(load_task_data(task), build_finetune_arm(entry), _model_of(model, entry, exp), output, _store(store),
                           resume=resume, console=console)
     s = result.stats
     console.print(f"{result.output_dir}: {s.steps} steps, {s.examples} examples, {s.tokens:,} tokens in "

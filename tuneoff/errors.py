@@ -67,6 +67,7 @@ class Kind(Enum):
     DuplicateExample = ("warning", "same context, input and target as an earlier record")
     ConflictingTarget = ("warning", "same context and input as an earlier record, with a different target")
     TooLong = ("error", "input + target is longer than the token budget")
+    TooLarge = ("error", "a record is over 1,000,000 characters, or nested past 100 levels: not a training example")
 
     @property
     def is_warning(self) -> bool:

@@ -22,6 +22,8 @@ from .config.task import TaskData, load_task
 from .data import digest
 from .models import ModelSpec, load_backend
 from .records import ExperimentSummary, Role
+from .errors import TuneoffError
+from .locks import hold
 from .store import Store
 
 
@@ -82,9 +84,16 @@ class RunContext:
 
 def run_experiment(exp: Experiment, store: Store, console=None) -> int:
     """Run everything the experiment asks for; returns its experiment id in the store."""
+    # a second `run` of the same experiment would train into the same model folders: refused
+    with hold(exp.output_dir() / ".run.lock", f"running experiment '{exp.name}'"):
+        return _run_experiment(exp, store, console)
+
+
+def _run_experiment(exp: Experiment, store: Store, console=None) -> int:
     began = time.perf_counter()
+    data = load_task(exp.task)  # data mistakes fail before the experiment has a row in the store
     experiment_id = store.add_experiment(exp.name, to_dict(exp))
-    ctx = RunContext(exp, store, experiment_id, load_task(exp.task), console)
+    ctx = RunContext(exp, store, experiment_id, data, console)
     ctx.say(f"experiment {experiment_id}: {exp.name} — train {len(ctx.data.train)}, dev {len(ctx.data.dev)}, "
             f"test {len(ctx.data.test)} items; store {store.path}")
     ctx.ood = load_task(exp.ood.task_spec(exp.task)) if exp.ood else None
@@ -132,7 +141,7 @@ def train_arm(ctx: RunContext, entry: ArmEntry, overrides: dict | None = None, r
     arm = build_finetune_arm(entry, overrides={**ctx.chosen.get(entry.name, {}), **(overrides or {})})
     out = output_dir(ctx, entry, arm)
     if is_finished(out):
-        run_id = json.loads((out / "tuneoff.json").read_text())["run_id"]
+        run_id = _training_run(ctx.store, out, entry.name)
         ctx.say(f"[dim]{arm.name}: reusing the trained model in {out}[/dim]")
     else:
         model = entry.model or ctx.exp.model
@@ -143,6 +152,27 @@ def train_arm(ctx: RunContext, entry: ArmEntry, overrides: dict | None = None, r
         run_id = result.run_id
     ctx.link(run_id, role, entry.name, x)
     return out
+
+
+def _training_run(store: Store, out: Path, arm: str) -> int:
+    """This store's run for a finished model folder. The folder names the run that trained it, but
+    maybe in another store (`--store A`, then `--store B`), where that id is missing or another run:
+    then the training is recorded here as a run of its own, from the folder's stats."""
+    meta = json.loads((out / "tuneoff.json").read_text())
+    fp = meta.get("fingerprint", "")
+    try:
+        row = store.run(int(meta["run_id"]))
+    except TuneoffError:
+        row = None
+    if row is not None and row["kind"] == "finetune" and row["arm"] == arm and (not fp or row["fingerprint"] == fp):
+        return int(row["id"])
+    found = store.find_run(fp, statuses=("done",)) if fp else None
+    if found is not None:
+        return int(found["id"])
+    run_id = store.start_run("finetune", arm=arm, task=meta.get("task", ""), split="train", model=meta.get("base", ""),
+                             spec=meta.get("arm", {}), fingerprint=fp)
+    store.finish_run(run_id, "done", {**meta.get("stats", {}), "output_dir": str(out), "trained_in_another_store": True})
+    return run_id
 
 
 def _has_checkpoints(out: Path) -> bool:

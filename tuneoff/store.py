@@ -89,36 +89,89 @@ def cache_key(model: str, prompt: str, params: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+class _Connection(sqlite3.Connection):
+    """A connection whose failures to read or write the file (read-only, disk full, corrupted, locked
+    for too long) are project errors: the CLI prints one line instead of a traceback. Integrity errors
+    stay what they are: they are our bugs."""
+
+    path = ""
+
+    def execute(self, *args: Any) -> sqlite3.Cursor:
+        try:
+            return super().execute(*args)
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.DatabaseError as exc:
+            raise _store_error(exc, self.path) from None
+
+    def executemany(self, *args: Any) -> sqlite3.Cursor:
+        try:
+            return super().executemany(*args)
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.DatabaseError as exc:
+            raise _store_error(exc, self.path) from None
+
+
+class StoreError(TuneoffError):
+    """The store file could not be read or written; `reason` is SQLite's own words."""
+
+    def __init__(self, reason: str, path: str, hint: str):
+        self.reason = reason
+        super().__init__(f"the run store failed: {reason}", file=path, hint=hint)
+
+
+def _store_error(exc: Exception, path: str) -> StoreError:
+    hints = {"readonly": "the store file or its folder is read-only: pass --store PATH to a writable place",
+             "disk is full": "free some disk space, or pass --store PATH on another disk",
+             "not a database": "the file is not a tuneoff store: pass --store PATH to use another file",
+             "malformed": "the store is corrupted: restore a backup, or pass --store PATH to start a new one",
+             "unable to open": "the path is a folder, or its folder is read-only: pass --store PATH to another file"}
+    hint = next((h for k, h in hints.items() if k in str(exc)), "pass --store PATH to use another file")
+    return StoreError(str(exc), path, hint)
+
+
 class Store:
     """A run store at `path` (default `TUNEOFF_HOME/runs.sqlite`)."""
 
     def __init__(self, path: str | Path | None = None):
         self.path = Path(path) if path else default_store_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a parent that is a file, a read-only or full disk
+            raise TuneoffError(f"cannot create the run store's folder: {exc.strerror}", file=str(self.path),
+                               hint="pass --store PATH to use another file") from None
+        try:
+            self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None, factory=_Connection)
+            self.db.path = str(self.path)
             self.db.row_factory = sqlite3.Row
             self.db.execute("PRAGMA journal_mode=WAL")   # readers (report) never block the writer
             self.db.execute("PRAGMA busy_timeout=30000")
             self.db.execute("PRAGMA foreign_keys=ON")
             self.migrate()
-        except sqlite3.DatabaseError as exc:
-            raise TuneoffError(f"cannot open run store: {exc}", file=str(self.path),
-                               hint="pass --store PATH to use another file") from None
+        except (sqlite3.DatabaseError, StoreError) as exc:
+            raise TuneoffError(f"cannot open run store: {getattr(exc, 'reason', exc)}", file=str(self.path),
+                               hint=_store_error(exc, str(self.path)).hint) from None
 
     def migrate(self) -> int:
-        version = self.db.execute("PRAGMA user_version").fetchone()[0]
-        if version > len(MIGRATIONS):
-            raise TuneoffError(f"store schema v{version} is newer than this tuneoff (v{len(MIGRATIONS)})",
-                               file=str(self.path), hint="upgrade tuneoff")
-        for i, migration in enumerate(MIGRATIONS[version:], start=version + 1):
-            with self.transaction():
+        # the version is read inside the write lock: two processes opening a fresh store at once
+        # would otherwise both see v0 and both create the tables ("table experiments already exists")
+        with self.transaction():
+            version = self.db.execute("PRAGMA user_version").fetchone()[0]
+            if version > len(MIGRATIONS):
+                raise TuneoffError(f"store schema v{version} is newer than this tuneoff (v{len(MIGRATIONS)})",
+                                   file=str(self.path), hint="upgrade tuneoff")
+            for i, migration in enumerate(MIGRATIONS[version:], start=version + 1):
                 migration(self.db)
                 self.db.execute(f"PRAGMA user_version={i}")
         return len(MIGRATIONS)
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic write; nested inside another, it joins the outer one."""
+        if self.db.in_transaction:
+            yield self.db
+            return
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield self.db
@@ -130,6 +183,12 @@ class Store:
 
     def close(self) -> None:
         self.db.close()
+
+    def lock_path(self, key: str) -> Path | None:
+        """A lock file for work on this store named by `key` (None for an in-memory store)."""
+        if str(self.path) == ":memory:":
+            return None
+        return self.path.parent / f".{self.path.name}.locks" / key
 
     # -- experiments and runs -----------------------------------------------------------------
     def add_experiment(self, name: str, spec: dict | None = None) -> int:

@@ -7,10 +7,11 @@ composed into nodes first so every value keeps its position.
 from __future__ import annotations
 
 import re
+import string
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import TuneoffError
+from ..errors import TuneoffError, did_you_mean
 from ..models.options import DEFAULT_MODEL, canonical_dtype, check_engine
 from .prices import Constraints, PriceTable
 from .probes import OutOfDomainSpec, ProbeSpec
@@ -155,6 +156,10 @@ class Experiment:
             if arm.finetuned and self.arm(arm.finetuned) is None or (arm.finetuned and self.arm(arm.finetuned).kind != "finetune"):
                 raise TuneoffError(f"'{arm.finetuned}' is not a fine-tune arm of this experiment", field=f"arms[{i}].finetuned",
                                    hint="fine-tune arms: " + ", ".join(a.name for a in self.arms if a.kind == "finetune"))
+        self._check_name_and_output()
+        if self.batch_size < 1:
+            raise TuneoffError("must be >= 1", field="batch_size")
+        self._check_probes()
         self.task.base_dir = self.base_dir
         if self.flexibility:
             self.flexibility.task.base_dir = self.base_dir
@@ -169,6 +174,45 @@ class Experiment:
     def repeats_of(self, entry: ArmEntry) -> int:
         return entry.repeats if entry.repeats is not None else self.repeats
 
+    def _check_name_and_output(self) -> None:
+        # the name becomes a folder under `output`: one plain path part, or `../../x` escapes it
+        if not re.fullmatch(r"[^/\\\x00-\x1f]{1,200}", self.name) or self.name.strip(". ") == "":
+            raise TuneoffError(f"{self.name!r} cannot name a folder", field="name",
+                               hint="use letters, digits, spaces and . + - _ (no / or \\, not . or ..)")
+        try:
+            fields = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(self.output) if f is not None]
+        except ValueError as exc:
+            raise TuneoffError(f"bad braces: {exc}", field="output", hint="write {name} or no braces") from None
+        if any(f != "name" or spec or conv for f, spec, conv in fields):
+            bad = next(f for f, spec, conv in fields if f != "name" or spec or conv)
+            raise TuneoffError(f"unknown placeholder {{{bad}}}", field="output",
+                               hint="the one placeholder is {name} (the experiment's name)")
+
+    def _check_probes(self) -> None:
+        """Arms that curves and consistency name exist and are of the right kind, before any training."""
+        kinds = {a.name: a.kind for a in self.arms}
+        for i, name in enumerate(self.consistency.arms if self.consistency else []):
+            if name not in kinds:
+                raise TuneoffError(f"no arm '{name}' in this experiment", field=f"consistency.arms[{i}]",
+                                   hint=did_you_mean(name, list(kinds)))
+        c = self.consistency
+        if c and (c.temperature < 0 or (c.temperature == 0 and c.seeds)):
+            raise TuneoffError("must be > 0: seeds only differ when the model samples", field="consistency.temperature")
+        if self.curves:
+            self._check_curve_arm("prompt_arm", "prompt", bool(self.curves.shots))
+            self._check_curve_arm("finetune_arm", "finetune", bool(self.curves.n_train))
+
+    def _check_curve_arm(self, key: str, kind: str, wanted: bool) -> None:
+        name = getattr(self.curves, key)
+        if name is not None and next((a for a in self.arms if a.name == name and a.kind == kind), None) is None:
+            raise TuneoffError(f"'{name}' is not a {kind} arm of this experiment", field=f"curves.{key}",
+                               hint=did_you_mean(name, [a.name for a in self.arms if a.kind == kind]))
+        default = any(a.kind == kind and (kind == "finetune" or (a.prompt or {}).get("shots", 0)) for a in self.arms)
+        if wanted and name is None and not default:
+            what = "shots" if kind == "prompt" else "n_train"
+            raise TuneoffError(f"a curve over {what} needs a {kind} arm" + (" with shots > 0" if kind == "prompt" else ""),
+                               field=f"curves.{what}", hint=f"add one, or name it in curves.{key}")
+
     def arm(self, name: str) -> ArmEntry | None:
         return next((a for a in self.arms if a.name == name), None)
 
@@ -182,14 +226,45 @@ def load_experiment(path: str | Path) -> Experiment:
     data, root = read_yaml(path, "an experiment: a mapping of name, task, arms, ...")
     with located(path, root):
         exp = from_dict(Experiment, {**data, "base_dir": str(Path(path).parent)}, "", str(path))
+        check_files(exp)
         check_arm_options(exp)
     return exp
+
+
+def check_files(exp: Experiment) -> None:
+    """The label files and local models an experiment names exist, before anything runs (a missing
+    one used to fail after training, with no file or line)."""
+    exp.task.label_list()
+    if exp.flexibility:
+        exp.flexibility.task.label_list()
+    check_model(exp.model, "model")
+    for i, entry in enumerate(exp.arms):
+        if entry.model:
+            check_model(entry.model, f"arms[{i}].model")
+
+
+def check_model(name: str, field: str) -> None:
+    """A model spec that is a local path must exist; `embedded:` names must be known. Other
+    `kind:` specs (served backends) are checked when they are built."""
+    if name.startswith("embedded:"):
+        from ..models.embedded import get_embedded
+
+        try:
+            get_embedded(name.split(":", 1)[1])
+        except TuneoffError as exc:
+            raise TuneoffError(exc.message, field=field, hint=exc.hint) from None
+        return
+    if re.match(r"[A-Za-z][\w.+-]*:", name):  # `kind:...`, e.g. a served model's URL: its backend checks it
+        return
+    if not Path(name).expanduser().exists():
+        raise TuneoffError(f"no model at '{name}'", field=field,
+                           hint="a local model directory, a .gguf file, or embedded:NAME (see `tuneoff models`)")
 
 
 def check_arm_options(exp: Experiment) -> None:
     """Build every arm's PromptArm/FinetuneArm now, so a typo fails before any model call."""
     for i, entry in enumerate(exp.arms):
-        build_prompt_arm(entry, exp.task, where=f"arms[{i}].prompt", tuning=exp.tuning)
+        arm = build_prompt_arm(entry, exp.task, where=f"arms[{i}].prompt", tuning=exp.tuning)
         if entry.tune and exp.tuning is None:
             raise TuneoffError("`tune: true` needs the experiment's `tuning:` section (the budget)",
                                field=f"arms[{i}].tune", hint="add `tuning: {}` for the default budgets")
@@ -201,6 +276,30 @@ def check_arm_options(exp: Experiment) -> None:
                                    hint="add `tuning: {}`")
             for options in candidates:
                 build_finetune_arm(entry, where=f"arms[{i}].finetune", overrides=options)
+        dry_render(arm, exp.task, where=f"arms[{i}].prompt")
+
+
+def dry_render(arm, task: TaskSpec, where: str) -> None:
+    """Render an arm's templates once on stand-in examples, so a misspelt variable fails at load
+    rather than after the fine-tune arms have trained. Only unknown variables are reported here:
+    other render errors may depend on the real data, and surface before the arm's first call."""
+    from ..data import Example
+    from ..prompting import TaskContext, build_strategy
+    from ..prompting.strategies import hoist_system
+
+    labels = tuple(task.label_list() or ()) or None
+    stand_in = [Example(input="text", target=(labels or ("answer",))[i % len(labels or "a")],
+                        id=f"stand-in-{i}") for i in range(max(4, 2 * arm.n_shots))]
+    context = TaskContext(name=task.name, labels=labels, metric=task.metric, instruction=task.instruction,
+                          pool=tuple(stand_in))
+    try:  # the strategy alone: a demo selector may load an embedding model, which no config read should
+        hoist_system(build_strategy(arm, context).messages(stand_in[0], stand_in[1:1 + arm.n_shots]))
+    except TuneoffError as exc:
+        # `fields.<column>` depends on the data file's columns: only a top-level name is surely wrong
+        if "unknown variable" in exc.message and "is undefined" in exc.message:
+            exc.field = f"{where}.{exc.field}" if exc.field else where
+            exc.args = (exc.render(),)
+            raise
 
 
 def build_prompt_arm(entry: ArmEntry, task: TaskSpec, where: str = "prompt", overrides: dict | None = None,

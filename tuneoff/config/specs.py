@@ -8,6 +8,7 @@ live in its own `__post_init__`. This module only does the generic part: unknown
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -83,30 +84,96 @@ def _convert(hint: Any, value: Any, path: str, file: str | None) -> Any:
                                hint=did_you_mean(str(value), [str(a) for a in args]))
         return value
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+        value = float(value) if abs(value) < 1e300 else math.inf
+    if hint is float and isinstance(value, float) and not math.isfinite(value):
+        # .nan / .inf would pass every `x > 0` check and then poison training or sampling
+        raise TuneoffError(f"expected a finite number, got {value}", file=file, field=path)
+    if hint is int and isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 2**63:
+        raise TuneoffError(f"{value} is out of range (a 64-bit integer)", file=file, field=path)
     if hint in (int, float, str, bool) and not (isinstance(value, hint) and not (hint is int and isinstance(value, bool))):
         raise TuneoffError(f"expected {hint.__name__}, got {type(value).__name__} ({value!r})", file=file, field=path)
     return value
 
 
+MAX_YAML_BYTES = 2_000_000
+"""A config file past this is not a config: refuse it before the parser holds it all."""
+MAX_YAML_VALUES = 100_000
+"""Values a file may stand for once its aliases expand. An alias bomb (`b: [*a, *a, ...]` nested ten
+deep) is a few lines that expand to billions of values, and `dataclasses.asdict` copies every one."""
+
+
 def read_yaml(path: str | Path, what: str = "a mapping of fields") -> tuple[dict, Any]:
-    """(data, node tree) of a YAML mapping file; the nodes keep every value's line for errors."""
+    """(data, node tree) of a YAML mapping file; the nodes keep every value's line for errors.
+
+    Bounded: the file's size, its values after alias expansion, its nesting; a key given twice is an
+    error rather than YAML's silent "last one wins".
+    """
     import yaml
 
     path = Path(path)
     if not path.is_file():
         raise TuneoffError("no such file", file=str(path))
-    text = path.read_text(encoding="utf-8")
+    if path.stat().st_size > MAX_YAML_BYTES:
+        raise TuneoffError(f"the file is larger than {MAX_YAML_BYTES:,} bytes: not a config file", file=str(path))
+    text = _utf8(path)
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        _check_nodes(root, str(path))
+        data = yaml.SafeLoader("").construct_document(root) if root is not None else None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise TuneoffError(f"invalid YAML: {getattr(exc, 'problem', exc)}", file=str(path),
                            line=mark.line + 1 if mark else None) from None
+    except RecursionError:
+        raise TuneoffError("the YAML is nested too deeply", file=str(path)) from None
     if not isinstance(data, dict):
         raise TuneoffError(f"expected {what}", file=str(path))
     return data, root
+
+
+def _utf8(path: Path) -> str:
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8-sig")  # an editor's byte-order mark is harmless
+    except UnicodeDecodeError as e:
+        raise TuneoffError(f"not UTF-8 text: byte 0x{raw[e.start]:02x}", file=str(path),
+                           line=raw.count(b"\n", 0, e.start) + 1, hint="re-save the file as UTF-8") from None
+
+
+def _check_nodes(root: Any, file: str) -> None:
+    """Duplicate keys, and the expanded size of the tree, without expanding it: an aliased node is
+    counted once per use through a memo of each node's size."""
+    import yaml
+
+    sizes: dict[int, int] = {}
+
+    def size(node) -> int:
+        if id(node) in sizes:
+            if sizes[id(node)] < 0:
+                raise TuneoffError("an alias refers to a value that contains it", file=file,
+                                   line=node.start_mark.line + 1)
+            return sizes[id(node)]
+        sizes[id(node)] = -1  # in progress: meeting it again means a cycle
+        total = 1
+        if isinstance(node, yaml.MappingNode):
+            seen: dict = {}
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.value != "<<":
+                    if key.value in seen:
+                        raise TuneoffError(f"key '{key.value}' is given twice (first on line {seen[key.value]})",
+                                           file=file, line=key.start_mark.line + 1, hint="remove one of them")
+                    seen[key.value] = key.start_mark.line + 1
+                total += size(key) + size(value)
+        elif isinstance(node, yaml.SequenceNode):
+            total += sum(size(item) for item in node.value)
+        if total > MAX_YAML_VALUES:
+            raise TuneoffError(f"the YAML expands to more than {MAX_YAML_VALUES:,} values (aliases of aliases?)",
+                               file=file, line=node.start_mark.line + 1)
+        sizes[id(node)] = total
+        return total
+
+    if root is not None:
+        size(root)
 
 
 @contextmanager

@@ -51,6 +51,31 @@ class LoadResult:
 
 # ---------------------------------------------------------------- bytes -> text -> records
 
+MAX_RECORD_CHARS = 1_000_000
+"""A record (JSONL line, array element, CSV row) longer than this is refused before it is parsed
+further: no model's context holds it, and one 50 MB line otherwise costs gigabytes downstream."""
+MAX_DEPTH = 100
+"""JSON nesting past this is refused (records are flat or chat lists; deeper is an attack)."""
+_TOO_LARGE = f"the record is longer than {MAX_RECORD_CHARS:,} characters"
+
+
+def _too_deep(text: str) -> bool:
+    """Nesting deeper than `MAX_DEPTH`, judged by brackets outside strings (json's C decoder would
+    otherwise recurse until RecursionError)."""
+    depth = 0
+    for m in _BRACKETS.finditer(text):
+        token = m.group()
+        if token in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return True
+        elif token in "]}":
+            depth -= 1
+    return False
+
+
+_BRACKETS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
 def _decode(raw: bytes, r: RecordReader) -> str | None:
     """UTF-8 text, or None when the file is in an encoding we do not read at all."""
     if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):  # also covers UTF-32 LE
@@ -82,6 +107,10 @@ def _read_jsonl(text: str, r: RecordReader) -> int:
         if not line.strip():
             continue
         records += 1
+        if len(line) > MAX_RECORD_CHARS or _too_deep(line):
+            r.report(Kind.TooLarge, number, _TOO_LARGE if len(line) > MAX_RECORD_CHARS
+                     else f"JSON nested deeper than {MAX_DEPTH} levels")
+            continue
         try:
             record = json.loads(line)
         except json.JSONDecodeError as e:
@@ -124,6 +153,9 @@ def _read_json_array(text: str, r: RecordReader) -> int:
     pos = _SPACE.match(text, pos).end()
     if text.startswith("]", pos):
         return 0
+    if _too_deep(text[pos:]):  # (the array's own bracket is already behind `pos`)
+        r.report(Kind.TooLarge, 1, f"JSON nested deeper than {MAX_DEPTH} levels")
+        return -1
     while True:
         try:
             value, end = decoder.raw_decode(text, pos)
@@ -132,7 +164,11 @@ def _read_json_array(text: str, r: RecordReader) -> int:
             r.report(Kind.InvalidJSON, e.lineno, f"{e.msg} (column {e.colno})")
             return records
         records += 1
-        r.record(value, line_at(pos), position=records)
+        if end - pos > MAX_RECORD_CHARS:
+            r.position = records
+            r.report(Kind.TooLarge, line_at(pos), _TOO_LARGE)
+        else:
+            r.record(value, line_at(pos), position=records)
         r.position = None  # what follows an element (commas, the closing ']') is the array's
         pos = _SPACE.match(text, end).end()
         if text.startswith("]", pos):
@@ -167,6 +203,12 @@ def _read_csv(text: str, delimiter: str, r: RecordReader) -> int:
             continue
         last = reader.line_num
         if not row:  # blank line
+            continue
+        if len(row) > 10_000 or sum(map(len, row)) > MAX_RECORD_CHARS:  # (csv bounds each field, not rows)
+            r.report(Kind.TooLarge, start, _TOO_LARGE if len(row) <= 10_000 else f"{len(row):,} columns")
+            if header is None:
+                return -1
+            records += 1
             continue
         if header is None:
             header = _Header.read(row, start, r)

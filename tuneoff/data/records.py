@@ -155,6 +155,8 @@ class RecordReader:
 
 
 def closest(alternatives: list[str], present: list[str]) -> str:
+    # a hostile header or key can be megabytes long, or a million names: difflib on those never ends
+    present = [name if len(name) <= 80 else name[:77] + "..." for name in present[:100]]
     hints = [did_you_mean(name, present) for name in alternatives] if present else ["there are none"]
     return next((h for h in hints if h.startswith("did you mean")), hints[0])
 

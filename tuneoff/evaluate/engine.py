@@ -18,6 +18,7 @@ from typing import Iterator, Sequence
 
 from ..data import Example, digest
 from ..errors import TuneoffError
+from ..locks import hold
 from ..metrics import MetricValue, get_metric
 from ..models.base import Backend, GenerationConfig
 from ..prompting.answers import parse_reply
@@ -100,6 +101,8 @@ class ChunkRunner:
         self.model = model_id(backend)
         self.metric = get_metric(self.ctx.metric)
         self.hits = self.misses = 0
+        self.over_context: list[str] = []
+        """Ids of items whose prompt is longer than the model's context (warned about at the end)."""
         if self.arm.mode == "score":
             self.labels = list(self.ctx.labels or ())
             self.words = label_words(self.arm, self.labels)
@@ -127,13 +130,28 @@ class ChunkRunner:
         for i, ref in enumerate(refs):
             if ref is None:
                 todo.setdefault(prompts[i], i)
-        fresh = self._call([chats[i] for i in todo.values()], list(todo)) if todo else {}
-        refs = [ref or fresh[p] for ref, p in zip(refs, prompts)]
+        self._check_context(items, prompts)
+        answers = self._compute([chats[i] for i in todo.values()]) if todo else []
+        # the chunk's calls and predictions land in one transaction: a process killed between them
+        # would leave calls that a rerun cannot reuse (score calls need the prediction's log-probs)
+        pending = {prompt: CallRef(0, answer[1], False, answer[2]) for prompt, answer in zip(todo, answers)}
+        merged = [ref or pending[p] for ref, p in zip(refs, prompts)]
+        calibrated = self._calibrated(items, demos, merged) if self._calibrating else [None] * len(refs)
+        with self.store.transaction():
+            fresh = {prompt: self._store_call(prompt, answer) for prompt, answer in zip(todo, answers)}
+            refs = [ref or fresh[p] for ref, p in zip(refs, prompts)]
+            self.store.add_predictions(self.run_id, [self._row(i, ex, d, ref, c) for (i, ex), d, ref, c
+                                                     in zip(items, demos, refs, calibrated)])
         self.hits += sum(r.cached for r in refs)
         self.misses += sum(not r.cached for r in refs)
-        calibrated = self._calibrated(items, demos, refs) if self._calibrating else [None] * len(refs)
-        self.store.add_predictions(self.run_id, [self._row(i, ex, d, ref, c) for (i, ex), d, ref, c
-                                                 in zip(items, demos, refs, calibrated)])
+
+    def _check_context(self, items: Sequence[tuple[int, Example]], prompts: list[str]) -> None:
+        limit = getattr(self.backend, "context_length", None)
+        if not limit:
+            return
+        for (i, ex), prompt in zip(items, prompts):
+            if self.backend.count_tokens(prompt) > limit:
+                self.over_context.append(ex.id or str(i))
 
     @property
     def _calibrating(self) -> bool:
@@ -168,21 +186,20 @@ class ChunkRunner:
         # a score call is only reusable with its per-label log-probs (kept on the prediction)
         return CallRef(row["id"], row["output"], True, extra["logprobs"]) if "logprobs" in extra else None
 
-    def _call(self, chats: list, prompts: list[str]) -> dict[str, CallRef]:
-        out = {}
+    def _compute(self, chats: list) -> list[tuple[dict, str, dict | None]]:
+        """(call fields, output, label log-probs or None) per chat: the model's work, nothing stored yet."""
         if self.arm.mode == "generate":
-            for prompt, c in zip(prompts, self.backend.generate(chats, self.config)):
-                call_id = self.store.add_call(run_id=self.run_id, model=self.model, prompt=prompt, params=self.params,
-                                              **c.call_fields())
-                out[prompt] = CallRef(call_id, c.text, False)
-            return out
-        labels = self.labels
-        for prompt, s in zip(prompts, score_labels(self.backend, chats, self.words, self.arm.score_end_of_turn)):
-            best = s.best(labels, self.arm.score_norm)
-            call_id = self.store.add_call(run_id=self.run_id, model=self.model, prompt=prompt, params=self.params,
-                                          **s.call_fields(best))
-            out[prompt] = CallRef(call_id, best, False, dict(zip(labels, s.logprobs)))
+            return [(c.call_fields(), c.text, None) for c in self.backend.generate(chats, self.config)]
+        out = []
+        for s in score_labels(self.backend, chats, self.words, self.arm.score_end_of_turn):
+            best = s.best(self.labels, self.arm.score_norm)
+            out.append((s.call_fields(best), best, dict(zip(self.labels, s.logprobs))))
         return out
+
+    def _store_call(self, prompt: str, answer: tuple[dict, str, dict | None]) -> CallRef:
+        fields, output, logprobs = answer
+        call_id = self.store.add_call(run_id=self.run_id, model=self.model, prompt=prompt, params=self.params, **fields)
+        return CallRef(call_id, output, False, logprobs)
 
     def _row(self, item: int, ex: Example, demos: Sequence[Example], ref: CallRef,
              calibrated: list[float] | None = None) -> dict:
@@ -269,6 +286,18 @@ def evaluate(backend: Backend, arm: PromptArm, examples: Sequence[Example], task
     prompter = prepare(arm, ctx, sample=examples[0], chat_model=backend.info.chat)
     store = store or Store(":memory:")
     fingerprint = run_fingerprint(backend, arm, examples, ctx, split, kind)
+    # one process per identical evaluation: a second one waits, then answers from the first's calls
+    # (two at once used to share the run and write every call twice)
+    waiting = console.print if console is not None else None
+    with hold(store.lock_path(f"eval-{fingerprint[:32]}"), "running the same evaluation", wait=True, waiting=waiting):
+        return _evaluate_run(backend, arm, examples, ctx, prompter, store, fingerprint, split, kind, chunk_size,
+                             console, experiment_id)
+
+
+def _evaluate_run(backend: Backend, arm: PromptArm, examples: list[Example], ctx: TaskContext, prompter: Prompter,
+                  store: Store, fingerprint: str, split: str, kind: str, chunk_size: int | None, console,
+                  experiment_id: int | None) -> EvalResult:
+    """`evaluate` once it holds the evaluation's lock: open (or resume) the run, then its chunks."""
     run_id, done, earlier = _open_run(store, fingerprint, arm, ctx, backend, split, kind, experiment_id)
     todo = [i for i in range(len(examples)) if i not in done]
     runner = ChunkRunner(backend, prompter, store, run_id)
@@ -288,6 +317,10 @@ def evaluate(backend: Backend, arm: PromptArm, examples: Sequence[Example], task
         store.finish_run(run_id, "failed", EvalSummary(earlier + time.perf_counter() - began).to_dict())
         raise
     wall = time.perf_counter() - began
+    if runner.over_context and console is not None:
+        ids = ", ".join(runner.over_context[:5]) + (" ..." if len(runner.over_context) > 5 else "")
+        console.print(f"[yellow]warning: {len(runner.over_context)} prompt(s) of {arm.name} are longer than the "
+                      f"model's context ({backend.context_length} tokens) and were scored anyway: {ids}[/yellow]")
     metrics = summarise(store, run_id, ctx, wall_seconds=earlier + wall)
     store.finish_run(run_id, "done", EvalSummary(earlier + wall, runner.hits, runner.misses, len(done),
                                                  MainMetric(ctx.metric, metrics[ctx.metric].value).to_dict(),

@@ -17,6 +17,7 @@ import torch
 
 from ..data import Example, subsample
 from ..errors import TuneoffError
+from ..locks import hold
 from ..store import Store
 from .checkpoint import complete_checkpoints
 from .collate import EncodeReport, Encoded, Formatter, default_formatter, encode_all, require_examples
@@ -78,6 +79,15 @@ def run_finetune(task: TaskData, arm: FinetuneArm, model: str, output_dir: Path,
             (or the best dev loss with eval_steps).
     """
     output_dir = Path(output_dir).expanduser()
+    # two processes training into one directory would interleave checkpoints: the second is refused
+    with hold(output_dir.parent / f".{output_dir.name}.lock", f"training into {output_dir}"):
+        return _run_finetune(task, arm, model, output_dir, store, resume, console, formatter, hooks, selection)
+
+
+def _run_finetune(task: TaskData, arm: FinetuneArm, model: str, output_dir: Path, store: Store,
+                  resume: bool = False, console=None, formatter: Formatter | None = None,
+                  hooks: Sequence[Hook] = (), selection: Selection | None = None) -> FinetuneResult:
+    output_dir = Path(output_dir).expanduser()
     _check_output_dir(output_dir, resume)
     if arm.eval_steps and not task.dev:
         raise TuneoffError("a periodic eval loss needs dev examples, and the task has none", field="eval_steps",
@@ -108,7 +118,7 @@ def run_finetune(task: TaskData, arm: FinetuneArm, model: str, output_dir: Path,
         store.finish_run(run_id, "paused", {"output_dir": str(output_dir), **stats.as_dict()})
         return FinetuneResult(output_dir, run_id, stats, paused=True)
     meta = {"base": base_spec(model), "method": arm.method, "arm": arm.to_dict(), "task": task.spec.name,
-            "run_id": run_id, "stats": stats.as_dict()}
+            "run_id": run_id, "fingerprint": fp, "stats": stats.as_dict()}
     write_model(lm, tokenizer, output_dir, meta)
     if not arm.keep_checkpoints:
         shutil.rmtree(output_dir / CHECKPOINTS, ignore_errors=True)

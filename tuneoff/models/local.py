@@ -125,6 +125,11 @@ class TransformersBackend:
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
+    @property
+    def context_length(self) -> int | None:
+        """Positions the model was trained on: past them its answers are not worth scoring."""
+        return getattr(self.model.config, "max_position_embeddings", None)
+
     # -- generation ---------------------------------------------------------------------------
     def generate(self, chats: Sequence[Prompt], config: GenerationConfig) -> list[Completion]:
         encoded = [self.encode_prompt(c) for c in chats]

@@ -13,7 +13,9 @@ from __future__ import annotations
 import json
 import time
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from ..errors import TuneoffError
 from .base import BackendInfo
@@ -28,11 +30,12 @@ def resolve_dir(name: str) -> Path:
         return materialize(get_embedded(name.split(":", 1)[1]))
     path = Path(name).expanduser()
     if path.suffix == ".gguf":
-        return materialize_gguf(path, gguf_cache_dir(path))
+        with _refusing(path):  # a junk or truncated GGUF fails inside the dequantiser
+            return materialize_gguf(path, gguf_cache_dir(path))
     if path.is_dir() and (path / "adapter_config.json").exists():
-        return path
+        return check_model_dir(path, "adapter_config.json")
     if path.is_dir() and (path / "config.json").exists():
-        return path
+        return check_model_dir(path, "config.json")
     if ":" in name and not path.exists():
         from .registry import kind_of
 
@@ -42,6 +45,46 @@ def resolve_dir(name: str) -> Path:
     raise TuneoffError(f"no model at '{name}'", field="model",
                        hint="expected a directory with config.json or adapter_config.json, a .gguf file, "
                             "or embedded:NAME (see `tuneoff models`)")
+
+
+PICKLED = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
+"""Checkpoint files in Python's pickle format: loading one can run any code its author wrote."""
+
+
+def check_model_dir(path: Path, config_name: str) -> Path:
+    """Refuse, before anything is loaded, a model folder that would run code of its own: pickled
+    weights without safetensors, or a config that asks for `trust_remote_code` (`auto_map`)."""
+    config_path = path / config_name
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise TuneoffError(f"not a valid JSON config: {exc}", file=str(config_path), field="model") from None
+    if not isinstance(config, dict):
+        raise TuneoffError("not a JSON object", file=str(config_path), field="model")
+    if "auto_map" in config or config.get("trust_remote_code"):
+        raise TuneoffError("the model asks to run its own Python code (auto_map / trust_remote_code); "
+                           "tuneoff never does", file=str(config_path), field="model",
+                           hint="use a model whose architecture transformers ships (Llama, Qwen2, SmolLM, ...)")
+    if not any(path.glob("*.safetensors")) and any(f for pattern in PICKLED for f in path.glob(pattern)):
+        raise TuneoffError("the weights are a pickle (.bin/.pt), which can run code when loaded; tuneoff loads "
+                           "safetensors only", file=str(path), field="model",
+                           hint="convert it once in a trusted environment: model.save_pretrained(dir, "
+                                "safe_serialization=True)")
+    return path
+
+
+@contextmanager
+def _refusing(path: Path) -> Iterator[None]:
+    """Whatever a model file makes a loader raise (truncated safetensors, a junk GGUF, a bad tokenizer,
+    mismatched shapes) is the user's file, not our bug: one line naming the file."""
+    try:
+        yield
+    except TuneoffError:
+        raise
+    except Exception as exc:  # noqa: BLE001 (third-party loaders raise anything on a bad file)
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise TuneoffError(f"cannot load the model: {type(exc).__name__}: {first}", file=str(path), field="model",
+                           hint="is the folder complete? (config.json, *.safetensors, tokenizer files)") from None
 
 
 def adapter_base(path: Path) -> str | None:
@@ -100,7 +143,8 @@ def load_tokenizer(name: str = DEFAULT_MODEL):
     base = adapter_base(path)
     if base and not (path / "tokenizer_config.json").exists():
         path = resolve_dir(base)
-    return AutoTokenizer.from_pretrained(path, local_files_only=True)
+    with _refusing(path):
+        return AutoTokenizer.from_pretrained(path, local_files_only=True)
 
 
 def load_fast_tokenizer(name: str = DEFAULT_MODEL):
@@ -136,8 +180,9 @@ def load_model(spec: ModelSpec, trainable: bool = False):
     if base:
         from peft import PeftModel
 
-        base_model = AutoModelForCausalLM.from_pretrained(resolve_dir(base), dtype=dtype, local_files_only=True)
-        with warnings.catch_warnings():
+        with _refusing(Path(base)):
+            base_model = AutoModelForCausalLM.from_pretrained(resolve_dir(base), dtype=dtype, local_files_only=True)
+        with warnings.catch_warnings(), _refusing(path):
             # peft 0.21 reads transformers' deprecated `is_gradient_checkpointing` while it wraps the
             # base model (once per adapter load: each LoRA arm's eval, merge); not ours to fix
             warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
@@ -145,7 +190,8 @@ def load_model(spec: ModelSpec, trainable: bool = False):
         if not trainable:
             model = model.merge_and_unload()  # one plain model: no adapter overhead per token
     else:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, local_files_only=True)
+        with _refusing(path):  # (check_model_dir already refused a folder whose only weights are a pickle)
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, local_files_only=True)
     model.to(device)
     tokenizer = load_tokenizer(spec.name)
     info = BackendInfo(name=spec.name, dtype=str(dtype).replace("torch.", ""), device=device,

@@ -7,13 +7,16 @@ matplotlib writes with its own XML escaping.
 from __future__ import annotations
 
 import dataclasses
+import html
 import json
+import os
 from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from ..compare import Comparison
 from ..config.prices import PriceTable
+from ..errors import TuneoffError
 
 
 def _plain(obj):
@@ -33,11 +36,14 @@ def to_json(c: Comparison) -> str:
 
 
 def to_markdown(c: Comparison) -> str:
-    names = [a.name for a in c.arms]
-    lines = [f"# {c.experiment}: {c.task} on {c.model}", "",
-             f"**Verdict: {c.verdict.choice}** ({c.verdict.arm})", ""]
-    lines += [f"- {r}" for r in c.verdict.reasons] + [""]
+    """The comparison as Markdown. Names and data are the user's: table pipes and newlines
+    are escaped here, and every `<`, `>`, `&` at the end, so a renderer that allows raw HTML
+    shows `<script>` as text instead of running it."""
     esc = lambda s: str(s).replace("|", "\\|").replace("\n", " ")  # noqa: E731
+    names = [a.name for a in c.arms]
+    lines = [f"# {esc(c.experiment)}: {esc(c.task)} on {esc(c.model)}", "",
+             f"**Verdict: {c.verdict.choice}** ({esc(c.verdict.arm)})", ""]
+    lines += [f"- {r}" for r in c.verdict.reasons] + [""]
     lines.append("| dimension | " + " | ".join(map(esc, names)) + " |")
     lines.append("|---" * (len(names) + 1) + "|")
     for dim, cells in c.rows:
@@ -52,7 +58,7 @@ def to_markdown(c: Comparison) -> str:
                      + (f"{be.volume:,.0f} requests/month" if be.volume is not None else "never") + f" — {be.reason}")
     if c.phases:
         lines += ["", "| phase | seconds |", "|---|---|"] + [f"| {esc(k)} | {v:.1f} |" for k, v in c.phases.items()]
-    return "\n".join(lines) + "\n"
+    return html.escape("\n".join(lines) + "\n", quote=False)
 
 
 def _one_off_markdown(c: Comparison, esc) -> list[str]:
@@ -84,7 +90,19 @@ def write_report(c: Comparison, prices: PriceTable, outdir: Path) -> dict[str, P
     """Write report.html, report.md and report.json into `outdir`; returns their paths."""
     outdir.mkdir(parents=True, exist_ok=True)
     paths = {"html": outdir / "report.html", "md": outdir / "report.md", "json": outdir / "report.json"}
-    paths["html"].write_text(to_html(c, prices), encoding="utf-8")
-    paths["md"].write_text(to_markdown(c), encoding="utf-8")
-    paths["json"].write_text(to_json(c), encoding="utf-8")
+    texts = {"html": to_html(c, prices), "md": to_markdown(c), "json": to_json(c)}
+    for kind, path in paths.items():
+        _replace_file(path, texts[kind])
     return paths
+
+
+def _replace_file(path: Path, text: str) -> None:
+    """Write whole or not at all: a full disk or a kill mid-write leaves the previous report."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise TuneoffError(f"cannot write the report: {exc.strerror}", file=str(path),
+                           hint="free some disk space or pass --output to another folder") from None
