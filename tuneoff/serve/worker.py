@@ -1,0 +1,225 @@
+"""The one thread that touches the model: requests queue here and leave in micro-batches.
+
+Why one thread: a CPU forward pass already uses every core, so two at once only slow each other down,
+while one batched forward serves many rows per weight read. Requests that arrive within `window_s` of
+each other with the same decoding settings go to the backend as one batch (`generate_ids`, left-padded,
+the same path an evaluation takes, so a served greedy answer equals the evaluated one). Label scoring
+batches the same way. Streaming and log-probability requests run alone: they need the model token by
+token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ..models.base import Completion, GenerationConfig
+
+
+STOP = object()
+"""Queued by `close`: the worker finishes what came before it and ends."""
+
+
+@dataclass
+class Job:
+    """One request's work and where its answer goes."""
+
+    kind: str
+    """`generate`, `score`, `stream` or `logprobs`."""
+    ids: list[int]
+    """The prompt's token ids."""
+    config: GenerationConfig
+    done: Callable[[object], None]
+    """Called (from the worker thread) with the result or the exception."""
+    chat: list | None = None
+    """The chat (score jobs: scored against the arm's labels)."""
+    top_logprobs: int = 0
+    on_text: Callable[[str], None] | None = None
+    """Stream jobs: called with each new piece of text."""
+    queued_at: float = field(default_factory=time.perf_counter)
+
+
+class Worker:
+    """Runs jobs on a `TransformersBackend` in one background thread, batching compatible ones."""
+
+    def __init__(self, backend, labels: list[str] | None = None, score_end_of_turn: bool = True,
+                 window_s: float = 0.01, max_batch: int = 32):
+        self.backend, self.labels, self.end_of_turn = backend, list(labels or ()), score_end_of_turn
+        self.window_s, self.max_batch = window_s, max_batch
+        self.jobs: queue.Queue = queue.Queue()
+        self.waiting: list[Job] = []  # taken from the queue while batching but not batchable with it
+        self.batches: list[int] = []  # sizes of the batches run, for tests and the benchmark
+        self.thread = threading.Thread(target=self._loop, name="tuneoff-serve-worker", daemon=True)
+        self.thread.start()
+
+    def submit(self, job: Job) -> None:
+        self.jobs.put(job)
+
+    def close(self) -> None:
+        self.jobs.put(STOP)
+        self.thread.join(timeout=30)
+
+    async def run(self, kind: str, ids: list[int], config: GenerationConfig, **extra):
+        """Queue a job from the event loop and await its result."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+
+        def done(result):
+            loop.call_soon_threadsafe(_settle, future, result)
+
+        self.submit(Job(kind, ids, config, done, **extra))
+        return await future
+
+    # -- the thread ------------------------------------------------------------------------------
+    def _loop(self) -> None:
+        while True:
+            job = self.waiting.pop(0) if self.waiting else self.jobs.get()
+            if job is STOP:
+                return
+            batch = [job]
+            if job.kind in ("generate", "score"):
+                batch += self._gather(job)
+            try:
+                self._run(batch)
+            except Exception as e:  # a failed batch fails its requests, never the worker
+                for j in batch:
+                    j.done(e)
+
+    def _gather(self, first: Job) -> list[Job]:
+        """More jobs like `first` that arrive within the batching window (or were already queued);
+        others wait their turn, in order."""
+        more, deadline = [], time.perf_counter() + self.window_s
+        while len(more) + 1 < self.max_batch:
+            try:
+                job = self.jobs.get(timeout=max(deadline - time.perf_counter(), 0.0001))
+            except queue.Empty:
+                break
+            if job is not STOP and job.kind == first.kind and job.config == first.config:
+                more.append(job)
+            else:
+                self.waiting.append(job)
+                if job is STOP:
+                    break
+        return more
+
+    def _run(self, batch: list[Job]) -> None:
+        kind = batch[0].kind
+        self.batches.append(len(batch))
+        if kind == "generate":
+            results = self.backend.generate_ids([j.ids for j in batch], batch[0].config)
+        elif kind == "score":
+            results = self._score(batch)
+        elif kind == "stream":
+            results = [stream_generate(self.backend, batch[0].ids, batch[0].config, batch[0].on_text)]
+        else:
+            results = [logprob_generate(self.backend, batch[0].ids, batch[0].config, batch[0].top_logprobs)]
+        for job, result in zip(batch, results):
+            job.done(result)
+
+    def _score(self, batch: list[Job]) -> list[Completion]:
+        from ..evaluate.scoring import score_labels
+
+        began = time.perf_counter()
+        scores = score_labels(self.backend, [j.chat for j in batch], self.labels, self.end_of_turn)
+        seconds = time.perf_counter() - began
+        return [Completion(s.best(self.labels, "mean"), s.tokens_in, 0, seconds, len(batch)) for s in scores]
+
+
+def _settle(future: asyncio.Future, result) -> None:
+    if future.done():  # the client went away and the request was cancelled
+        return
+    if isinstance(result, BaseException):
+        future.set_exception(result)
+    else:
+        future.set_result(result)
+
+
+def _generate_kwargs(backend, ids: list[int], config: GenerationConfig) -> dict:
+    import torch
+
+    tokenizer = backend.tokenizer
+    kwargs = dict(input_ids=torch.tensor([ids], device=backend.device), max_new_tokens=config.max_new_tokens,
+                  pad_token_id=tokenizer.pad_token_id, do_sample=not config.greedy)
+    kwargs["attention_mask"] = torch.ones_like(kwargs["input_ids"])
+    if config.greedy:
+        kwargs.update(temperature=None, top_p=None, top_k=None)
+    else:
+        kwargs.update(temperature=config.temperature, top_p=config.top_p, top_k=None)
+        if config.seed is not None:
+            torch.manual_seed(config.seed)
+    return kwargs
+
+
+def stream_generate(backend, ids: list[int], config: GenerationConfig, on_text: Callable[[str], None]) -> Completion:
+    """Generate one prompt, handing text to `on_text` as it is decoded; stop strings end it early."""
+    import torch
+    from transformers import TextStreamer
+
+    from ..models.local import GeneratedTextStop
+
+    sent: list[str] = []
+    hold = max((len(s) for s in config.stop), default=0)  # text that may still turn out to open a stop string
+
+    class Pieces(TextStreamer):
+        def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
+            sent.append(text)
+            full = _cut("".join(sent), config.stop)
+            already = getattr(self, "given", 0)
+            upto = len(full) if stream_end or len(full) < len("".join(sent)) else max(already, len(full) - hold)
+            if upto > already:
+                on_text(full[already:upto])
+                self.given = upto
+
+    streamer = Pieces(backend.tokenizer, skip_prompt=True, skip_special_tokens=True)
+    kwargs = _generate_kwargs(backend, ids, config)
+    if config.stop:
+        kwargs["stopping_criteria"] = [GeneratedTextStop(backend.tokenizer, config.stop, len(ids))]
+    began = time.perf_counter()
+    with torch.inference_mode():
+        out = backend.model.generate(streamer=streamer, **kwargs)
+    new = out[0, len(ids):].tolist()
+    text = _cut("".join(sent), config.stop)
+    finish = "length" if len(new) >= config.max_new_tokens and not any(s in "".join(sent) for s in config.stop) \
+        else "stop"
+    return Completion(text, len(ids), len(new), time.perf_counter() - began, 1, finish)
+
+
+def logprob_generate(backend, ids: list[int], config: GenerationConfig, top: int) -> tuple[Completion, list[dict]]:
+    """Greedy or sampled generation that also returns, per generated token, its log-probability and the
+    `top` likeliest alternatives (OpenAI's `logprobs.content` entries)."""
+    import torch
+
+    kwargs = _generate_kwargs(backend, ids, config)
+    began = time.perf_counter()
+    with torch.inference_mode():
+        out = backend.model.generate(output_logits=True, return_dict_in_generate=True, **kwargs)
+    seconds = time.perf_counter() - began
+    tokenizer, eos = backend.tokenizer, {backend.tokenizer.eos_token_id, backend.tokenizer.pad_token_id}
+    new = out.sequences[0, len(ids):].tolist()
+    content = []
+    for step, token in enumerate(new):
+        if token in eos:
+            break
+        logprobs = torch.log_softmax(out.logits[step][0].float(), dim=-1)
+        values, indices = logprobs.topk(top) if top else (logprobs[:0], logprobs[:0].long())
+        content.append({"token": _piece(tokenizer, token), "logprob": logprobs[token].item(),
+                        "bytes": list(_piece(tokenizer, token).encode()),
+                        "top_logprobs": [{"token": _piece(tokenizer, i), "logprob": v,
+                                          "bytes": list(_piece(tokenizer, i).encode())}
+                                         for v, i in zip(values.tolist(), indices.tolist())]})
+    text = tokenizer.decode(new[:len(content)], skip_special_tokens=True)
+    finish = "length" if len(content) == len(new) and len(new) >= config.max_new_tokens else "stop"
+    return Completion(text, len(ids), len(content), seconds, 1, finish), content
+
+
+def _piece(tokenizer, token: int) -> str:
+    return tokenizer.decode([token], skip_special_tokens=False)
+
+
+def _cut(text: str, stops: tuple[str, ...]) -> str:
+    cut = min((text.find(s) for s in stops if s and s in text), default=-1)
+    return text[:cut] if cut >= 0 else text
