@@ -268,6 +268,38 @@ def demo(
     _run_and_report(load_experiment(path), _store(store), open_report)
 
 
+def serve(
+    model: Annotated[Optional[str], typer.Argument(help="Model spec to serve: embedded:NAME, a model or adapter dir "
+                                                       "(default: the stored arm's model, else the embedded default).")] = None,
+    arm: Annotated[Optional[str], typer.Option(help="A prompt-arm YAML (with --task), or an arm name of --experiment.")] = None,
+    task: Annotated[Optional[Path], typer.Option(help="Task or experiment YAML the arm draws labels and demos from.")] = None,
+    experiment: Annotated[Optional[int], typer.Option(help="Serve an arm of this stored experiment, as it was evaluated.")] = None,
+    name: Annotated[Optional[str], typer.Option(help="The model id clients send (default: the arm's name).")] = None,
+    host: Annotated[str, typer.Option(help="Address to bind; not loopback opens the model to the network.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    api_key_env: Annotated[Optional[str], typer.Option(help="Env variable with the key clients must send.")] = None,
+    max_tokens: Annotated[int, typer.Option(help="Largest max_tokens a request may ask for.")] = 512,
+    max_request_bytes: Annotated[int, typer.Option(help="Largest request body.")] = 1_000_000,
+    batch_size: Annotated[int, typer.Option(help="Most requests per micro-batch.")] = 32,
+    dtype: DtypeOpt = "float32",
+    store: StoreOpt = None,
+) -> None:
+    """Serve a model or an arm over an OpenAI-compatible API (/v1/chat/completions, /v1/completions)."""
+    from .serve import Limits, ServeOptions, arm_from_files, arm_from_store
+    from .serve import serve as run_server
+
+    if experiment is not None:
+        if not arm:
+            raise TuneoffError("--experiment needs --arm NAME", field="arm")
+        served = arm_from_store(_store(store), experiment, arm, name)
+        served.model = model or served.model
+    else:
+        served = arm_from_files(model or DEFAULT_MODEL, Path(arm) if arm else None, task, name)
+    options = ServeOptions(host=host, port=port, api_key_env=api_key_env, dtype=dtype, batch_size=batch_size,
+                           limits=Limits(max_tokens=max_tokens, max_request_bytes=max_request_bytes))
+    run_server(served, options, say=lambda text: err_console.print(text, highlight=False))
+
+
 COMMANDS: dict[str, Callable] = {
     "demo": demo,
     "run": run,
@@ -279,6 +311,7 @@ COMMANDS: dict[str, Callable] = {
     "models": models,
     "ask": ask,
     "runs": runs,
+    "serve": serve,
 }
 """Command name -> typed function. The one list `tuneoff --help` is built from."""
 

@@ -274,9 +274,10 @@ def _first_top_logprobs(data: dict) -> dict[str, float] | None:
     content = (choice.get("logprobs") or {}).get("content") or []
     if not content:
         return None
-    first = content[0]
-    top = {alt["token"]: alt["logprob"] for alt in first.get("top_logprobs") or []}
-    top.setdefault(first["token"], first["logprob"])
+    top: dict[str, float] = {}
+    # two tokens may print the same (partial UTF-8 bytes both show as U+FFFD): keep the likelier
+    for alt in [content[0], *(content[0].get("top_logprobs") or [])]:
+        top[alt["token"]] = max(alt["logprob"], top.get(alt["token"], NO_SCORE))
     return top
 
 

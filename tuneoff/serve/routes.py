@@ -25,7 +25,7 @@ class Handler:
         if body.model != self.arm.name:
             raise ApiError(404, f"the model '{body.model}' does not exist here; this server serves '{self.arm.name}'",
                            "model", "model_not_found")
-        max_tokens = max_tokens or self.arm.default_max_tokens()
+        max_tokens = max_tokens or min(self.arm.default_max_tokens(), self.limits.max_tokens)
         if max_tokens > self.limits.max_tokens:
             raise ApiError(400, f"max_tokens is {max_tokens}; this server allows at most {self.limits.max_tokens}",
                            "max_tokens", "max_tokens_exceeded")

@@ -83,11 +83,19 @@ class Worker:
             batch = [job]
             if job.kind in ("generate", "score"):
                 batch += self._gather(job)
-            try:
-                self._run(batch)
-            except Exception as e:  # a failed batch fails its requests, never the worker
-                for j in batch:
-                    j.done(e)
+            self._run_or_split(batch)
+
+    def _run_or_split(self, batch: list[Job]) -> None:
+        """Run a batch; when it fails, run its jobs one by one, so one bad request fails alone (and never
+        the worker)."""
+        try:
+            self._run(batch)
+        except Exception as e:
+            if len(batch) == 1:
+                batch[0].done(e)
+                return
+            for job in batch:
+                self._run_or_split([job])
 
     def _gather(self, first: Job) -> list[Job]:
         """More jobs like `first` that arrive within the batching window (or were already queued);
