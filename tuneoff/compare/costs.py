@@ -23,10 +23,19 @@ class ArmCost:
     one_off_seconds: float = 0.0
     """Training or optimisation wall time."""
     training_tokens: int = 0
+    one_off_dollars: float = 0.0
+    """One-off $ measured elsewhere (a distilled arm's teacher calls, priced at the teacher's rates)."""
+    prices: PriceTable | None = None
+    """The arm's own prices (an arm on a hosted model next to one on our own hardware); None: the experiment's."""
+
+
+def _own(cost: ArmCost, prices: PriceTable) -> PriceTable:
+    return cost.prices if cost.prices is not None else prices
 
 
 def per_request(cost: ArmCost, prices: PriceTable) -> float:
-    """$ per request."""
+    """$ per request, at the arm's own prices when it has them."""
+    prices = _own(cost, prices)
     if prices.mode == "hardware":
         return prices.hardware_per_hour / 3600.0 * cost.seconds_per_request
     pin = prices.finetuned_input_per_1k_tokens if cost.finetuned and prices.finetuned_input_per_1k_tokens is not None \
@@ -37,16 +46,18 @@ def per_request(cost: ArmCost, prices: PriceTable) -> float:
 
 
 def one_off(cost: ArmCost, prices: PriceTable) -> float:
-    """$ once: training (or prompt optimisation) before the first request."""
+    """$ once: training (or prompt optimisation) before the first request, plus any one-off $ measured
+    elsewhere (teacher calls)."""
+    prices = _own(cost, prices)
     if prices.mode == "api" and cost.finetuned and prices.training_per_1k_tokens is not None:
-        return cost.training_tokens / 1000 * prices.training_per_1k_tokens
+        return cost.training_tokens / 1000 * prices.training_per_1k_tokens + cost.one_off_dollars
     rate = prices.training_per_hour if prices.training_per_hour is not None else prices.hardware_per_hour
-    return rate / 3600.0 * cost.one_off_seconds
+    return rate / 3600.0 * cost.one_off_seconds + cost.one_off_dollars
 
 
 def monthly(cost: ArmCost, prices: PriceTable, requests_per_month: float) -> float:
     """$ per month at a volume, one-off costs spread over the horizon."""
-    return one_off(cost, prices) / prices.horizon_months + per_request(cost, prices) * requests_per_month
+    return one_off(cost, prices) / _own(cost, prices).horizon_months + per_request(cost, prices) * requests_per_month
 
 
 @dataclass

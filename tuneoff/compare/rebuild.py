@@ -71,7 +71,8 @@ def arm_summary(store: Store, exp: Experiment, entry: ArmEntry, by_role: Links, 
         tokens_in=_metric(metrics, "tokens_in_mean"), tokens_out=_metric(metrics, "tokens_out_mean"),
         latency_p50=_metric(metrics, "latency_p50"), latency_p95=_metric(metrics, "latency_p95"),
         seconds_per_request=_metric(metrics, "seconds_per_item"),
-        eval_seconds=_metric(metrics, "seconds_per_item") * len(rows))
+        eval_seconds=_metric(metrics, "seconds_per_item") * len(rows),
+        prices=exp.prices_of(entry) if exp.prices_of(entry) is not exp.prices else None)
     shots = int(spec.get("shots") or 0)
     summary.examples_used, summary.examples_note = shots, "demos per request"
     # demos drawn by similarity, at random or by label need the whole pool to draw from

@@ -27,6 +27,8 @@ def head_to_head(arms: Sequence[ArmSummary], prices: PriceTable) -> list[tuple[s
     def row(dimension: str, cell) -> None:
         rows.append((dimension, {a.name: cell(a) for a in arms}))
 
+    if len({a.model for a in arms}) > 1:  # arms on different models: say which serves each
+        row("Model", lambda a: a.model + (f" ({a.prices.mode} prices)" if a.prices is not None else ""))
     row("Methodology / model change", lambda a: (
         f"weights changed ({a.trainable_parameters:,} of {a.total_parameters:,} trainable)" if a.weights_changed
         else "weights fixed; input only"))

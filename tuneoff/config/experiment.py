@@ -33,7 +33,11 @@ class ArmEntry:
     finetuned: str | None = None
     """Name of a fine-tune arm whose trained model this prompt arm uses (the combined arm)."""
     model: str | None = None
-    """Override the experiment's model for this arm."""
+    """Override the experiment's model for this arm: e.g. a served model (`http://HOST/v1?model=NAME`,
+    `openai:NAME`) for a prompt arm, next to fine-tune arms on a small local model."""
+    prices: PriceTable | None = None
+    """This arm's own prices (`mode: api` for a hosted model, `hardware` for self-hosting); default the
+    experiment's `prices` (a combined arm: its fine-tune arm's)."""
 
     def __post_init__(self):
         if not re.fullmatch(r"[\w.+\-]+", self.name):
@@ -133,9 +137,18 @@ class Experiment:
             if arm.finetuned and self.arm(arm.finetuned) is None or (arm.finetuned and self.arm(arm.finetuned).kind != "finetune"):
                 raise TuneoffError(f"'{arm.finetuned}' is not a fine-tune arm of this experiment", field=f"arms[{i}].finetuned",
                                    hint="fine-tune arms: " + ", ".join(a.name for a in self.arms if a.kind == "finetune"))
+        for i, arm in enumerate(self.arms):
+            _check_arm_model(arm, i)
         self.task.base_dir = self.base_dir
         if self.flexibility:
             self.flexibility.task.base_dir = self.base_dir
+
+    def prices_of(self, entry: ArmEntry) -> PriceTable:
+        """The prices an arm's cost rows use: its own, else (a combined arm) its fine-tune's, else the experiment's."""
+        if entry.prices is not None:
+            return entry.prices
+        tuned = self.arm(entry.finetuned) if entry.finetuned else None
+        return tuned.prices if tuned is not None and tuned.prices is not None else self.prices
 
     def arm(self, name: str) -> ArmEntry | None:
         return next((a for a in self.arms if a.name == name), None)
@@ -143,6 +156,15 @@ class Experiment:
     def output_dir(self) -> Path:
         out = Path(self.output.format(name=self.name))
         return out if out.is_absolute() else Path(self.base_dir) / out
+
+
+def _check_arm_model(arm: ArmEntry, i: int) -> None:
+    """A served model can be prompted, not trained: training needs the weights here."""
+    from ..models.registry import LOCAL, kind_of
+
+    if arm.model and arm.kind != "prompt" and kind_of(arm.model) != LOCAL:
+        raise TuneoffError(f"'{arm.model}' is served over HTTP: a {arm.kind} arm needs local weights",
+                           field=f"arms[{i}].model", hint="give it a local model (embedded:NAME or a directory)")
 
 
 def load_experiment(path: str | Path) -> Experiment:
