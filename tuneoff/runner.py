@@ -80,8 +80,9 @@ def run_experiment(exp: Experiment, store: Store, console=None) -> int:
     ctx = RunContext(exp, store, experiment_id, load_task(exp.task), console)
     ctx.say(f"experiment {experiment_id}: {exp.name} — train {len(ctx.data.train)}, dev {len(ctx.data.dev)}, "
             f"test {len(ctx.data.test)} items; store {store.path}")
-    for entry in sorted(exp.arms, key=lambda a: a.kind != "finetune"):  # models before their users
-        if entry.kind == "finetune":
+    # models before their users; distilled students after the fine-tunes that may teach them
+    for entry in sorted(exp.arms, key=lambda a: (a.kind != "finetune", bool((a.finetune or {}).get("teacher")))):
+        if entry.kind == "finetune" and entry.name not in ctx.tuned:  # a teacher may have trained already
             ctx.tuned[entry.name] = train_arm(ctx, entry)
         evaluate_arm(ctx, entry)
     if exp.curves:
@@ -96,13 +97,13 @@ def run_experiment(exp: Experiment, store: Store, console=None) -> int:
     return experiment_id
 
 
-def output_dir(ctx: RunContext, entry: ArmEntry, arm) -> Path:
+def output_dir(ctx: RunContext, entry: ArmEntry, arm, data: TaskData | None = None) -> Path:
     """One directory per (arm spec, base model, training data, prompt format): a change to any of them
     never reuses a stale model, and a change to anything else (test size, other arms) reuses it."""
-    prompt = build_prompt_arm(entry, ctx.exp.task)
+    prompt, data = build_prompt_arm(entry, ctx.exp.task), data or ctx.data
     key = json.dumps({"arm": to_dict(arm), "model": entry.model or ctx.exp.model, "prompt": prompt.to_dict(),
                       "instruction": ctx.exp.task.instruction, "labels": list(ctx.data.labels or ()),
-                      "train": digest(ctx.data.train), "dev": digest(ctx.data.dev)},
+                      "train": digest(data.train), "dev": digest(data.dev)},
                      sort_keys=True, default=str)
     return ctx.exp.output_dir() / "models" / f"{arm.name}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
 
@@ -115,7 +116,8 @@ def train_arm(ctx: RunContext, entry: ArmEntry, overrides: dict | None = None, r
     from .prompting import TaskContext, prepare
 
     arm = build_finetune_arm(entry, overrides=overrides)
-    out = output_dir(ctx, entry, arm)
+    data = distilled_data(ctx, entry, arm) if arm.teacher else ctx.data
+    out = output_dir(ctx, entry, arm, data)
     if is_finished(out):
         run_id = json.loads((out / "tuneoff.json").read_text())["run_id"]
         ctx.say(f"[dim]{arm.name}: reusing the trained model in {out}[/dim]")
@@ -123,12 +125,32 @@ def train_arm(ctx: RunContext, entry: ArmEntry, overrides: dict | None = None, r
         # train on exactly the prompt format the arm is evaluated with
         prompter = prepare(build_prompt_arm(entry, ctx.exp.task), TaskContext.of(ctx.data))
         with ctx.phase(f"{arm.name}: train"):
-            result = run_finetune(ctx.data, arm, entry.model or ctx.exp.model, out, ctx.store,
+            result = run_finetune(data, arm, entry.model or ctx.exp.model, out, ctx.store,
                                   resume=_has_checkpoints(out), console=ctx.console,
                                   formatter=lambda ex: prompter.messages(ex, []))
         run_id = result.run_id
     ctx.link(run_id, role, entry.name, x)
     return out
+
+
+def distilled_data(ctx: RunContext, entry: ArmEntry, arm) -> TaskData:
+    """The task with a training split whose targets are the teacher arm's answers to the first
+    `n_unlabelled` training inputs; the teacher's run is linked to the student (Role.DISTILL)."""
+    import dataclasses
+
+    from .evaluate.distill import teacher_answers
+
+    teacher = ctx.exp.arm(arm.teacher)
+    if teacher.kind == "finetune" and teacher.name not in ctx.tuned:
+        ctx.tuned[teacher.name] = train_arm(ctx, teacher)
+    items = ctx.data.train[:arm.n_unlabelled] if arm.n_unlabelled else ctx.data.train
+    # the teacher as declared (an `optimise` teacher is not re-optimised for this)
+    with ctx.phase(f"{entry.name}: teacher {teacher.name}"):
+        run_id, answered = teacher_answers(ctx.backend(ctx.weights_of(teacher)), build_prompt_arm(teacher, ctx.exp.task),
+                                           items, ctx.data, ctx.store, ctx.experiment_id, ctx.console)
+    ctx.link(run_id, Role.DISTILL, entry.name)
+    ctx.say(f"{entry.name}: {teacher.name} answered {len(items)} training inputs, {len(answered)} usable as targets")
+    return dataclasses.replace(ctx.data, train=answered)
 
 
 def _has_checkpoints(out: Path) -> bool:

@@ -15,6 +15,7 @@ from ..config.specs import from_dict
 from ..records import EvalSummary, ExperimentSummary, OptimiseSummary, Role, TrainStats
 from ..store import Store
 from .arms import ArmSummary, Curve
+from .costs import ArmCost, per_request
 from .comparison import Comparison, build_comparison
 
 Links = dict[Role, dict[str, list]]
@@ -34,6 +35,7 @@ def comparison_from_store(store: Store, experiment_id: int) -> Comparison:
     saved = ExperimentSummary.from_json(store.experiment(experiment_id)["summary_json"])
     arms = [arm_summary(store, exp, entry, by_role, saved.sizes) for entry in exp.arms
             if entry.name in by_role.get(Role.ARM, {})]
+    add_distillation(store, exp, arms, by_role)
     curves = curves_from_links(store, exp, by_role.get(Role.CURVE, {}))
     latencies = {a.name: [c["latency_s"] for c in store.predictions_with_costs(a.run_id)] for a in arms}
     comparison = build_comparison(exp.name, exp.task.name, exp.model, arms, exp.prices, exp.constraints, curves,
@@ -129,6 +131,36 @@ def _add_flexibility(store: Store, s: ArmSummary, entry: ArmEntry, by_role: Link
     base_value, value = base.value if base else None, score.value if score else None
     s.flexibility = {"task": ref["task"], "score": value, "base_score": base_value,
                      "drop": (base_value or 0.0) - (value or 0.0), "weights_of": via}
+
+
+def add_distillation(store: Store, exp: Experiment, arms: list[ArmSummary], by_role: Links) -> None:
+    """For each distilled arm: its teacher's calls as one-off $ (at the teacher's prices), the teacher's
+    quality on test and on the inputs it answered, and how often student and teacher agree on test."""
+    by_name = {a.name: a for a in arms}
+    for student in arms:
+        run_id = _last(by_role, Role.DISTILL, student.name)
+        teacher_name = (exp.arm(student.name).finetune or {}).get("teacher")
+        if run_id is None or not teacher_name:
+            continue
+        m, n = store.metrics(run_id), len(store.predictions(run_id))
+        made = EvalSummary.from_json(store.run(run_id)["summary_json"]).cache_misses
+        cost = ArmCost(_metric(m, "tokens_in_mean"), _metric(m, "tokens_out_mean"), _metric(m, "seconds_per_item"),
+                       prices=exp.prices_of(exp.arm(teacher_name)))
+        # every answer is paid for once, even when this store had it cached from an earlier run
+        student.one_off_dollars += per_request(cost, exp.prices) * n
+        teacher = by_name.get(teacher_name)
+        student.distillation = {"teacher": teacher_name, "n_unlabelled": n, "calls_made_now": made,
+                                "teacher_calls_dollars": per_request(cost, exp.prices) * n,
+                                "teacher_on_answered": _metric(m, exp.task.metric, None),
+                                "teacher_metric": teacher.metric if teacher else None,
+                                "agreement": agreement(student, teacher) if teacher else None}
+
+
+def agreement(a: ArmSummary, b: ArmSummary) -> float | None:
+    """Share of the items both arms predicted on which their predictions are equal."""
+    theirs = dict(zip(b.item_ids, b.predictions))
+    pairs = [(p, theirs[i]) for i, p in zip(a.item_ids, a.predictions) if i in theirs]
+    return sum(x == y for x, y in pairs) / len(pairs) if pairs else None
 
 
 def curves_from_links(store: Store, exp: Experiment, curve_links: dict) -> list[Curve]:

@@ -45,6 +45,8 @@ def head_to_head(arms: Sequence[ArmSummary], prices: PriceTable) -> list[tuple[s
     row("Cost per 1k requests", lambda a: (
         f"{_money(1000 * per_request(a.cost(), prices))} ({a.tokens_in:.0f} in / {a.tokens_out:.1f} out tokens)"))
     row("One-off cost", lambda a: _money(one_off(a.cost(), prices)))
+    if any(a.distillation for a in arms):
+        row("Distillation", _distillation_cell)
     row("Latency p50 / p95", lambda a: f"{a.latency_p50:.3f} s / {a.latency_p95:.3f} s")
     row("Development effort", lambda a: "; ".join(filter(None, [
         f"{a.setup_seconds:.0f} s training/optimising" if a.setup_seconds else "no training",
@@ -57,6 +59,17 @@ def head_to_head(arms: Sequence[ArmSummary], prices: PriceTable) -> list[tuple[s
         + (f", {a.flexibility['weights_of']}'s weights" if a.flexibility.get("weights_of") else "") if a.flexibility else
         ("same weights serve any task (prompt swap)" if not a.weights_changed else "not measured")))
     return rows
+
+
+def _distillation_cell(a: ArmSummary) -> str:
+    d = a.distillation
+    if not d:
+        return "—"
+    teacher = f"{d['teacher_metric']:.3f}" if d.get("teacher_metric") is not None else "n/a"
+    on = f", {d['teacher_on_answered']:.3f} on the inputs it answered" if d.get("teacher_on_answered") is not None else ""
+    return (f"student of {d['teacher']} ({a.metric_name} {a.metric:.3f} vs teacher {teacher}{on}); "
+            f"agreement with teacher {_pct(d.get('agreement'))}; {d['n_unlabelled']} teacher answers, "
+            f"{_money(d['teacher_calls_dollars'])} one-off")
 
 
 def _bias_cell(a: ArmSummary) -> str:

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import TuneoffError
+from ..errors import TuneoffError, did_you_mean
 from ..models.options import DEFAULT_MODEL, canonical_dtype, check_engine
 from .prices import Constraints, PriceTable
 from .specs import from_dict, located, read_yaml
@@ -139,6 +139,7 @@ class Experiment:
                                    hint="fine-tune arms: " + ", ".join(a.name for a in self.arms if a.kind == "finetune"))
         for i, arm in enumerate(self.arms):
             _check_arm_model(arm, i)
+            _check_teacher(self, arm, i)
         self.task.base_dir = self.base_dir
         if self.flexibility:
             self.flexibility.task.base_dir = self.base_dir
@@ -156,6 +157,21 @@ class Experiment:
     def output_dir(self) -> Path:
         out = Path(self.output.format(name=self.name))
         return out if out.is_absolute() else Path(self.base_dir) / out
+
+
+def _check_teacher(exp: Experiment, arm: ArmEntry, i: int) -> None:
+    """A distilled arm's teacher is another arm of the experiment, not itself a distilled one."""
+    teacher = (arm.finetune or {}).get("teacher")
+    if teacher is None:
+        return
+    where = f"arms[{i}].finetune.teacher"
+    found = exp.arm(teacher) if isinstance(teacher, str) else None
+    if found is None or found is arm:
+        raise TuneoffError(f"'{teacher}' is not another arm of this experiment", field=where,
+                           hint=did_you_mean(str(teacher), [a.name for a in exp.arms if a is not arm]))
+    if (found.finetune or {}).get("teacher"):
+        raise TuneoffError(f"'{teacher}' is itself distilled: a teacher must be a prompt or plain fine-tune arm",
+                           field=where)
 
 
 def _check_arm_model(arm: ArmEntry, i: int) -> None:

@@ -11,8 +11,8 @@ in the spec, the store or the report; only the base URL and the model name ident
 key), since concurrency, timeouts and the key do not change an answer.
 
 Label scoring (`loglikelihood`): a server that returns `logprobs` gives each label the log-probability
-of the best first token that starts it, among `top_logprobs`; one that does not is asked to answer
-(greedy) and the reply is matched to a label. A label that neither way reaches gets `NO_SCORE`, and an
+of the best first token that starts it, among `top_logprobs`; one that does not (or whose likeliest
+tokens start no label) is asked to answer (greedy) and the reply is matched to a label. A label that neither way reaches gets `NO_SCORE`, and an
 item whose labels all have it counts as a format violation in the report (the failure rate).
 """
 
@@ -256,12 +256,13 @@ class OpenAICompatBackend:
                                 self._chat_body(chat, config, logprobs=True, top_logprobs=TOP_LOGPROBS))
             top = _first_top_logprobs(data)
             self._logprobs_supported = top is not None
-            if top is not None:
-                scores = [_label_logprob(label, top) for label in labels]
-                self.scoring.add("via_logprobs", any(s > NO_SCORE for s in scores))
+            scores = [_label_logprob(label, top) for label in labels] if top is not None else []
+            if any(s > NO_SCORE for s in scores):
+                self.scoring.add("via_logprobs", True)
                 tokens_in = (data.get("usage") or {}).get("prompt_tokens", 0)
                 return [Score(s, 1, tokens_in, time.perf_counter() - began) for s in scores]
-        # no logprobs from this server: ask for the answer and match it to a label
+        # no logprobs from this server, or no label among the likeliest first tokens: ask for the answer
+        # and match it to a label
         reply = self._chat(chat, GenerationConfig(max_new_tokens=longest))
         matched = match_label(reply.text, labels)
         self.scoring.add("via_generation", matched is not None)
