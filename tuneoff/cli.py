@@ -300,6 +300,49 @@ def serve(
     run_server(served, options, say=lambda text: err_console.print(text, highlight=False))
 
 
+def export(
+    model: Annotated[str, typer.Argument(help="A fine-tune's output (a LoRA adapter is merged on load), or any local model spec.")],
+    out: Annotated[Path, typer.Argument(help="The .gguf file to write.")],
+    outtype: Annotated[str, typer.Option(help="f32 (exact), f16 or q8_0.")] = "f32",
+    check: Annotated[Optional[Path], typer.Option(help="Task or experiment YAML: compare greedy outputs of the GGUF "
+                                                       "in llama.cpp with transformers on its test prompts.")] = None,
+    arm: Annotated[Optional[str], typer.Option(help="How the check's prompts are written: an arm of the --check "
+                                                    "experiment or a prompt-arm YAML (default zero-shot).")] = None,
+    n: Annotated[int, typer.Option(help="Test prompts in the check.")] = 20,
+    max_tokens: Annotated[int, typer.Option(help="Greedy tokens per prompt in the check.")] = 32,
+) -> None:
+    """Export a (fine-tuned) Llama-architecture model as GGUF for llama.cpp / Ollama, optionally checking parity."""
+    from .finetune.export import export_gguf, parity
+
+    with err_console.status(f"exporting {model} to {out}"):
+        result = export_gguf(model, out, outtype)
+    console.print(f"{result.path}: {result.tensors} tensors, {result.bytes / 1e6:.1f} MB ({result.outtype})")
+    if check is None:
+        return
+    with err_console.status(f"greedy parity on {n} test prompts (transformers vs llama.cpp)"):
+        found = parity(model, result.path, _check_prompts(check, arm, n), max_tokens)
+    console.print(f"parity: {found.same_output}/{found.prompts} greedy outputs identical ({found.agreement:.0%}), "
+                  f"{found.same_tokens}/{found.prompts} prompts tokenised identically by llama.cpp")
+    for pair in [p for p in found.pairs if p["hf"] != p["gguf"]][:3]:
+        console.print(f"  differs: {pair['prompt'][:60]!r}\n    hf:   {pair['hf'][:80]!r}\n    gguf: {pair['gguf'][:80]!r}")
+
+
+def _check_prompts(task: Path, arm: str | None, n: int) -> list[list[dict]]:
+    """The first n test items of a task as chats, written by a prompt arm (generate mode)."""
+    from .config.experiment import build_prompt_arm, load_task_data
+    from .evaluate.runner import load_arm
+    from .prompting import PromptArm, TaskContext, prepare
+
+    data = load_task_data(task)
+    if arm is None:
+        prompt_arm = PromptArm(name="parity")
+    else:
+        source, exp = _arm_from(task, arm)
+        prompt_arm = build_prompt_arm(source, exp.task) if exp else load_arm(source)
+    prompter = prepare(prompt_arm.replace(mode="generate"), TaskContext.of(data))
+    return [prompter.messages(ex) for ex in data.test[:n]]
+
+
 COMMANDS: dict[str, Callable] = {
     "demo": demo,
     "run": run,
@@ -312,6 +355,7 @@ COMMANDS: dict[str, Callable] = {
     "ask": ask,
     "runs": runs,
     "serve": serve,
+    "export": export,
 }
 """Command name -> typed function. The one list `tuneoff --help` is built from."""
 
