@@ -22,7 +22,7 @@ from tuneoff.prompting import TaskContext, prepare
 from tuneoff.prompting.arm import PromptArm
 from tuneoff.records import Role
 from tuneoff.runner import run_experiment
-from tuneoff.serve import ServedArm, ServeOptions, ServerThread, build
+from tuneoff.serve import ServedArm, ServeOptions, ServerThread, arm_from_store, build
 from tuneoff.store import Store
 
 GOOD = Path(__file__).parent / "fixtures" / "good"
@@ -89,12 +89,28 @@ def test_served_prompt_arm_local_finetune_and_distilled_student(tiny_model_dir, 
     assert student.distillation["teacher_calls_dollars"] == pytest.approx(dollars, rel=1e-6)
     assert student.one_off_dollars == pytest.approx(dollars, rel=1e-6)
 
+    _serve_stored_arm(store, exp_id, arms["student"])
+
     rows = dict(comparison.rows)
     assert "(api prices)" in rows["Model"]["big-few-shot"] and "student of big-few-shot" in rows["Distillation"]["student"]
     served_cost = arms["big-few-shot"].tokens_in / 1000 * 1.0 + arms["big-few-shot"].tokens_out / 1000 * 2.0
     assert rows["Cost per 1k requests"]["big-few-shot"].startswith(_money(1000 * served_cost))
     local = arms["lora"]
     assert rows["Cost per 1k requests"]["lora"].startswith(_money(1000 * 0.5 / 3600 * local.seconds_per_request))
+
+
+def _serve_stored_arm(store: Store, exp_id: int, student) -> None:
+    """`tuneoff serve --experiment ID --arm student`: the stored arm on its adapter answers as evaluated."""
+    import openai
+
+    served = arm_from_store(store, exp_id, "student")
+    assert (Path(served.model) / "adapter_config.json").exists() and served.mode == "score"
+    app, _ = build(served, ServeOptions())
+    with ServerThread(app) as server:
+        client = openai.OpenAI(base_url=server.url, api_key="unused")
+        replies = [client.chat.completions.create(model="student", messages=[{"role": "user", "content": text}])
+                   .choices[0].message.content for text in student.inputs[:4]]
+    assert replies == student.predictions[:4]
 
 
 def test_distillation_and_served_models_are_checked_with_file_line_and_field(tmp_path):
