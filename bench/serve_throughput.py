@@ -1,4 +1,4 @@
-# python bench/serve_throughput.py [--requests 16] [--max-tokens 32] [--levels 1,8,32]
+# python bench/serve_throughput.py [--requests 8] [--max-tokens 32] [--levels 1,8,32] [--threads 2]
 """Serving throughput and latency: `tuneoff serve` against llama.cpp's server, same prompts, same machine.
 
 Each server runs alone as a subprocess on 127.0.0.1 (one after the other: they share the 2 cores); this
@@ -9,7 +9,7 @@ server is stopped at the end.
 
 tuneoff serve: the embedded SmolLM2-135M-Instruct in transformers bf16 (`dtype auto`), micro-batched.
 llama.cpp: llama-cpp-python's server (`pip install 'llama-cpp-python[server]'`) on the GGUF that model
-ships as (Q4_1), 2 threads, which serves one request at a time.
+ships as (Q4_1), which serves one request at a time. Both on `--threads` compute threads.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -40,9 +41,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(kind: str, port: int) -> tuple[subprocess.Popen, str]:
-    """(process, model name) of a server listening on 127.0.0.1:port."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+def start(kind: str, port: int, threads: int) -> tuple[subprocess.Popen, str]:
+    """(process, model name) of a server listening on 127.0.0.1:port, computing on `threads` threads."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(threads)}
     if kind == "tuneoff":
         cmd = [sys.executable, "-c", "from tuneoff.cli import main; main()", "serve", "--port", str(port),
                "--dtype", "auto", "--name", "smollm2"]
@@ -50,8 +51,11 @@ def start(kind: str, port: int) -> tuple[subprocess.Popen, str]:
         from tuneoff.models.llamacpp import gguf_of
 
         cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf_of(MODEL)), "--model_alias", "smollm2",
-               "--host", "127.0.0.1", "--port", str(port), "--n_threads", "2", "--n_ctx", "2048"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+               "--host", "127.0.0.1", "--port", str(port), "--n_threads", str(threads), "--n_threads_batch",
+               str(threads), "--n_ctx", "2048"]
+    # the server's log goes to a file: an unread pipe fills up with llama.cpp's load log and blocks it
+    log = tempfile.NamedTemporaryFile(prefix=f"serve-bench-{kind}-", suffix=".log", delete=False)
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.time() + 180
     while time.time() < deadline:
         try:
@@ -60,7 +64,7 @@ def start(kind: str, port: int) -> tuple[subprocess.Popen, str]:
         except httpx.HTTPError:
             time.sleep(0.5)
         if proc.poll() is not None:
-            raise RuntimeError(f"{kind} server exited: {proc.stderr.read().decode()[-2000:]}")
+            raise RuntimeError(f"{kind} server exited: {Path(log.name).read_text()[-2000:]}")
     proc.terminate()
     raise RuntimeError(f"{kind} server did not start in 180 s")
 
@@ -88,15 +92,16 @@ async def load(url: str, model: str, prompts: list[str], concurrency: int, total
             "n": total}
 
 
-def measure(kind: str, prompts: list[str], levels: list[int], per_level: int, max_tokens: int) -> dict[int, dict]:
+def measure(kind: str, prompts: list[str], levels: list[int], per_level: int, max_tokens: int,
+            threads: int) -> dict[int, dict]:
     port = free_port()
-    proc, model = start(kind, port)
+    proc, model = start(kind, port, threads)
     url = f"http://127.0.0.1:{port}/v1/chat/completions"
     try:
         asyncio.run(load(url, model, prompts, 2, 4, max_tokens))  # warm-up
         out = {}
         for c in levels:
-            out[c] = asyncio.run(load(url, model, prompts, c, max(16, per_level * c // 4), max_tokens))
+            out[c] = asyncio.run(load(url, model, prompts, c, max(per_level, per_level * c // 8), max_tokens))
             r = out[c]
             print(f"  {kind:8s} c={c:<3d} {r['n']:3d} requests  {r['rps']:6.2f} req/s  p50 {r['p50']:6.2f} s  "
                   f"p95 {r['p95']:6.2f} s  {r['tok_s']:6.1f} tok/s", flush=True)
@@ -108,20 +113,24 @@ def measure(kind: str, prompts: list[str], levels: list[int], per_level: int, ma
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--requests", type=int, default=16, help="requests per level at concurrency 4 (scaled)")
+    parser.add_argument("--requests", type=int, default=8,
+                        help="requests at concurrency <= 8; more at higher levels (c x requests / 8)")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="compute threads per server (1 on a CPU other jobs share: OpenMP spin-waits)")
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--levels", default="1,8,32")
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
     prompts = [f"Is this movie review positive or negative? {ex.input}" for ex in sst2_items("dev", 64)]
-    print(machine())
-    results = {"tuneoff": measure("tuneoff", prompts, levels, args.requests, args.max_tokens)}
+    print(machine(), f"| server threads {args.threads} | load average {os.getloadavg()[0]:.1f}")
+    results = {"tuneoff": measure("tuneoff", prompts, levels, args.requests, args.max_tokens, args.threads)}
     try:
         import llama_cpp.server  # noqa: F401
     except ImportError:
         print("llama.cpp baseline skipped: pip install 'llama-cpp-python[server]'")
         return
-    results["llamacpp"] = measure("llamacpp", prompts, levels, args.requests, args.max_tokens)
+    results["llamacpp"] = measure("llamacpp", prompts, levels, args.requests, args.max_tokens, args.threads)
+    print(f"load average at the end {os.getloadavg()[0]:.1f}")
     print("\n| concurrency | tuneoff req/s | llama.cpp req/s | ratio | tuneoff p50 / p95 (s) | llama.cpp p50 / p95 (s) |")
     print("|---|---|---|---|---|---|")
     for c in levels:
