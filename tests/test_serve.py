@@ -242,3 +242,19 @@ def test_the_worker_fails_requests_not_itself(sharp_model_dir):
     bad, good = asyncio.run(go())
     worker.close()
     assert isinstance(bad, Exception) and good.tokens_out == 2
+
+
+def test_logprob_requests_are_batched_and_match_one_at_a_time(sharp_model_dir):
+    def ask(client, text):
+        r = chat(client, "bare", text, max_tokens=3, logprobs=True, top_logprobs=3)
+        return r.choices[0].message.content, [(t.token, round(t.logprob, 3)) for t in r.choices[0].logprobs.content]
+
+    with serving(str(sharp_model_dir)) as server:
+        client = openai.OpenAI(base_url=server.url, api_key="unused")
+        alone = [ask(client, x) for x in INPUTS[:4]]
+        with ThreadPoolExecutor(4) as pool:
+            together = list(pool.map(lambda x: ask(client, x), INPUTS[:4]))
+        batches = server.server.config.app.state.worker.batches
+        stopped = chat(client, "bare", INPUTS[0], max_tokens=6, logprobs=True, stop=[alone[0][0][1:3]])
+    assert together == alone and max(batches) > 1
+    assert stopped.choices[0].message.content == alone[0][0][:1] and len(stopped.choices[0].logprobs.content) <= 1

@@ -81,7 +81,7 @@ class Worker:
             if job is STOP:
                 return
             batch = [job]
-            if job.kind in ("generate", "score"):
+            if job.kind in ("generate", "score", "logprobs"):
                 batch += self._gather(job)
             self._run_or_split(batch)
 
@@ -106,7 +106,8 @@ class Worker:
                 job = self.jobs.get(timeout=max(deadline - time.perf_counter(), 0.0001))
             except queue.Empty:
                 break
-            if job is not STOP and job.kind == first.kind and job.config == first.config:
+            if job is not STOP and (job.kind, job.config, job.top_logprobs) == (first.kind, first.config,
+                                                                                 first.top_logprobs):
                 more.append(job)
             else:
                 self.waiting.append(job)
@@ -124,7 +125,7 @@ class Worker:
         elif kind == "stream":
             results = [stream_generate(self.backend, batch[0].ids, batch[0].config, batch[0].on_text)]
         else:
-            results = [logprob_generate(self.backend, batch[0].ids, batch[0].config, batch[0].top_logprobs)]
+            results = logprob_generate(self.backend, [j.ids for j in batch], batch[0].config, batch[0].top_logprobs)
         for job, result in zip(batch, results):
             job.done(result)
 
@@ -196,32 +197,47 @@ def stream_generate(backend, ids: list[int], config: GenerationConfig, on_text: 
     return Completion(text, len(ids), len(new), time.perf_counter() - began, 1, finish)
 
 
-def logprob_generate(backend, ids: list[int], config: GenerationConfig, top: int) -> tuple[Completion, list[dict]]:
-    """Greedy or sampled generation that also returns, per generated token, its log-probability and the
-    `top` likeliest alternatives (OpenAI's `logprobs.content` entries)."""
+def logprob_generate(backend, prompts: list[list[int]], config: GenerationConfig,
+                     top: int) -> list[tuple[Completion, list[dict]]]:
+    """Generation (one left-padded batch) that also returns, per generated token, its log-probability and
+    the `top` likeliest alternatives (OpenAI's `logprobs.content` entries); stop strings end a row."""
     import torch
 
-    kwargs = _generate_kwargs(backend, ids, config)
+    from ..models.scoring import left_pad
+
+    tokenizer = backend.tokenizer
+    kwargs = _generate_kwargs(backend, prompts[0], config)
+    kwargs["input_ids"], kwargs["attention_mask"] = left_pad(prompts, tokenizer.pad_token_id, backend.device)
     began = time.perf_counter()
     with torch.inference_mode():
         out = backend.model.generate(output_logits=True, return_dict_in_generate=True, **kwargs)
-    seconds = time.perf_counter() - began
-    tokenizer, eos = backend.tokenizer, {backend.tokenizer.eos_token_id, backend.tokenizer.pad_token_id}
-    new = out.sequences[0, len(ids):].tolist()
-    content = []
-    for step, token in enumerate(new):
-        if token in eos:
-            break
-        logprobs = torch.log_softmax(out.logits[step][0].float(), dim=-1)
-        values, indices = logprobs.topk(top) if top else (logprobs[:0], logprobs[:0].long())
-        content.append({"token": _piece(tokenizer, token), "logprob": logprobs[token].item(),
-                        "bytes": list(_piece(tokenizer, token).encode()),
-                        "top_logprobs": [{"token": _piece(tokenizer, i), "logprob": v,
-                                          "bytes": list(_piece(tokenizer, i).encode())}
-                                         for v, i in zip(values.tolist(), indices.tolist())]})
-    text = tokenizer.decode(new[:len(content)], skip_special_tokens=True)
-    finish = "length" if len(content) == len(new) and len(new) >= config.max_new_tokens else "stop"
-    return Completion(text, len(ids), len(content), seconds, 1, finish), content
+    seconds, width = time.perf_counter() - began, kwargs["input_ids"].shape[1]
+    eos = {tokenizer.eos_token_id, tokenizer.pad_token_id}
+    results = []
+    for row, ids in enumerate(prompts):
+        content, new = [], out.sequences[row, width:].tolist()
+        for step, token in enumerate(new):
+            if token in eos:
+                break
+            content.append(_entry(tokenizer, token, torch.log_softmax(out.logits[step][row].float(), dim=-1), top))
+        text = tokenizer.decode(new[:len(content)], skip_special_tokens=True)
+        finish = "length" if len(content) >= config.max_new_tokens else "stop"
+        cut = _cut(text, config.stop)
+        if len(cut) < len(text):  # a stop string: keep the tokens that end before it
+            finish, kept = "stop", 0
+            while kept < len(content) and len(tokenizer.decode(new[:kept + 1], skip_special_tokens=True)) <= len(cut):
+                kept += 1
+            content, text = content[:kept], cut
+        results.append((Completion(text, len(ids), len(content), seconds, len(prompts), finish), content))
+    return results
+
+
+def _entry(tokenizer, token: int, logprobs, top: int) -> dict:
+    values, indices = logprobs.topk(top) if top else (logprobs[:0], logprobs[:0].long())
+    return {"token": _piece(tokenizer, token), "logprob": logprobs[token].item(),
+            "bytes": list(_piece(tokenizer, token).encode()),
+            "top_logprobs": [{"token": _piece(tokenizer, i), "logprob": v, "bytes": list(_piece(tokenizer, i).encode())}
+                             for v, i in zip(values.tolist(), indices.tolist())]}
 
 
 def _piece(tokenizer, token: int) -> str:
