@@ -258,3 +258,11 @@ def test_logprob_requests_are_batched_and_match_one_at_a_time(sharp_model_dir):
         stopped = chat(client, "bare", INPUTS[0], max_tokens=6, logprobs=True, stop=[alone[0][0][1:3]])
     assert together == alone and max(batches) > 1
     assert stopped.choices[0].message.content == alone[0][0][:1] and len(stopped.choices[0].logprobs.content) <= 1
+
+
+def test_an_arm_on_a_served_model_is_refused_with_a_hint():
+    from tuneoff.errors import TuneoffError
+
+    with pytest.raises(TuneoffError, match="served elsewhere") as info:
+        build(ServedArm("remote", "http://127.0.0.1:9/v1#big"), ServeOptions())
+    assert "local MODEL" in info.value.hint

@@ -59,11 +59,14 @@ def build(arm: ServedArm, options: ServeOptions):
     from ..models.local import TransformersBackend
     from .worker import Worker
 
-    backend = load_backend(ModelSpec(arm.model, dtype=options.dtype, engine="transformers",
-                                     batch_size=options.batch_size))
+    spec = ModelSpec(arm.model, dtype=options.dtype, engine="transformers", batch_size=options.batch_size)
+    if spec.kind != "local":
+        raise TuneoffError(f"arm '{arm.name}' runs on '{arm.model}', a model served elsewhere: tuneoff serve "
+                           "serves local weights", field="model",
+                           hint="name a local MODEL to serve the arm's prompting around it (e.g. embedded:NAME)")
+    backend = load_backend(spec)
     if not isinstance(backend, TransformersBackend):
-        raise TuneoffError(f"'{arm.model}' is not a local model; tuneoff serves local models (base or adapter)",
-                           field="model")
+        raise TuneoffError(f"'{arm.model}' is not a local transformers model", field="model")
     api_key = None
     if options.api_key_env:
         api_key = os.environ.get(options.api_key_env)
