@@ -266,3 +266,15 @@ def test_an_arm_on_a_served_model_is_refused_with_a_hint():
     with pytest.raises(TuneoffError, match="served elsewhere") as info:
         build(ServedArm("remote", "http://127.0.0.1:9/v1#big"), ServeOptions())
     assert "local MODEL" in info.value.hint
+
+
+def test_served_arm_selects_similar_demos_per_request_and_extracts_cot_answers(sharp_model_dir):
+    pool = tuple(Example(input=d["input"], target=d["target"], id=str(i)) for i, d in enumerate(DEMOS))
+    ctx = TaskContext(name="toy", labels=("negative", "positive"), pool=pool)
+    arm = PromptArm(name="sim", shots=1, demo_selection="similar", chain_of_thought=True, system="Be a critic.")
+    served = ServedArm("sim", str(sharp_model_dir), prepare(arm, ctx))
+    for text, demo in [("so dull and boring", "dull and boring"), ("a great movie", "great movie")]:
+        messages = served.messages([{"role": "user", "content": text}])
+        assert messages[0] == {"role": "system", "content": "Be a critic."}
+        assert demo in messages[1]["content"] and text in messages[-1]["content"]
+    assert served.answer("The film drags on. The answer is negative.") == "negative"

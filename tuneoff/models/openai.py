@@ -168,7 +168,11 @@ class OpenAICompatBackend:
                 time.sleep(self._backoff(attempt, None))
                 continue
             if response.status_code < 400:
-                return response.json()
+                try:
+                    return response.json()
+                except ValueError:
+                    raise ServerError(f"{method} {url}: the answer is not JSON: {response.text[:200]!r}",
+                                      field="model", hint="is this an OpenAI-compatible API root (…/v1)?") from None
             if response.status_code not in RETRY_STATUSES or last:
                 raise ServerError(f"{method} {url}: HTTP {response.status_code}: {_error_text(response)}",
                                   field="model")
