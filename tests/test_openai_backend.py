@@ -183,3 +183,22 @@ def test_concurrency_keeps_order():
         out = backend.generate([[{"role": "user", "content": str(i)}] for i in range(6)], GenerationConfig())
     sent = {r[1]["messages"][0]["content"]: i for i, r in enumerate(server.requests)}
     assert [c.text for c in out] == [f"reply {sent[str(i)]}" for i in range(6)]
+
+
+def test_an_evaluation_over_http_is_cached_in_the_store_like_a_local_one(tmp_path):
+    from tuneoff.data import Example
+    from tuneoff.evaluate import evaluate
+    from tuneoff.prompting import PromptArm, TaskContext
+    from tuneoff.store import Store
+
+    items = [Example(input=f"review {i}", target="positive", id=str(i)) for i in range(5)]
+    ctx = TaskContext(name="toy", labels=("negative", "positive"))
+    arm = PromptArm(name="zero", mode="generate", max_new_tokens=3)
+    store = Store(tmp_path / "runs.sqlite")
+    with Scripted([(200, {}, answer("positive", usage=(9, 1)))] * 5) as server:
+        first = evaluate(load_backend(f"{server.url}?model=m&concurrency=2"), arm, items, ctx, store=store)
+        sent = len(server.requests)
+        again = evaluate(load_backend(f"{server.url}?model=m"), arm, items, ctx, store=store)
+    assert sent == 5 and len(server.requests) == 5  # the second evaluation sent nothing
+    assert (first.cache_misses, again.cache_hits) == (5, 5) and again.main.value == first.main.value == 1.0
+    assert [c["tokens_in"] for c in store.calls(first.run_id)] == [9] * 5  # from the response's usage
