@@ -193,8 +193,8 @@ def test_client_mistakes_get_4xx_with_an_openai_error_body(sharp_model_dir):
             "model": post(server, {**ok, "model": "gpt-5"}),
             "too large": post(server, {**ok, "messages": [{"role": "user", "content": "x" * 20_000}]}),
             "route": httpx.get(server.url + "/engines"),
-            "echo+logprobs": httpx.post(server.url + "/completions", json={"model": "bare", "prompt": "a",
-                                                                           "echo": True, "logprobs": 1}),
+            "no prompts": httpx.post(server.url + "/completions", json={"model": "bare", "prompt": []}),
+            "logprobs 9": httpx.post(server.url + "/completions", json={"model": "bare", "prompt": "a", "logprobs": 9}),
         }
         fine = post(server, {**ok, "max_tokens": 32})
     assert fine.status_code == 200
@@ -278,3 +278,18 @@ def test_served_arm_selects_similar_demos_per_request_and_extracts_cot_answers(s
         assert messages[0] == {"role": "system", "content": "Be a critic."}
         assert demo in messages[1]["content"] and text in messages[-1]["content"]
     assert served.answer("The film drags on. The answer is negative.") == "negative"
+
+
+def test_score_arm_over_http_with_the_template_scores_exactly_like_the_local_run(sharp_model_dir):
+    """`template=` makes the backend score labels by echo + logprobs: the same predictions (and, to float
+    rounding, the same log-probabilities) as the arm scored locally."""
+    arm = PromptArm(name="zero", system="You are terse.", instruction="Classify.", mode="score", score_norm="sum")
+    items = [Example(input=x, target="the", id=str(i)) for i, x in enumerate(INPUTS)]
+    labels = ("the", "a", "movie", "film", "card payment")  # a two-token label too
+    local = evaluate(load_backend(str(sharp_model_dir)), arm, items, task(labels))
+    with serving(str(sharp_model_dir)) as server:
+        remote = evaluate(load_backend(f"{server.url}?model=bare&template={sharp_model_dir}"), arm, items, task(labels))
+    assert [p["prediction"] for p in remote.predictions] == [p["prediction"] for p in local.predictions]
+    for r, l in zip(remote.predictions, local.predictions):
+        assert r["extra"]["logprobs"] == pytest.approx(l["extra"]["logprobs"], abs=1e-3)
+    assert len({p["prediction"] for p in local.predictions}) > 1

@@ -10,7 +10,10 @@ Options ride in the spec's query string so one string names the model everywhere
 in the spec, the store or the report; only the base URL and the model name identify the model (the cache
 key), since concurrency, timeouts and the key do not change an answer.
 
-Label scoring (`loglikelihood`): a server that returns `logprobs` gives each label the log-probability
+Label scoring (`loglikelihood`): with `template=SPEC` (a local tokenizer with the served model's chat
+template) each label is scored exactly, like the local backend: the rendered prompt plus the label goes to
+`/v1/completions` with `echo` and `logprobs`, and the label's tokens' log-probabilities are summed (vLLM
+and `tuneoff serve` answer this). Without it, a server that returns `logprobs` gives each label the log-probability
 of the best first token that starts it, among `top_logprobs`; one that does not (or whose likeliest
 tokens start no label) is asked to answer (greedy) and the reply is matched to a label. A label that neither way reaches gets `NO_SCORE`, and an
 item whose labels all have it counts as a format violation in the report (the failure rate).
@@ -63,6 +66,9 @@ class ServerOptions:
     backoff_s: float = 0.5
     """First backoff; doubled per try, capped at `max_backoff_s`, times a random factor in [0.5, 1.5)."""
     max_backoff_s: float = 30.0
+    template: str | None = None
+    """A local model spec whose tokenizer renders chats exactly as the server does (its chat template):
+    labels are then scored exactly, by `/v1/completions` with `echo` and `logprobs` (see the module)."""
 
     def __post_init__(self):
         for name in ("concurrency", "timeout_s"):
@@ -76,7 +82,7 @@ class ServerOptions:
         """Options from a spec string (see the module docstring)."""
         parts = urlsplit(name)
         query = dict(parse_qsl(parts.query))
-        known = {"model", "api_key_env", "concurrency", "timeout", "retries", "backoff"}
+        known = {"model", "api_key_env", "concurrency", "timeout", "retries", "backoff", "template"}
         unknown = set(query) - known
         if unknown:
             raise TuneoffError(f"unknown option(s) {sorted(unknown)} in '{name}'", field="model",
@@ -89,14 +95,16 @@ class ServerOptions:
             model, key_env = query.get("model", ""), query.get("api_key_env")
         try:
             return cls(base.rstrip("/"), model, key_env, int(query.get("concurrency", 4)),
-                       float(query.get("timeout", 60)), int(query.get("retries", 4)), float(query.get("backoff", 0.5)))
+                       float(query.get("timeout", 60)), int(query.get("retries", 4)), float(query.get("backoff", 0.5)),
+                       template=query.get("template"))
         except ValueError as e:
             raise TuneoffError(f"bad option value in '{name}': {e}", field="model") from None
 
     @property
     def identity(self) -> str:
-        """What names the model for the cache: the server and the model it serves, nothing else."""
-        return f"{self.base_url}#{self.model}"
+        """What names the model for the cache: the server, the model it serves, and whether labels are
+        scored exactly (echo) or from the likeliest first tokens: they give different scores."""
+        return f"{self.base_url}#{self.model}" + ("|echo" if self.template else "")
 
 
 def load(spec: ModelSpec) -> OpenAICompatBackend:
@@ -139,6 +147,10 @@ class OpenAICompatBackend:
         self._logprobs_supported: bool | None = None  # learnt from the first scoring answer
         if not options.model:
             self.options = dataclasses.replace(options, model=self._first_model())
+        if options.template:  # `replies()` finds it: labels are then closed the way the template closes a turn
+            from .weights import load_tokenizer
+
+            self.tokenizer = load_tokenizer(options.template)
         self.info = BackendInfo(name=self.options.identity, kind="openai", dtype="server", device="remote",
                                 engine="http", batch_engine="http", extra={"base_url": options.base_url})
 
@@ -209,6 +221,8 @@ class OpenAICompatBackend:
         return json.dumps(list(messages), ensure_ascii=False, sort_keys=True)
 
     def count_tokens(self, text: str) -> int:
+        if self.options.template:
+            return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
         # no tokenizer on this side: ~4 characters a token, used only where a response has no `usage`
         return max(1, math.ceil(len(text) / 4)) if text else 0
 
@@ -239,6 +253,10 @@ class OpenAICompatBackend:
                           finish_reason="length" if choice.get("finish_reason") == "length" else "stop")
 
     def loglikelihood(self, chats: Sequence[Chat], continuations: Sequence[str]) -> list[Score]:
+        if self.options.template:
+            pairs = list(zip(chats, continuations))
+            chunks = [pairs[i:i + 16] for i in range(0, len(pairs), 16)]
+            return [s for chunk in self._map(self._score_echo, chunks) for s in chunk]
         # one request per distinct chat serves all its continuations (the labels)
         groups: dict[str, list[int]] = {}
         for i, chat in enumerate(chats):
@@ -250,6 +268,18 @@ class OpenAICompatBackend:
             for i, s in zip(groups[k], scores):
                 out[i] = s
         return out  # type: ignore[return-value]
+
+    def _score_echo(self, pairs: list[tuple[Chat, str]]) -> list[Score]:
+        """Exact continuation scores: the prompt rendered here with the server's template, the continuation
+        appended, sent with `echo` so the server returns every token's log-probability."""
+        prompts = [self.tokenizer.apply_chat_template(list(chat), tokenize=False, add_generation_prompt=True)
+                   for chat, _ in pairs]
+        texts = [p + c for p, (_, c) in zip(prompts, pairs)]
+        began = time.perf_counter()
+        # max_tokens 1, not 0: some servers refuse 0; the generated token starts past every continuation
+        data = self.request("POST", "/completions", {"model": self.options.model, "prompt": texts, "max_tokens": 1,
+                                                     "temperature": 0, "echo": True, "logprobs": 0})
+        return _echo_scores(data, prompts, texts, time.perf_counter() - began)
 
     def _score_chat(self, chat: list, labels: list[str]) -> list[Score]:
         longest = max(self.count_tokens(x) for x in labels) + 2
@@ -271,6 +301,23 @@ class OpenAICompatBackend:
         matched = match_label(reply.text, labels)
         self.scoring.add("via_generation", matched is not None)
         return [Score(0.0 if label == matched else NO_SCORE, 1, reply.tokens_in, reply.seconds) for label in labels]
+
+
+def _echo_scores(data: dict, prompts: list[str], texts: list[str], seconds: float) -> list[Score]:
+    """Sum of the log-probabilities of the tokens that start inside each continuation (prompt + continuation
+    was sent with `echo`: the answer lists every prompt token with its offset and log-probability)."""
+    out: list[Score | None] = [None] * len(texts)
+    for choice in data.get("choices") or []:
+        i, lp = choice.get("index", 0), choice.get("logprobs") or {}
+        start, end = len(prompts[i]), len(texts[i])
+        values = [v for v, o in zip(lp.get("token_logprobs") or [], lp.get("text_offset") or [])
+                  if start <= o < end and v is not None]
+        before = sum(o < start for o in lp.get("text_offset") or [])
+        out[i] = Score(sum(values), len(values), before, seconds) if values else Score(NO_SCORE, 1, before, seconds)
+    if any(s is None for s in out):
+        raise ServerError("the server's echo answer misses prompts", field="model",
+                          hint="drop `template=` to score from top_logprobs instead")
+    return out  # type: ignore[return-value]
 
 
 def _first_top_logprobs(data: dict) -> dict[str, float] | None:

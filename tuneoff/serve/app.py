@@ -90,7 +90,7 @@ class ChatRequest(Sampling):
 
 
 class CompletionRequest(Sampling):
-    prompt: Union[str, list[str]]
+    prompt: Union[str, list[str]] = Field(min_length=1)
     logprobs: Optional[int] = Field(None, ge=0, le=5)
     echo: bool = False
 

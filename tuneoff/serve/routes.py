@@ -108,8 +108,6 @@ class Handler:
         prompts = [body.prompt] if isinstance(body.prompt, str) else list(body.prompt)
         if not prompts:
             raise ApiError(400, "prompt: give at least one prompt", "prompt")
-        if body.echo and body.logprobs is not None:
-            raise ApiError(400, "echo with logprobs (prompt scoring) is not supported here", "echo")
         if body.stream and len(prompts) > 1:
             raise ApiError(400, "streaming takes a single prompt", "prompt")
         encoded = [self._encode_prompt(p) for p in prompts]
@@ -118,6 +116,11 @@ class Handler:
         rid, created = new_id("cmpl"), int(time.time())
         head = {"id": rid, "object": "text_completion", "created": created, "model": self.arm.name}
         results = await asyncio.gather(*(self._one(chat, ids, config, body.logprobs) for chat, ids in encoded))
+        if body.echo and body.logprobs is not None:  # prompt scoring: the prompt's own tokens come first
+            echoed = await asyncio.gather(*(self.worker.run("prompt", ids, config, top_logprobs=body.logprobs)
+                                            for _, ids in encoded))
+            results = [(r, _echo_logprobs(self.backend.tokenizer, ids, e, lp))
+                       for (r, lp), (_, ids), e in zip(results, encoded, echoed)]
         choices = []
         for i, (prompt, (result, logprobs)) in enumerate(zip(prompts, results)):
             text = (prompt if body.echo else "") + self.arm.answer(result.text)
@@ -165,15 +168,28 @@ async def _whole_completion_stream(head: dict, choice: dict, total: Completion, 
     yield sse("[DONE]")
 
 
-def _legacy_logprobs(content: list[dict]) -> dict:
-    """`/v1/completions`' logprobs shape from the chat shape."""
-    offsets, at = [], 0
+def _legacy_logprobs(content: list[dict], start: int = 0) -> dict:
+    """`/v1/completions`' logprobs shape from the chat shape; offsets count from `start`."""
+    offsets, at = [], start
     for c in content:
         offsets.append(at)
         at += len(c["token"])
     return {"tokens": [c["token"] for c in content], "token_logprobs": [c["logprob"] for c in content],
-            "top_logprobs": [{t["token"]: t["logprob"] for t in c["top_logprobs"]} for c in content],
-            "text_offset": offsets}
+            "top_logprobs": [None if c["top_logprobs"] is None else {t["token"]: t["logprob"] for t in c["top_logprobs"]}
+                             for c in content], "text_offset": offsets}
+
+
+def _echo_logprobs(tokenizer, ids: list[int], prompt: list[dict], generated: dict | None) -> dict:
+    """The prompt's tokens then the generated ones. Offsets are where each token starts in the decoded
+    prompt (decoding prefixes, not pieces: a piece of a multi-byte character prints as U+FFFD)."""
+    out = _legacy_logprobs(prompt)
+    out["text_offset"] = [len(tokenizer.decode(ids[:i])) for i in range(len(ids))]
+    if generated:
+        start = len(tokenizer.decode(ids))
+        for k in ("tokens", "token_logprobs", "top_logprobs"):
+            out[k] = out[k] + generated[k]
+        out["text_offset"] = out["text_offset"] + [start + o for o in generated["text_offset"]]
+    return out
 
 
 class BodyLimit:

@@ -122,6 +122,8 @@ class Worker:
             results = self.backend.generate_ids([j.ids for j in batch], batch[0].config)
         elif kind == "score":
             results = self._score(batch)
+        elif kind == "prompt":
+            results = [prompt_logprobs(self.backend, batch[0].ids, batch[0].top_logprobs)]
         elif kind == "stream":
             results = [stream_generate(self.backend, batch[0].ids, batch[0].config, batch[0].on_text)]
         else:
@@ -230,6 +232,19 @@ def logprob_generate(backend, prompts: list[list[int]], config: GenerationConfig
             content, text = content[:kept], cut
         results.append((Completion(text, len(ids), len(content), seconds, len(prompts), finish), content))
     return results
+
+
+def prompt_logprobs(backend, ids: list[int], top: int) -> list[dict]:
+    """Each prompt token's log-probability given the tokens before it (`echo` with `logprobs`: how a
+    client scores a continuation exactly); the first token has none."""
+    import torch
+
+    with torch.inference_mode():
+        logits = backend.model(input_ids=torch.tensor([ids], device=backend.device)).logits[0].float()
+    logprobs = torch.log_softmax(logits, dim=-1)
+    first = {"token": _piece(backend.tokenizer, ids[0]), "logprob": None, "top_logprobs": None}
+    # logits at position t predict token t + 1
+    return [first] + [_entry(backend.tokenizer, ids[t + 1], logprobs[t], top) for t in range(len(ids) - 1)]
 
 
 def _entry(tokenizer, token: int, logprobs, top: int) -> dict:
