@@ -293,3 +293,20 @@ def test_score_arm_over_http_with_the_template_scores_exactly_like_the_local_run
     for r, l in zip(remote.predictions, local.predictions):
         assert r["extra"]["logprobs"] == pytest.approx(l["extra"]["logprobs"], abs=1e-3)
     assert len({p["prediction"] for p in local.predictions}) > 1
+
+
+def test_echo_scores_prompts_in_one_batched_pass_and_matches_generation(sharp_model_dir):
+    local = load_backend(str(sharp_model_dir))
+    with serving(str(sharp_model_dir)) as server:
+        client = openai.OpenAI(base_url=server.url, api_key="unused")
+        r = client.completions.create(model="bare", prompt=INPUTS[:4], max_tokens=1, temperature=0, echo=True,
+                                      logprobs=0)
+        batches = server.server.config.app.state.worker.batches
+    for prompt, choice in zip(INPUTS[:4], r.choices):
+        ids = local.encode(prompt)
+        lp = choice.logprobs
+        assert lp.token_logprobs[0] is None and len(lp.tokens) == len(ids) + 1
+        assert lp.text_offset[:len(ids)] == [len(local.tokenizer.decode(ids[:i])) for i in range(len(ids))]
+        # the generated token from the scoring pass is the greedy one
+        assert choice.text == prompt + local.generate_ids([ids], _config(1))[0].text
+    assert max(batches) > 1

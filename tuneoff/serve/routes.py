@@ -115,12 +115,10 @@ class Handler:
         config = config_of(body, *checked[0])
         rid, created = new_id("cmpl"), int(time.time())
         head = {"id": rid, "object": "text_completion", "created": created, "model": self.arm.name}
-        results = await asyncio.gather(*(self._one(chat, ids, config, body.logprobs) for chat, ids in encoded))
         if body.echo and body.logprobs is not None:  # prompt scoring: the prompt's own tokens come first
-            echoed = await asyncio.gather(*(self.worker.run("prompt", ids, config, top_logprobs=body.logprobs)
-                                            for _, ids in encoded))
-            results = [(r, _echo_logprobs(self.backend.tokenizer, ids, e, lp))
-                       for (r, lp), (_, ids), e in zip(results, encoded, echoed)]
+            results = await asyncio.gather(*(self._echo(chat, ids, config, body.logprobs) for chat, ids in encoded))
+        else:
+            results = await asyncio.gather(*(self._one(chat, ids, config, body.logprobs) for chat, ids in encoded))
         choices = []
         for i, (prompt, (result, logprobs)) in enumerate(zip(prompts, results)):
             text = (prompt if body.echo else "") + self.arm.answer(result.text)
@@ -135,6 +133,16 @@ class Handler:
         if self.arm.prompter is None:  # a bare model continues the raw text
             return None, self.backend.encode(prompt)
         return self._encode_chat([{"role": "user", "content": prompt}])
+
+    async def _echo(self, chat, ids: list[int], config, logprobs: int):
+        """A completion with the prompt's token log-probabilities first. One greedy token (how clients ask
+        for prompt scores) comes from the same forward pass; anything longer is generated as usual."""
+        entries, following = await self.worker.run("prompt", ids, config, top_logprobs=logprobs)
+        if config.greedy and config.max_new_tokens == 1 and self.arm.mode != "score":
+            result, generated = Completion(following["token"], len(ids), 1, 0.0, 1, "length"), _legacy_logprobs([following])
+        else:
+            result, generated = await self._one(chat, ids, config, logprobs)
+        return result, _echo_logprobs(self.backend.tokenizer, ids, entries, generated)
 
     async def _one(self, chat, ids: list[int], config, logprobs: int | None):
         if self.arm.mode == "score" and chat is not None:

@@ -81,7 +81,7 @@ class Worker:
             if job is STOP:
                 return
             batch = [job]
-            if job.kind in ("generate", "score", "logprobs"):
+            if job.kind in ("generate", "score", "logprobs", "prompt"):
                 batch += self._gather(job)
             self._run_or_split(batch)
 
@@ -123,7 +123,7 @@ class Worker:
         elif kind == "score":
             results = self._score(batch)
         elif kind == "prompt":
-            results = [prompt_logprobs(self.backend, batch[0].ids, batch[0].top_logprobs)]
+            results = prompt_logprobs(self.backend, [j.ids for j in batch], batch[0].top_logprobs)
         elif kind == "stream":
             results = [stream_generate(self.backend, batch[0].ids, batch[0].config, batch[0].on_text)]
         else:
@@ -234,17 +234,27 @@ def logprob_generate(backend, prompts: list[list[int]], config: GenerationConfig
     return results
 
 
-def prompt_logprobs(backend, ids: list[int], top: int) -> list[dict]:
-    """Each prompt token's log-probability given the tokens before it (`echo` with `logprobs`: how a
-    client scores a continuation exactly); the first token has none."""
+def prompt_logprobs(backend, prompts: list[list[int]], top: int) -> list[tuple[list[dict], dict]]:
+    """Per prompt (one left-padded forward for the batch): each token's log-probability given the tokens
+    before it (the first has none), and the greedy next token's entry. `echo` with `logprobs` is how a
+    client scores a continuation exactly; with `max_tokens` 1 the next token needs no second pass."""
     import torch
 
+    from ..models.scoring import left_pad
+
+    ids, mask = left_pad(prompts, backend.tokenizer.pad_token_id, backend.device)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
     with torch.inference_mode():
-        logits = backend.model(input_ids=torch.tensor([ids], device=backend.device)).logits[0].float()
-    logprobs = torch.log_softmax(logits, dim=-1)
-    first = {"token": _piece(backend.tokenizer, ids[0]), "logprob": None, "top_logprobs": None}
-    # logits at position t predict token t + 1
-    return [first] + [_entry(backend.tokenizer, ids[t + 1], logprobs[t], top) for t in range(len(ids) - 1)]
+        logits = backend.model(input_ids=ids, attention_mask=mask, position_ids=positions).logits.float()
+    out = []
+    for row, prompt in enumerate(prompts):
+        logprobs = torch.log_softmax(logits[row, ids.shape[1] - len(prompt):], dim=-1)
+        first = {"token": _piece(backend.tokenizer, prompt[0]), "logprob": None, "top_logprobs": None}
+        # logits at position t predict token t + 1
+        entries = [first] + [_entry(backend.tokenizer, prompt[t + 1], logprobs[t], top) for t in range(len(prompt) - 1)]
+        following = _entry(backend.tokenizer, int(logprobs[-1].argmax()), logprobs[-1], top)
+        out.append((entries, following))
+    return out
 
 
 def _entry(tokenizer, token: int, logprobs, top: int) -> dict:
