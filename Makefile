@@ -3,12 +3,12 @@
 # (llama-cpp-python compiles llama.cpp: several minutes on 2 cores).
 PY ?= .venv/bin/python
 
-.PHONY: bench bench-setup bench-eval bench-train bench-decode bench-demo test
+.PHONY: bench bench-setup bench-eval bench-train bench-decode bench-demo bench-serve test
 
-bench: bench-eval bench-train bench-decode bench-demo
+bench: bench-eval bench-train bench-decode bench-demo bench-serve
 
 bench-setup:
-	$(PY) -m pip install -c constraints.txt -e ".[bench,llamacpp]"
+	$(PY) -m pip install -c constraints.txt -e ".[bench,llamacpp,serve]" "llama-cpp-python[server]"
 
 bench-eval:
 	$(PY) bench/eval_throughput.py
@@ -21,6 +21,9 @@ bench-decode:
 
 bench-demo:
 	$(PY) bench/demo_phases.py
+
+bench-serve:
+	$(PY) bench/serve_throughput.py
 
 test:
 	$(PY) -m pytest -q

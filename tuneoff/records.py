@@ -38,6 +38,8 @@ class Role(str, Enum):
     """The paraphrase/seed probe of an arm."""
     FLEXIBILITY = "flexibility"
     """A fine-tuned model scored on the second, unrelated task."""
+    DISTILL = "distill"
+    """A teacher arm answering a distilled arm's training inputs (linked under the student's name)."""
     FLEXIBILITY_BASE = "flexibility_base"
     """The base model on that task: the reference the drop is measured against."""
     PROBE = "probe"

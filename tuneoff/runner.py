@@ -97,8 +97,11 @@ def _run_experiment(exp: Experiment, store: Store, console=None) -> int:
     ctx.say(f"experiment {experiment_id}: {exp.name} — train {len(ctx.data.train)}, dev {len(ctx.data.dev)}, "
             f"test {len(ctx.data.test)} items; store {store.path}")
     ctx.ood = load_task(exp.ood.task_spec(exp.task)) if exp.ood else None
-    for entry in sorted(exp.arms, key=lambda a: a.kind != "finetune"):  # models before their users
-        if entry.kind == "finetune" and exp.tuned(entry):
+    # models before their users; distilled students after the fine-tunes that may teach them
+    for entry in sorted(exp.arms, key=lambda a: (a.kind != "finetune", bool((a.finetune or {}).get("teacher")))):
+        if entry.kind == "finetune" and entry.name in ctx.tuned:
+            pass  # a teacher trained already, for its student
+        elif entry.kind == "finetune" and exp.tuned(entry) and not (entry.finetune or {}).get("teacher"):
             from .tuning import tune_finetune
 
             ctx.tuned[entry.name], ctx.chosen[entry.name] = tune_finetune(ctx, entry)
@@ -120,13 +123,13 @@ def _run_experiment(exp: Experiment, store: Store, console=None) -> int:
     return experiment_id
 
 
-def output_dir(ctx: RunContext, entry: ArmEntry, arm) -> Path:
+def output_dir(ctx: RunContext, entry: ArmEntry, arm, data: TaskData | None = None) -> Path:
     """One directory per (arm spec, base model, training data, prompt format): a change to any of them
     never reuses a stale model, and a change to anything else (test size, other arms) reuses it."""
-    prompt = build_prompt_arm(entry, ctx.exp.task)
+    prompt, data = build_prompt_arm(entry, ctx.exp.task), data or ctx.data
     key = json.dumps({"arm": to_dict(arm), "model": entry.model or ctx.exp.model, "prompt": prompt.to_dict(),
                       "instruction": ctx.exp.task.instruction, "labels": list(ctx.data.labels or ()),
-                      "train": digest(ctx.data.train), "dev": digest(ctx.data.dev)},
+                      "train": digest(data.train), "dev": digest(data.dev)},
                      sort_keys=True, default=str)
     return ctx.exp.output_dir() / "models" / f"{arm.name}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
 
@@ -139,14 +142,15 @@ def train_arm(ctx: RunContext, entry: ArmEntry, overrides: dict | None = None, r
     from .tuning import training_format
 
     arm = build_finetune_arm(entry, overrides={**ctx.chosen.get(entry.name, {}), **(overrides or {})})
-    out = output_dir(ctx, entry, arm)
+    data = distilled_data(ctx, entry, arm) if arm.teacher else ctx.data
+    out = output_dir(ctx, entry, arm, data)
     if is_finished(out):
         run_id = _training_run(ctx.store, out, entry.name)
         ctx.say(f"[dim]{arm.name}: reusing the trained model in {out}[/dim]")
     else:
         model = entry.model or ctx.exp.model
         with ctx.phase(f"{arm.name}: train"):
-            result = run_finetune(ctx.data, arm, model, out, ctx.store,
+            result = run_finetune(data, arm, model, out, ctx.store,
                                   resume=_has_checkpoints(out), console=ctx.console,
                                   formatter=training_format(ctx, entry)[0])
         run_id = result.run_id
@@ -173,6 +177,26 @@ def _training_run(store: Store, out: Path, arm: str) -> int:
                              spec=meta.get("arm", {}), fingerprint=fp)
     store.finish_run(run_id, "done", {**meta.get("stats", {}), "output_dir": str(out), "trained_in_another_store": True})
     return run_id
+
+
+def distilled_data(ctx: RunContext, entry: ArmEntry, arm) -> TaskData:
+    """The task with a training split whose targets are the teacher arm's answers to the first
+    `n_unlabelled` training inputs; the teacher's run is linked to the student (Role.DISTILL)."""
+    import dataclasses
+
+    from .evaluate.distill import teacher_answers
+
+    teacher = ctx.exp.arm(arm.teacher)
+    if teacher.kind == "finetune" and teacher.name not in ctx.tuned:
+        ctx.tuned[teacher.name] = train_arm(ctx, teacher)
+    items = ctx.data.train[:arm.n_unlabelled] if arm.n_unlabelled else ctx.data.train
+    # the teacher as declared (an `optimise` teacher is not re-optimised for this)
+    with ctx.phase(f"{entry.name}: teacher {teacher.name}"):
+        run_id, answered = teacher_answers(ctx.backend(ctx.weights_of(teacher)), build_prompt_arm(teacher, ctx.exp.task),
+                                           items, ctx.data, ctx.store, ctx.experiment_id, ctx.console)
+    ctx.link(run_id, Role.DISTILL, entry.name)
+    ctx.say(f"{entry.name}: {teacher.name} answered {len(items)} training inputs, {len(answered)} usable as targets")
+    return dataclasses.replace(ctx.data, train=answered)
 
 
 def _has_checkpoints(out: Path) -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..records import ProbeSummary
+from ..config.prices import PriceTable
 from .costs import ArmCost
 
 
@@ -74,6 +75,12 @@ class ArmSummary:
     """Repeat indices whose metric fell to the majority-class rate or below: flagged, not averaged away silently."""
     flexibility: dict = field(default_factory=dict)
     """{"task": name, "score": x, "base_score": y, "drop": y - x} when measured."""
+    prices: PriceTable | None = None
+    """The arm's own prices (`prices:` on the arm, e.g. api for a hosted model); None: the experiment's."""
+    one_off_dollars: float = 0.0
+    """One-off $ beyond training time: a distilled arm's teacher calls."""
+    distillation: dict = field(default_factory=dict)
+    """A distilled arm: {"teacher", "n_unlabelled", "teacher_metric", "agreement", "teacher_calls"}."""
 
     @property
     def weights_changed(self) -> bool:
@@ -83,7 +90,8 @@ class ArmSummary:
         return ArmCost(tokens_in=self.tokens_in, tokens_out=self.tokens_out,
                        seconds_per_request=self.seconds_per_request, finetuned=self.weights_changed,
                        one_off_seconds=self.setup_seconds, training_tokens=self.training_tokens,
-                       labels_needed=self.examples_needed)
+                       labels_needed=self.examples_needed,
+                       one_off_dollars=self.one_off_dollars, prices=self.prices)
 
 
 @dataclass

@@ -27,6 +27,10 @@ class ArmCost:
     training_tokens: int = 0
     labels_needed: int = 0
     """Labelled examples the arm needs (demo pool, training set, dev items for optimising)."""
+    one_off_dollars: float = 0.0
+    """One-off $ measured elsewhere (a distilled arm's teacher calls, priced at the teacher's rates)."""
+    prices: PriceTable | None = None
+    """The arm's own prices (an arm on a hosted model next to one on our own hardware); None: the experiment's."""
 
 
 @dataclass
@@ -42,10 +46,17 @@ class OneOff:
     hours: float
     """Prompt hours (every arm), plus data-preparation hours for arms whose weights change."""
     total: float
+    other: float = 0.0
+    """One-off $ measured elsewhere: a distilled arm's teacher calls, at the teacher's prices."""
+
+
+def _own(cost: ArmCost, prices: PriceTable) -> PriceTable:
+    return cost.prices if cost.prices is not None else prices
 
 
 def per_request(cost: ArmCost, prices: PriceTable) -> float:
-    """$ per request."""
+    """$ per request, at the arm's own prices when it has them."""
+    prices = _own(cost, prices)
     if prices.mode == "hardware":
         return prices.hardware_per_hour / 3600.0 * cost.seconds_per_request
     pin = prices.finetuned_input_per_1k_tokens if cost.finetuned and prices.finetuned_input_per_1k_tokens is not None \
@@ -56,7 +67,9 @@ def per_request(cost: ArmCost, prices: PriceTable) -> float:
 
 
 def one_off_parts(cost: ArmCost, prices: PriceTable) -> OneOff:
-    """$ once, before the first request, by part: compute, labels, people."""
+    """$ once, before the first request, by part: compute, labels, people, and one-off $ measured elsewhere
+    (a distilled arm's teacher calls). An arm with its own prices is priced at them."""
+    prices = _own(cost, prices)
     if prices.mode == "api" and cost.finetuned and prices.training_per_1k_tokens is not None:
         compute = cost.training_tokens / 1000 * prices.training_per_1k_tokens
     else:
@@ -66,17 +79,18 @@ def one_off_parts(cost: ArmCost, prices: PriceTable) -> OneOff:
     hours = prices.prompt_hours + (prices.data_hours if cost.finetuned else 0.0)
     labels = cost.labels_needed * prices.label_per_example
     people = hours * prices.engineer_per_hour
-    return OneOff(compute, labels, people, hours, compute + labels + people)
+    return OneOff(compute, labels, people, hours, compute + labels + people + cost.one_off_dollars,
+                  cost.one_off_dollars)
 
 
 def one_off(cost: ArmCost, prices: PriceTable) -> float:
-    """$ once: compute, labels and people's time before the first request (see `one_off_parts`)."""
+    """$ once: compute, labels, people's time and teacher calls before the first request (see `one_off_parts`)."""
     return one_off_parts(cost, prices).total
 
 
 def monthly(cost: ArmCost, prices: PriceTable, requests_per_month: float) -> float:
     """$ per month at a volume, one-off costs spread over the horizon."""
-    return one_off(cost, prices) / prices.horizon_months + per_request(cost, prices) * requests_per_month
+    return one_off(cost, prices) / _own(cost, prices).horizon_months + per_request(cost, prices) * requests_per_month
 
 
 @dataclass

@@ -18,6 +18,7 @@ from ..records import (EvalSummary, ExperimentSummary, OptimiseSummary, ProbeSum
                        TuningSummary)
 from ..store import Store
 from .arms import ArmSummary, Curve, OutOfDomain
+from .costs import ArmCost, per_request
 from .comparison import Comparison, build_comparison
 from .stats import majority_rate, repeated_ci
 
@@ -38,6 +39,7 @@ def comparison_from_store(store: Store, experiment_id: int) -> Comparison:
     saved = ExperimentSummary.from_json(store.experiment(experiment_id)["summary_json"])
     arms = [arm_summary(store, exp, entry, by_role, saved.sizes) for entry in exp.arms
             if entry.name in by_role.get(Role.ARM, {})]
+    add_distillation(store, exp, arms, by_role)
     curves = curves_from_links(store, exp, by_role.get(Role.CURVE, {}))
     latencies = {a.name: a.probe.single_seconds if a.probe else
                  [c["latency_s"] for c in store.predictions_with_costs(a.run_id)] for a in arms}
@@ -76,7 +78,8 @@ def arm_summary(store: Store, exp: Experiment, entry: ArmEntry, by_role: Links, 
         tokens_in=_metric(metrics, "tokens_in_mean"), tokens_out=_metric(metrics, "tokens_out_mean"),
         latency_p50=_metric(metrics, "latency_p50"), latency_p95=_metric(metrics, "latency_p95"),
         seconds_per_request=_metric(metrics, "seconds_per_item"),
-        eval_seconds=_metric(metrics, "seconds_per_item") * len(rows))
+        eval_seconds=_metric(metrics, "seconds_per_item") * len(rows),
+        prices=exp.prices_of(entry) if exp.prices_of(entry) is not exp.prices else None)
     shots = int(spec.get("shots") or 0)
     summary.examples_used, summary.examples_note = shots, "demos per request"
     # demos drawn by similarity, at random or by label need the whole pool to draw from
@@ -207,6 +210,36 @@ def _add_ood(store: Store, s: ArmSummary, entry: ArmEntry, by_role: Links, metri
     s.ood = OutOfDomain(task=store.run(run_id)["task"], value=main["value"], ci_low=main["ci_low"],
                         ci_high=main["ci_high"], n=int(_metric(m, "n_items")), in_domain=s.metric,
                         drop=s.metric - main["value"])
+
+
+def add_distillation(store: Store, exp: Experiment, arms: list[ArmSummary], by_role: Links) -> None:
+    """For each distilled arm: its teacher's calls as one-off $ (at the teacher's prices), the teacher's
+    quality on test and on the inputs it answered, and how often student and teacher agree on test."""
+    by_name = {a.name: a for a in arms}
+    for student in arms:
+        run_id = _last(by_role, Role.DISTILL, student.name)
+        teacher_name = (exp.arm(student.name).finetune or {}).get("teacher")
+        if run_id is None or not teacher_name:
+            continue
+        m, n = store.metrics(run_id), len(store.predictions(run_id))
+        made = EvalSummary.from_json(store.run(run_id)["summary_json"]).cache_misses
+        cost = ArmCost(_metric(m, "tokens_in_mean"), _metric(m, "tokens_out_mean"), _metric(m, "seconds_per_item"),
+                       prices=exp.prices_of(exp.arm(teacher_name)))
+        # every answer is paid for once, even when this store had it cached from an earlier run
+        student.one_off_dollars += per_request(cost, exp.prices) * n
+        teacher = by_name.get(teacher_name)
+        student.distillation = {"teacher": teacher_name, "n_unlabelled": n, "calls_made_now": made,
+                                "teacher_calls_dollars": per_request(cost, exp.prices) * n,
+                                "teacher_on_answered": _metric(m, exp.task.metric, None),
+                                "teacher_metric": teacher.metric if teacher else None,
+                                "agreement": agreement(student, teacher) if teacher else None}
+
+
+def agreement(a: ArmSummary, b: ArmSummary) -> float | None:
+    """Share of the items both arms predicted on which their predictions are equal."""
+    theirs = dict(zip(b.item_ids, b.predictions))
+    pairs = [(p, theirs[i]) for i, p in zip(a.item_ids, a.predictions) if i in theirs]
+    return sum(x == y for x, y in pairs) / len(pairs) if pairs else None
 
 
 def curves_from_links(store: Store, exp: Experiment, curve_links: dict) -> list[Curve]:

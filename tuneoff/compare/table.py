@@ -27,6 +27,8 @@ def head_to_head(arms: Sequence[ArmSummary], prices: PriceTable) -> list[tuple[s
     def row(dimension: str, cell) -> None:
         rows.append((dimension, {a.name: cell(a) for a in arms}))
 
+    if len({a.model for a in arms}) > 1:  # arms on different models: say which serves each
+        row("Model", lambda a: a.model + (f" ({a.prices.mode} prices)" if a.prices is not None else ""))
     row("Methodology / model change", lambda a: (
         f"weights changed ({a.trainable_parameters:,} of {a.total_parameters:,} trainable)" if a.weights_changed
         else "weights fixed; input only"))
@@ -42,6 +44,8 @@ def head_to_head(arms: Sequence[ArmSummary], prices: PriceTable) -> list[tuple[s
         f"format violations {_pct(a.format_violation_rate)}"])))
     row("Cost per 1k requests", lambda a: _cost_cell(a, prices))
     row("One-off cost", lambda a: _one_off_cell(a, prices))
+    if any(a.distillation for a in arms):
+        row("Distillation", _distillation_cell)
     row("Latency p50 / p95", _latency_cell)
     row("Throughput", _throughput_cell)
     row("Tuning on dev", _tuning_cell)
@@ -94,10 +98,12 @@ def _usd(x: float) -> str:
 
 
 def _one_off_cell(a: ArmSummary, prices: PriceTable) -> str:
+    own = a.prices or prices
     p = one_off_parts(a.cost(), prices)
     return (f"{_usd(p.total)} = compute {_usd(p.compute)} + labels {_usd(p.labels)} "
-            f"({a.examples_needed} x {_usd(prices.label_per_example)}) + people {_usd(p.people)} "
-            f"({p.hours:g} h x {_usd(prices.engineer_per_hour)}/h)")
+            f"({a.examples_needed} x {_usd(own.label_per_example)}) + people {_usd(p.people)} "
+            f"({p.hours:g} h x {_usd(own.engineer_per_hour)}/h)"
+            + (f" + teacher calls {_usd(p.other)}" if p.other else ""))
 
 
 def _latency_cell(a: ArmSummary) -> str:
@@ -122,6 +128,17 @@ def _ood_cell(a: ArmSummary) -> str:
         return "not measured"
     return (f"{o.task}: {a.metric_name} {o.value:.3f} [{o.ci_low:.3f}, {o.ci_high:.3f}] on {o.n} items; "
             f"drop {o.drop:+.3f} vs in-domain {o.in_domain:.3f}")
+
+
+def _distillation_cell(a: ArmSummary) -> str:
+    d = a.distillation
+    if not d:
+        return "—"
+    teacher = f"{d['teacher_metric']:.3f}" if d.get("teacher_metric") is not None else "n/a"
+    on = f", {d['teacher_on_answered']:.3f} on the inputs it answered" if d.get("teacher_on_answered") is not None else ""
+    return (f"student of {d['teacher']} ({a.metric_name} {a.metric:.3f} vs teacher {teacher}{on}); "
+            f"agreement with teacher {_pct(d.get('agreement'))}; {d['n_unlabelled']} teacher answers, "
+            f"{_money(d['teacher_calls_dollars'])} one-off")
 
 
 def _bias_cell(a: ArmSummary) -> str:

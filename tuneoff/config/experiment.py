@@ -36,7 +36,11 @@ class ArmEntry:
     finetuned: str | None = None
     """Name of a fine-tune arm whose trained model this prompt arm uses (the combined arm)."""
     model: str | None = None
-    """Override the experiment's model for this arm."""
+    """Override the experiment's model for this arm: e.g. a served model (`http://HOST/v1?model=NAME`,
+    `openai:NAME`) for a prompt arm, next to fine-tune arms on a small local model."""
+    prices: PriceTable | None = None
+    """This arm's own prices (`mode: api` for a hosted model, `hardware` for self-hosting); default the
+    experiment's `prices` (a combined arm: its fine-tune arm's)."""
     repeats: int | None = None
     """Runs of this arm with new seeds (default: the experiment's `repeats`); 1 = no repeat."""
     tune: bool | None = None
@@ -160,6 +164,9 @@ class Experiment:
         if self.batch_size < 1:
             raise TuneoffError("must be >= 1", field="batch_size")
         self._check_probes()
+        for i, arm in enumerate(self.arms):
+            _check_arm_model(arm, i)
+            _check_teacher(self, arm, i)
         self.task.base_dir = self.base_dir
         if self.flexibility:
             self.flexibility.task.base_dir = self.base_dir
@@ -213,12 +220,43 @@ class Experiment:
             raise TuneoffError(f"a curve over {what} needs a {kind} arm" + (" with shots > 0" if kind == "prompt" else ""),
                                field=f"curves.{what}", hint=f"add one, or name it in curves.{key}")
 
+    def prices_of(self, entry: ArmEntry) -> PriceTable:
+        """The prices an arm's cost rows use: its own, else (a combined arm) its fine-tune's, else the experiment's."""
+        if entry.prices is not None:
+            return entry.prices
+        tuned = self.arm(entry.finetuned) if entry.finetuned else None
+        return tuned.prices if tuned is not None and tuned.prices is not None else self.prices
+
     def arm(self, name: str) -> ArmEntry | None:
         return next((a for a in self.arms if a.name == name), None)
 
     def output_dir(self) -> Path:
         out = Path(self.output.format(name=self.name))
         return out if out.is_absolute() else Path(self.base_dir) / out
+
+
+def _check_teacher(exp: Experiment, arm: ArmEntry, i: int) -> None:
+    """A distilled arm's teacher is another arm of the experiment, not itself a distilled one."""
+    teacher = (arm.finetune or {}).get("teacher")
+    if teacher is None:
+        return
+    where = f"arms[{i}].finetune.teacher"
+    found = exp.arm(teacher) if isinstance(teacher, str) else None
+    if found is None or found is arm:
+        raise TuneoffError(f"'{teacher}' is not another arm of this experiment", field=where,
+                           hint=did_you_mean(str(teacher), [a.name for a in exp.arms if a is not arm]))
+    if (found.finetune or {}).get("teacher"):
+        raise TuneoffError(f"'{teacher}' is itself distilled: a teacher must be a prompt or plain fine-tune arm",
+                           field=where)
+
+
+def _check_arm_model(arm: ArmEntry, i: int) -> None:
+    """A served model can be prompted, not trained: training needs the weights here."""
+    from ..models.registry import LOCAL, kind_of
+
+    if arm.model and arm.kind != "prompt" and kind_of(arm.model) != LOCAL:
+        raise TuneoffError(f"'{arm.model}' is served over HTTP: a {arm.kind} arm needs local weights",
+                           field=f"arms[{i}].model", hint="give it a local model (embedded:NAME or a directory)")
 
 
 def load_experiment(path: str | Path) -> Experiment:

@@ -20,7 +20,7 @@ from ..data import Example, digest
 from ..errors import TuneoffError
 from ..locks import hold
 from ..metrics import MetricValue, get_metric
-from ..models.base import Backend, GenerationConfig
+from ..models.base import NO_SCORE, Backend, GenerationConfig
 from ..prompting.answers import parse_reply
 from ..prompting.arm import PromptArm, TaskContext
 from ..prompting.strategies import Prompter, prepare
@@ -205,7 +205,10 @@ class ChunkRunner:
              calibrated: list[float] | None = None) -> dict:
         extra: dict = {"cached": ref.cached, "demos": [d.id for d in demos]}
         if self.arm.mode == "score":
-            prediction, violation, hallucinated = ref.output, False, False
+            # a backend that could score no label (a server without logprobs whose reply matched none)
+            # leaves a guess, counted as a format violation: the scoring failure rate
+            unscored = bool(ref.logprobs) and all(v <= NO_SCORE for v in ref.logprobs.values())
+            prediction, violation, hallucinated = ref.output, unscored, False
             extra["logprobs"] = ref.logprobs
             if calibrated is not None:
                 prediction = argmax_label(self.labels, calibrated)

@@ -123,6 +123,11 @@ class FinetuneArm:
     """Keep only the last K checkpoints."""
     keep_checkpoints: bool = False
     """Keep `checkpoints/` after a successful run (they hold optimizer state: ~3x the trained weights)."""
+    teacher: str | None = None
+    """Distillation: an arm of the same experiment whose answers to training inputs (their labels unseen)
+    are the training targets. The experiment runs the teacher; this room only trains on what it gets."""
+    n_unlabelled: int | None = None
+    """Distillation: how many training inputs the teacher answers (default: the whole training split)."""
 
     def bf16(self, device: str = "cpu") -> bool:
         """Whether this arm's matmuls run in bf16 on `device`."""
@@ -151,6 +156,9 @@ class FinetuneArm:
         if self.method == "freeze" and self.freeze.train_last_n == 0 and not self.freeze.train_head:
             raise TuneoffError("freezes every layer: nothing would train", field="freeze.train_last_n",
                                hint="train at least one block, or set freeze.train_head: true")
+        if self.n_unlabelled is not None and (self.teacher is None or self.n_unlabelled < 1):
+            raise TuneoffError("must be >= 1, with a `teacher` arm" if self.teacher else "needs a `teacher` arm",
+                               field="n_unlabelled", hint="finetune: {teacher: ARM, n_unlabelled: N}")
         if self.max_length < 2:
             raise TuneoffError("must be >= 2 (a prompt token and a completion token)", field="max_length")
 

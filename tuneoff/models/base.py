@@ -63,6 +63,11 @@ class Completion:
                 "latency_s": self.seconds, "batch_size": self.batch_size, "finish_reason": self.finish_reason}
 
 
+NO_SCORE = -1e9
+"""The log-probability a backend gives a continuation it could not score (a server without logprobs whose
+reply matched no label). An item whose continuations all have it is a format violation."""
+
+
 @dataclass(frozen=True)
 class Score:
     """Log-likelihood of one continuation given a prompt."""

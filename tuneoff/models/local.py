@@ -132,7 +132,10 @@ class TransformersBackend:
 
     # -- generation ---------------------------------------------------------------------------
     def generate(self, chats: Sequence[Prompt], config: GenerationConfig) -> list[Completion]:
-        encoded = [self.encode_prompt(c) for c in chats]
+        return self.generate_ids([self.encode_prompt(c) for c in chats], config)
+
+    def generate_ids(self, encoded: Sequence[list[int]], config: GenerationConfig) -> list[Completion]:
+        """`generate` on prompts already tokenised (a server's raw-text completions have no chat to render)."""
         if self.info.batch_engine == "llamacpp":
             return self.generator.generate(encoded, config)
         # length bucketing: neighbours in a batch have similar lengths, so little padding

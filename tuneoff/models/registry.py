@@ -55,6 +55,7 @@ class BackendKind:
 
 BUILTIN = (
     BackendKind(LOCAL, "tuneoff.models.local:load", prefixes=("embedded:",)),  # and any path: see kind_of
+    BackendKind("openai", "tuneoff.models.openai:load", prefixes=("openai:", "http://", "https://")),
 )
 
 BACKENDS: dict[str, BackendKind] = {k.name: k for k in BUILTIN}
