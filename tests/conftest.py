@@ -77,6 +77,18 @@ def tiny_model_dir(tiny_llama, tmp_path):
     return path
 
 
+@pytest.fixture
+def one_thread():
+    """Torch on one thread for the test: tiny-model ops gain nothing from threads, and on a shared 2-core
+    CPU OpenMP spin-waiting makes 2 threads many times slower than 1."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path, monkeypatch):
     """Each test gets its own TUNEOFF_HOME (store, caches) unless it asks for the real one."""

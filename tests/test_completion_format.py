@@ -4,7 +4,6 @@ and `ask`, on a tiny random Llama built WITHOUT a chat template (the base case) 
 from __future__ import annotations
 
 import pytest
-import torch
 
 from tuneoff.ask import ask, build_request
 from tuneoff.config.specs import from_dict, load_spec
@@ -30,12 +29,7 @@ TRANSLATION_PROMPT = ("Translate English to French.\n\n"
 CHEESE = Example("cheese", "fromage", id="q")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
 
 
 @pytest.fixture(scope="module")

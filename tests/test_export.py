@@ -18,12 +18,7 @@ PROMPTS = ["the movie was great", "a dull film", "what a waste of time", "card p
            "wonderful acting", "boring", "a helpful assistant"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
 
 
 @pytest.fixture

@@ -27,14 +27,7 @@ REVIEWS = ["the movie was great", "a dull boring film", "wonderful acting", "wha
            "great movie", "a boring waste of time"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny-model ops gain nothing from threads, and on a shared CPU OpenMP spin-waiting makes
-    2 threads many times slower than 1."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
 
 
 def toy_task(n: int = 12) -> TaskData:

@@ -30,12 +30,7 @@ INPUTS = ["the movie was great", "a dull film", "what a waste of time", "card pa
 DEMOS = [{"input": "great movie", "target": "positive"}, {"input": "dull and boring", "target": "negative"}]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
 
 
 @pytest.fixture

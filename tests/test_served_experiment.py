@@ -11,7 +11,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 
 from tuneoff.compare.rebuild import comparison_from_store
@@ -28,12 +27,7 @@ from tuneoff.store import Store
 GOOD = Path(__file__).parent / "fixtures" / "good"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
 
 
 def spec(model: str, served: str, out: Path) -> dict:

@@ -19,9 +19,7 @@ from tuneoff.store import Store
 from tuneoff.tuning import candidates, rungs
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
 
 
 def test_grid_is_the_product_of_listed_options_nested_too():
