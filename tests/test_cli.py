@@ -73,7 +73,7 @@ def _seven_arm_comparison():
 def test_the_compact_summary_fits_80_columns_and_cuts_no_cell():
     from rich.console import Console
 
-    from tuneoff.cli import print_comparison
+    from tuneoff.terminal import print_comparison
 
     comparison, prices = _seven_arm_comparison()
     out = Console(width=80, record=True, file=io.StringIO())
@@ -91,7 +91,7 @@ def test_the_compact_summary_fits_80_columns_and_cuts_no_cell():
 def test_full_prints_every_dimension():
     from rich.console import Console
 
-    from tuneoff.cli import print_comparison
+    from tuneoff.terminal import print_comparison
 
     comparison, prices = _seven_arm_comparison()
     out = Console(width=400, record=True, file=io.StringIO())

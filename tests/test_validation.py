@@ -13,7 +13,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from tuneoff import cli
-from tuneoff.cli import print_validation
+from tuneoff.terminal import print_validation
 from tuneoff.data import (ColumnMapping, Example, check_lengths, lengths_of, load_examples, looks_like_labels,
                           parse_label_map, parse_labels, summarize, validate_file)
 from tuneoff.errors import Kind, TuneoffError

@@ -11,18 +11,15 @@ import functools
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Callable, Optional
+from typing import Annotated, Callable, Optional
 
 import typer
-from rich import box
 from rich.console import Console
 from rich.table import Table
 
 from .errors import TuneoffError
 from .models.options import DEFAULT_MODEL
 
-if TYPE_CHECKING:
-    from .data import Summary, Validation
 
 console = Console()
 err_console = Console(stderr=True)
@@ -131,6 +128,8 @@ def validate(
     # a spinner only where there is a wait to see: a small file is done before it would draw
     with err_console.status(f"reading and checking {file.name}") if large else contextlib.nullcontext():
         found = validate_file(file, mapping, parse_labels(labels), max_tokens, tokenizer)
+    from .terminal import print_validation
+
     raise typer.Exit(print_validation(found, console, show or None))
 
 
@@ -152,47 +151,6 @@ def _validation_tokenizer(model: str | None, required: bool):
             raise
         console.print(f"[dim]no tokenizer ({e.message}); lengths are in characters[/dim]")
         return None
-
-
-def print_validation(found: Validation, out: Console, show: int | None = 20) -> int:
-    """Print a `Validation`: problems (at most `show` per kind), summary, verdict; the exit code."""
-    from collections import Counter
-
-    from .errors import Kind
-
-    printed: Counter[str] = Counter()
-    lines = []
-    for p in found.problems:
-        printed[p.kind] += 1
-        if show is None or printed[p.kind] <= show:
-            lines.append(p.render())
-    for kind, count in printed.items():
-        if show is not None and count > show:
-            lines.append(f"... and {count - show} more {kind} ({Kind[kind].help})")
-    if lines:  # one print: rich is slow per call, and markup off so `[field]` stays literal
-        out.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
-    out.print(_summary_table(found.summary))
-    errors = len(found.errors)
-    verdict = f"{errors} error(s), {len(found.problems) - errors} warning(s)"
-    out.print(f"[red]{verdict}[/red]" if errors else f"[green]ok[/green]: {verdict}")
-    return 1 if errors else 0
-
-
-def _summary_table(summary: Summary) -> Table:
-    table = Table(title="Summary", show_header=False)
-    table.add_row("examples", str(summary.examples))
-    if summary.chats:
-        table.add_row("chats with context", str(summary.chats))
-    for name, stats in (("length", summary.lengths), ("target length", summary.target_lengths)):
-        if stats is not None:
-            table.add_row(f"{name} ({summary.unit})", f"min {stats.min}  mean {stats.mean:.1f}  p50 {stats.p50}"
-                                                      f"  p95 {stats.p95}  max {stats.max}")
-    table.add_row("distinct targets", str(summary.distinct_targets))
-    if summary.labels:
-        top = ", ".join(f"{label} {count}" for label, count in summary.labels[:10])
-        more = f", ... ({len(summary.labels) - 10} more)" if len(summary.labels) > 10 else ""
-        table.add_row("labels", top + more)
-    return table
 
 
 def _arm_from(file: Path, arm: str):
@@ -303,6 +261,8 @@ def _report(db, experiment_id: int, outdir: Path, open_report: bool, full: bool 
     prices = comparison_prices(db, experiment_id)
     paths = write_report(comparison, prices, outdir)
     rendered = time.perf_counter() - began
+    from .terminal import print_comparison
+
     print_comparison(comparison, prices, console, full)
     console.print(f"\nReport: {paths['html']}  (also {paths['md'].name}, {paths['json'].name}; experiment "
                   f"{experiment_id}; rebuilt and rendered in {rendered:.1f} s)")
@@ -316,65 +276,6 @@ def comparison_prices(db, experiment_id: int):
     from .compare.rebuild import experiment_spec
 
     return experiment_spec(db, experiment_id).prices
-
-
-# types only: the comparison is built lazily, so `tuneoff --help` stays fast
-if TYPE_CHECKING:
-    from .compare import Comparison
-    from .config.prices import PriceTable
-
-
-def print_comparison(comparison: Comparison, prices: PriceTable, out: Console, full: bool = False) -> None:
-    """The end of `run`/`demo`/`report`: a summary that fits 80 columns and the verdict (`full`: every
-    dimension for every arm, the verdict's reasons, the paired test and the learning-curve crossover)."""
-    v = comparison.verdict
-    if not full:
-        out.print(compact_summary(comparison, prices))
-        out.print(f"\n[bold]Recommendation: {v.choice}[/bold] ({v.arm})")
-        out.print("[dim]every dimension, the reasons and the statistics: the report, or --full[/dim]")
-        return
-    out.print(comparison_table(comparison))
-    out.print(f"\n[bold]Recommendation: {v.choice}[/bold] ({v.arm})")
-    for reason in v.reasons:
-        out.print(f"  - {reason}")
-    if comparison.test:
-        out.print(f"Paired test: {comparison.test.describe()}")
-    out.print(f"Learning curves: {comparison.crossover.text}")
-
-
-def compact_summary(comparison: Comparison, prices: PriceTable) -> Table:
-    """Arms as rows, six narrow columns: readable in an 80-column terminal however many arms there are.
-
-    Cells fold rather than end in `…`: a long arm name wraps onto a second line of its row.
-    """
-    from .compare.costs import per_request
-
-    table = Table(title=f"{comparison.experiment}: {comparison.task} on {comparison.model}",
-                  box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True,
-                  title_justify="left")
-    # every column but the arm's has a known narrow width and keeps it; the arm name gets the rest
-    table.add_column("arm", overflow="fold", ratio=1)
-    table.add_column("kind", no_wrap=True)
-    table.add_column(f"{comparison.metric_name or 'metric'} [95% CI]", no_wrap=True, min_width=20)
-    for header in ("p95 s", "$/1k req", "training"):
-        table.add_column(header, justify="right", no_wrap=True)
-    for a in comparison.arms:
-        dollars = 1000 * per_request(a.cost(), prices)
-        table.add_row(a.name, a.kind, f"{a.metric:.3f} [{a.ci_low:.3f}, {a.ci_high:.3f}]", f"{a.latency_p95:.2f}",
-                      f"${dollars:.4f}" if dollars < 100 else f"${dollars:,.0f}",
-                      f"{a.setup_seconds:.0f} s" if a.setup_seconds else "-")
-    return table
-
-
-def comparison_table(comparison: Comparison) -> Table:
-    """Every dimension (rows) for every arm (columns): today's full table, wide; the report has it too."""
-    table = Table(title=f"{comparison.experiment}: {comparison.task} on {comparison.model}", show_lines=True)
-    table.add_column("dimension", style="bold")
-    for a in comparison.arms:
-        table.add_column(a.name)
-    for dim, cells in comparison.rows:
-        table.add_row(dim, *[cells.get(a.name, "") for a in comparison.arms])
-    return table
 
 
 def report(
