@@ -78,6 +78,23 @@ def tiny_model_dir(tiny_llama, tmp_path):
 
 
 @pytest.fixture
+def sharp_model_dir(tiny_llama, tmp_path):
+    """The tiny random Llama with its weights scaled up: peaked next-token distributions, so greedy
+    answers differ from input to input instead of all being the same near-tie (serving, export)."""
+    import torch
+
+    model, tokenizer = tiny_llama
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" not in name:
+                p.mul_(8)
+    path = tmp_path / "sharp-llama"
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture
 def one_thread():
     """Torch on one thread for the test: tiny-model ops gain nothing from threads, and on a shared 2-core
     CPU OpenMP spin-waiting makes 2 threads many times slower than 1."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from tuneoff.errors import TuneoffError
 from tuneoff.finetune.export import _permute, export_gguf, parity
@@ -21,24 +20,10 @@ PROMPTS = ["the movie was great", "a dull film", "what a waste of time", "card p
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
 
 
-@pytest.fixture
-def sharp_dir(tiny_llama, tmp_path):
-    """The tiny Llama with peaked distributions: greedy answers differ per prompt (see test_serve)."""
-    model, tokenizer = tiny_llama
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "norm" not in name:
-                p.mul_(8)
-    path = tmp_path / "sharp"
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
-
-
-def test_export_writes_llama_metadata_vocab_and_every_tensor(sharp_dir, tmp_path, tiny_tokenizer):
+def test_export_writes_llama_metadata_vocab_and_every_tensor(sharp_model_dir, tmp_path, tiny_tokenizer):
     import gguf
 
-    result = export_gguf(str(sharp_dir), tmp_path / "m.gguf")
+    result = export_gguf(str(sharp_model_dir), tmp_path / "m.gguf")
     reader = gguf.GGUFReader(result.path)
     fields = {k: f.contents() for k, f in reader.fields.items()}
     assert fields["general.architecture"] == "llama" and fields["llama.block_count"] == 2
@@ -59,19 +44,19 @@ def test_q_and_k_rows_are_permuted_per_head_like_the_converter():
     assert _permute(w, 4, 2).tolist() == out.tolist()  # k_proj: permuted by the kv heads
 
 
-def test_quantised_exports_are_smaller_and_other_architectures_are_refused(sharp_dir, tmp_path):
-    f32 = export_gguf(str(sharp_dir), tmp_path / "a.gguf")
-    f16 = export_gguf(str(sharp_dir), tmp_path / "b.gguf", "f16")
-    q8 = export_gguf(str(sharp_dir), tmp_path / "c.gguf", "q8_0")
+def test_quantised_exports_are_smaller_and_other_architectures_are_refused(sharp_model_dir, tmp_path):
+    f32 = export_gguf(str(sharp_model_dir), tmp_path / "a.gguf")
+    f16 = export_gguf(str(sharp_model_dir), tmp_path / "b.gguf", "f16")
+    q8 = export_gguf(str(sharp_model_dir), tmp_path / "c.gguf", "q8_0")
     assert q8.bytes < f32.bytes and f16.bytes < f32.bytes
     with pytest.raises(TuneoffError, match="outtype"):
-        export_gguf(str(sharp_dir), tmp_path / "d.gguf", "q4")
+        export_gguf(str(sharp_model_dir), tmp_path / "d.gguf", "q4")
 
 
-def test_llama_cpp_runs_the_export_with_the_same_greedy_outputs(sharp_dir, tmp_path):
+def test_llama_cpp_runs_the_export_with_the_same_greedy_outputs(sharp_model_dir, tmp_path):
     pytest.importorskip("llama_cpp", reason="llama-cpp-python: pip install 'tuneoff[llamacpp]'")
-    result = export_gguf(str(sharp_dir), tmp_path / "m.gguf")
-    found = parity(str(sharp_dir), result.path, [[{"role": "user", "content": p}] for p in PROMPTS], 8)
+    result = export_gguf(str(sharp_model_dir), tmp_path / "m.gguf")
+    found = parity(str(sharp_model_dir), result.path, [[{"role": "user", "content": p}] for p in PROMPTS], 8)
     assert found.same_tokens == len(PROMPTS)
     assert found.agreement == 1.0, found.pairs
     assert len({p["hf"] for p in found.pairs}) > 4  # different answers per prompt: a wrong permutation would show

@@ -14,7 +14,6 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import openai
 import pytest
-import torch
 
 from tuneoff.data import Example
 from tuneoff.evaluate import evaluate
@@ -31,21 +30,6 @@ DEMOS = [{"input": "great movie", "target": "positive"}, {"input": "dull and bor
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
-
-
-@pytest.fixture
-def sharp_model_dir(tiny_llama, tmp_path):
-    """The tiny random Llama with its weights scaled up: peaked next-token distributions, so greedy
-    answers differ from input to input instead of all being the same near-tie."""
-    model, tokenizer = tiny_llama
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "norm" not in name:
-                p.mul_(8)
-    path = tmp_path / "sharp-llama"
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
 
 
 def few_shot(**kw) -> PromptArm:

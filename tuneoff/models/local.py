@@ -66,6 +66,16 @@ def load(spec: ModelSpec) -> TransformersBackend:
                                generator_policy=policy)
 
 
+def sampling_kwargs(config: GenerationConfig) -> dict:
+    """`generate` keywords for greedy or seeded sampling (the seed is set here, just before the call):
+    greedy clears the model's own sampling defaults, which would otherwise warn or apply."""
+    if config.greedy:
+        return dict(do_sample=False, temperature=None, top_p=None, top_k=None)
+    if config.seed is not None:
+        torch.manual_seed(config.seed)
+    return dict(do_sample=True, temperature=config.temperature, top_p=config.top_p, top_k=None)
+
+
 class TransformersBackend:
     """A `Backend` over a transformers causal LM held in memory."""
 
@@ -158,13 +168,7 @@ class TransformersBackend:
     def _generate_batch(self, batch: list[list[int]], config: GenerationConfig) -> list[Completion]:
         pad = self.tokenizer.pad_token_id
         input_ids, mask = left_pad(batch, pad, self.device)
-        kwargs = dict(max_new_tokens=config.max_new_tokens, pad_token_id=pad, do_sample=not config.greedy)
-        if config.greedy:
-            kwargs.update(temperature=None, top_p=None, top_k=None)
-        else:
-            kwargs.update(temperature=config.temperature, top_p=config.top_p, top_k=None)
-            if config.seed is not None:
-                torch.manual_seed(config.seed)
+        kwargs = dict(max_new_tokens=config.max_new_tokens, pad_token_id=pad, **sampling_kwargs(config))
         if config.stop:
             kwargs.update(stopping_criteria=[GeneratedTextStop(self.tokenizer, config.stop, input_ids.shape[1])])
         start = time.perf_counter()

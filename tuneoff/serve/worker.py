@@ -153,15 +153,11 @@ def _generate_kwargs(backend, ids: list[int], config: GenerationConfig) -> dict:
     import torch
 
     tokenizer = backend.tokenizer
+    from ..models.local import sampling_kwargs
+
     kwargs = dict(input_ids=torch.tensor([ids], device=backend.device), max_new_tokens=config.max_new_tokens,
-                  pad_token_id=tokenizer.pad_token_id, do_sample=not config.greedy)
+                  pad_token_id=tokenizer.pad_token_id, **sampling_kwargs(config))
     kwargs["attention_mask"] = torch.ones_like(kwargs["input_ids"])
-    if config.greedy:
-        kwargs.update(temperature=None, top_p=None, top_k=None)
-    else:
-        kwargs.update(temperature=config.temperature, top_p=config.top_p, top_k=None)
-        if config.seed is not None:
-            torch.manual_seed(config.seed)
     return kwargs
 
 
