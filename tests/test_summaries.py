@@ -104,6 +104,7 @@ def test_rebuild_derives_the_comparison_from_the_stored_numbers(filled):
     # lora's 0.95 vs opt's 0.75 is 4 vs 0 discordant items of 20: not significant, and opt costs less
     assert c.verdict.choice == "prompt engineering" and c.verdict.arm == "opt"
     assert "cheapest arm whose quality is not significantly below the best (lora)" in c.verdict.reasons[1]
+    assert "20 paired test items cannot tell that from chance" in c.verdict.reasons[2]  # 0.95 vs 0.75 is large
     assert len(c.latencies["lora"]) == 20
 
 

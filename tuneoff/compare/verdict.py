@@ -68,6 +68,9 @@ def recommend(arms: Sequence[ArmSummary], constraints: Constraints, prices: Pric
         reasons.append(f"{chosen.name} is the cheapest arm whose quality is not significantly below the best "
                        f"({top.name}): ${cost_of[chosen.name]:.2f}/month at {constraints.monthly_requests:,.0f} "
                        f"requests vs ${cost_of[top.name]:.2f}; {test.describe()}")
+        if test.difference >= 0.05:  # a large gap that is not significant: the test split is what is short
+            reasons.append(f"{top.name} scores {test.difference:+.3f} more, but {test.n} paired test items cannot "
+                           f"tell that from chance (p={test.p_value:.2g}): a larger test split may change this verdict")
     elif by_cost[0] is not top:
         test = pairs.test(by_cost[0], top)
         reasons.append(f"{top.name} is significantly better than every cheaper feasible arm; the cheapest: "
