@@ -143,6 +143,15 @@ def test_outside_a_launched_group_a_process_trains_alone(monkeypatch):
     assert Processes.from_environment().accelerator is None
 
 
+@pytest.mark.parametrize("kind", ["FSDP", "DEEPSPEED"])
+def test_sharded_configs_are_refused_before_training(monkeypatch, kind):
+    monkeypatch.setenv("WORLD_SIZE", "2")  # as accelerate launch sets them for such a config
+    monkeypatch.setenv(f"ACCELERATE_USE_{kind}", "true")
+    with pytest.raises(TuneoffError, match=f"accelerate's {kind} is not supported") as info:
+        Processes.from_environment()
+    assert "MULTI_GPU" in info.value.render()
+
+
 # -- devices, attention kernels, compile -------------------------------------------------------------
 
 def test_device_options_are_checked_and_resolved():

@@ -60,6 +60,9 @@ class Processes:
         (the arm's) only says whether the group runs on the CPU (gloo) or on CUDA (NCCL, one GPU each)."""
         if not launched():
             return cls()
+        for kind in ("FSDP", "DEEPSPEED"):  # (on a CPU accelerate would quietly run these as plain DDP)
+            if os.environ.get(f"ACCELERATE_USE_{kind}", "").lower() == "true":
+                _refuse(kind)
         from accelerate import Accelerator
 
         cpu = device == "cpu" or not torch.cuda.is_available()
@@ -67,11 +70,8 @@ class Processes:
         # mixed_precision stays off. The scheduler steps once per optimizer step, as on one process,
         # because the global batch does not grow with the number of processes.
         accelerator = Accelerator(cpu=cpu, mixed_precision="no", step_scheduler_with_optimizer=False)
-        kind = accelerator.distributed_type.name
-        if kind not in DATA_PARALLEL:
-            raise TuneoffError(f"accelerate's {kind} is not supported: tuneoff trains data-parallel (DDP), each "
-                               "process holding the whole model", field="accelerate-config",
-                               hint="use an accelerate config with distributed_type: MULTI_GPU (or none)")
+        if accelerator.distributed_type.name not in DATA_PARALLEL:
+            _refuse(accelerator.distributed_type.name)
         return cls(accelerator)
 
     @property
@@ -174,6 +174,12 @@ def launch(command: list[str], processes: int, config_file: Path | None = None) 
         said = ", ".join(f"process {rank} {_exit(f.exitcode)}" for rank, f in sorted(failures.items()))
         raise TuneoffError(f"training stopped: {said or exc}", field="num-processes",
                            hint="the last complete checkpoint stays: rerun the same command with --resume") from None
+
+
+def _refuse(kind: str) -> None:
+    raise TuneoffError(f"accelerate's {kind} is not supported: tuneoff trains data-parallel (DDP), each process "
+                       "holding the whole model", field="accelerate-config",
+                       hint="use an accelerate config with distributed_type: MULTI_GPU (examples/accelerate/)")
 
 
 def _distributed_type(config_file: Path) -> str:
