@@ -3,9 +3,9 @@
 # (llama-cpp-python compiles llama.cpp: several minutes on 2 cores).
 PY ?= .venv/bin/python
 
-.PHONY: bench bench-setup bench-eval bench-train bench-decode bench-demo bench-serve test
+.PHONY: bench bench-setup bench-eval bench-train bench-decode bench-demo bench-serve bench-processes test
 
-bench: bench-eval bench-train bench-decode bench-demo bench-serve
+bench: bench-eval bench-train bench-decode bench-demo bench-serve bench-processes
 
 bench-setup:
 	$(PY) -m pip install -c constraints.txt -e ".[bench,llamacpp,serve]" "llama-cpp-python[server]"
@@ -24,6 +24,10 @@ bench-demo:
 
 bench-serve:
 	$(PY) bench/serve_throughput.py
+
+bench-processes:
+	$(PY) bench/processes.py --dtype float32
+	$(PY) bench/processes.py --dtype auto
 
 test:
 	$(PY) -m pytest -q

@@ -56,6 +56,17 @@ def build_tiny_llama(tokenizer, seed: int = 0, layers: int = 2):
     return model.eval()
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `distributed` (real processes, tens of seconds each) run only when asked for:
+    `pytest -m distributed tests/test_distributed.py`."""
+    if "distributed" in (config.option.markexpr or ""):
+        return
+    skip = pytest.mark.skip(reason="real multi-process training: pytest -m distributed tests/test_distributed.py")
+    for item in items:
+        if item.get_closest_marker("distributed"):
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def tiny_tokenizer():
     return build_tokenizer()

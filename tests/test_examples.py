@@ -34,6 +34,12 @@ def test_shipped_yaml_loads_and_its_data_validates(path):
             assert {e.target for e in load_task(exp.ood.task_spec(exp.task)).test} == set(task.labels)
     elif path.parent.name == "arms":
         load_spec(PromptArm, path)
+    elif path.parent.name == "accelerate":  # accelerate's own config files, read by accelerate's reader
+        from accelerate.commands.config.config_args import load_config_from_file
+
+        from tuneoff.finetune.parallel import DATA_PARALLEL
+
+        assert load_config_from_file(str(path)).distributed_type.name in DATA_PARALLEL
     else:
         assert load_task(load_spec(TaskSpec, path, base_dir=str(path.parent))).test
 

@@ -201,23 +201,37 @@ def finetune(
     model: TaskModelOpt = None,
     resume: Annotated[bool, typer.Option(help="Continue from the latest complete checkpoint in OUTPUT.")] = False,
     store: StoreOpt = None,
+    num_processes: Annotated[int, typer.Option(help="Data-parallel training processes (accelerate; one GPU each, "
+                                                    "or CPU processes over gloo). The global batch stays the arm's.")] = 1,
+    accelerate_config: Annotated[Optional[Path], typer.Option(help="An accelerate config file (DDP settings, "
+                                                                   "GPU ids) for --num-processes.")] = None,
 ) -> None:
     """Fine-tune a model on a task's training split (full, layer-freeze or LoRA)."""
     from .config.experiment import load_task_data
     from .config.experiment import ArmEntry, build_finetune_arm
     from .finetune import run_finetune
+    from .finetune.parallel import Processes, launch, launched
     from .config.specs import read_yaml
 
     source, exp = _arm_from(task, arm)
     entry = source if exp else ArmEntry(name=Path(arm).stem, finetune=read_yaml(Path(arm))[0])
     if entry.finetune is None:
         raise TuneoffError(f"arm '{entry.name}' is not a fine-tune arm", field="arm")
-    result = run_finetune(load_task_data(task), build_finetune_arm(entry), _model_of(model, entry, exp), output, _store(store),
-                          resume=resume, console=console)
+    finetune_arm = build_finetune_arm(entry)
+    if (num_processes > 1 or accelerate_config) and not launched():  # this command again, as N processes
+        again = [str(task), "--arm", arm, "--output", str(output), *(["--model", model] if model else []),
+                 *(["--resume"] if resume else []), *(["--store", str(store)] if store else [])]
+        return launch(["finetune", *again], num_processes, accelerate_config)
+    group = Processes.from_environment(finetune_arm.device)
+    result = run_finetune(load_task_data(task), finetune_arm, _model_of(model, entry, exp), output,
+                          _store(store) if group.is_main else None, resume=resume, console=console, processes=group)
+    if not group.is_main:
+        return
     s = result.stats
     console.print(f"{result.output_dir}: {s.steps} steps, {s.examples} examples, {s.tokens:,} tokens in "
                   f"{s.seconds:.1f} s ({s.tokens_per_second:.0f} tokens/s), final loss {s.final_loss:.4f}, "
-                  f"{s.trainable_parameters:,} of {s.total_parameters:,} parameters trained (run {result.run_id})")
+                  f"{s.trainable_parameters:,} of {s.total_parameters:,} parameters trained (run {result.run_id}"
+                  f"{f', {s.processes} processes' if s.processes > 1 else ''})")
 
 
 def merge(

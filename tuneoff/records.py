@@ -202,6 +202,11 @@ class TrainStats(Record):
     """Best dev main metric at an epoch end, when the run was selected by it (tuning)."""
     dev_metrics: list = field(default_factory=list)
     """(epoch, step, dev metric) at each epoch end."""
+    processes: int = 1
+    """Data-parallel training processes of the last session (each computed a part of every batch; the
+    global batch, hence the optimisation, is the one-process run's). `seconds` is the main process's."""
+    device: str = ""
+    """Where the last session trained (`cpu`, `cuda:0`; the main process's under several)."""
 
     def as_dict(self) -> dict:
         return self.to_dict()

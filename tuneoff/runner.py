@@ -20,6 +20,7 @@ from .config.experiment import ArmEntry, ConsistencySpec, Experiment, build_fine
 from .config.specs import to_dict
 from .config.task import TaskData, load_task
 from .data import digest
+from .finetune.spec import RUNTIME_OPTIONS
 from .models import ModelSpec, load_backend
 from .records import ExperimentSummary, Role
 from .errors import TuneoffError
@@ -62,7 +63,7 @@ class RunContext:
                 # a fine-tune is a transformers directory: only the base model can be a GGUF
                 engine = self.exp.engine if spec == self.exp.model else "transformers"
                 self.backends[spec] = load_backend(ModelSpec(spec, dtype=self.exp.dtype, engine=engine,
-                                                             batch_size=self.exp.batch_size))
+                                                             device=self.exp.device, batch_size=self.exp.batch_size))
         return self.backends[spec]
 
     def say(self, text: str) -> None:
@@ -127,7 +128,8 @@ def output_dir(ctx: RunContext, entry: ArmEntry, arm, data: TaskData | None = No
     """One directory per (arm spec, base model, training data, prompt format): a change to any of them
     never reuses a stale model, and a change to anything else (test size, other arms) reuses it."""
     prompt, data = build_prompt_arm(entry, ctx.exp.task), data or ctx.data
-    key = json.dumps({"arm": to_dict(arm), "model": entry.model or ctx.exp.model, "prompt": prompt.to_dict(),
+    spec = {k: v for k, v in to_dict(arm).items() if k not in RUNTIME_OPTIONS}  # the same model on any device
+    key = json.dumps({"arm": spec, "model": entry.model or ctx.exp.model, "prompt": prompt.to_dict(),
                       "instruction": ctx.exp.task.instruction, "labels": list(ctx.data.labels or ()),
                       "train": digest(data.train), "dev": digest(data.dev)},
                      sort_keys=True, default=str)

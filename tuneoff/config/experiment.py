@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import TuneoffError, did_you_mean
-from ..models.options import DEFAULT_MODEL, canonical_dtype, check_engine
+from ..models.options import DEFAULT_MODEL, canonical_dtype, check_device, check_engine
 from .prices import Constraints, PriceTable
 from .probes import OutOfDomainSpec, ProbeSpec
 from .specs import from_dict, located, read_yaml
@@ -119,6 +119,9 @@ class Experiment:
     model: str = DEFAULT_MODEL
     dtype: str = "float32"
     """float32, bfloat16 or auto, for every arm's evaluation."""
+    device: str = "auto"
+    """Where evaluations run: `auto` (CUDA when present, else CPU), `cpu`, `cuda` or `cuda:N`. A fine-tune
+    arm trains where its own `finetune: {device: ...}` says (also `auto` by default)."""
     engine: str = "transformers"
     """Generation engine of the base model's generated arms: `transformers` (batched, measured faster
     for evaluation) or `llamacpp` (GGUF models only; see `tuneoff.models.llamacpp`). Scoring and
@@ -151,6 +154,7 @@ class Experiment:
             raise TuneoffError("an experiment needs at least one arm", field="arms")
         if self.repeats < 1:
             raise TuneoffError("must be >= 1", field="repeats")
+        check_device(self.device)
         canonical_dtype(self.dtype)  # the named-field error for an unknown dtype, same aliases as everywhere
         check_engine(self.engine, allowed=("transformers", "llamacpp"))
         names = [a.name for a in self.arms]

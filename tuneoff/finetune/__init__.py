@@ -6,7 +6,8 @@
     # result.output_dir is a model spec like any other: tuneoff.models.load_model(ModelSpec(str(...)))
 
 Rooms: `spec` (the arm as data), `collate` (examples -> tokens, labels, batches), `methods` (what
-trains: the only place methods differ), `loop` (the training loop), `checkpoint` (atomic, resumable),
+trains: the only place methods differ), `loop` (the training loop), `parallel` (the loop on several
+processes: accelerate, DDP), `checkpoint` (atomic, resumable),
 `record` (progress, store, stats), `outputs` (model directories, merge), `run` (the entry point).
 """
 

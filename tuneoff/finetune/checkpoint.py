@@ -1,7 +1,8 @@
 """Resumable checkpoints, written so a crash at any moment leaves either a whole checkpoint or none.
 
 Layout: `<output>/checkpoints/step-000040/` holding the trainable parameters (safetensors), the
-optimizer and scheduler state, the RNG states and `state.json` (step, data position, counters).
+optimizer and scheduler state, the RNG states (`rng.pt`; `rng-N.pt` for process N > 0 of a
+data-parallel run) and `state.json` (step, data position, counters).
 A checkpoint is written into `.tmp-step-000040`, renamed, and only then gets its `COMPLETE` marker:
 a directory without the marker (a crash between rename and marker) or any `.tmp-*` leftover is
 ignored on resume and cleaned up. Old checkpoints lose their marker before they are deleted, for
@@ -75,19 +76,26 @@ def trainable_tensors(model) -> dict:
     return {n: p.detach().contiguous().cpu() for n, p in model.named_parameters() if p.requires_grad}
 
 
-def save_checkpoint(root: Path, model, optimizer, scheduler, state: TrainState, keep: int) -> Path:
-    """Write one checkpoint atomically, then prune to the last `keep`."""
+def checkpoint_path(root: Path, step: int) -> Path:
+    return root / f"{PREFIX}{step:06d}"
+
+
+def save_checkpoint(root: Path, model, optimizer, scheduler, state: TrainState, keep: int,
+                    rng: list[dict] | None = None) -> Path:
+    """Write one checkpoint atomically, then prune to the last `keep`. `rng`: every training process's
+    RNG state, by rank (default: this process's alone)."""
     from safetensors.torch import save_file
 
     root.mkdir(parents=True, exist_ok=True)
-    final = root / f"{PREFIX}{state.step:06d}"
+    final = checkpoint_path(root, state.step)
     tmp = root / f".tmp-{final.name}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     save_file(trainable_tensors(model), str(tmp / "trainable.safetensors"))
     _write_bytes_synced(tmp / "optimizer.pt", lambda f: torch.save(
         {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, f))
-    _write_bytes_synced(tmp / "rng.pt", lambda f: torch.save(_rng_state(), f))
+    for rank, rng_state_of_rank in enumerate(rng or [rng_state()]):
+        _write_bytes_synced(tmp / _rng_file(rank), lambda f, r=rng_state_of_rank: torch.save(r, f))
     (tmp / "state.json").write_text(json.dumps(asdict(state)))
     _fsync_dir(tmp)
     if final.exists():  # a markerless leftover of an earlier crash at this very step
@@ -123,8 +131,9 @@ def prune(root: Path, keep: int) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def load_checkpoint(path: Path, model, optimizer, scheduler) -> TrainState:
-    """Restore parameters, optimizer, scheduler and RNG from a complete checkpoint."""
+def load_checkpoint(path: Path, model, optimizer, scheduler, rank: int = 0) -> TrainState:
+    """Restore parameters, optimizer, scheduler and RNG (process `rank`'s, where the checkpoint has it;
+    else the main process's) from a complete checkpoint."""
     from safetensors.torch import load_file
 
     tensors = load_file(str(path / "trainable.safetensors"))
@@ -139,11 +148,21 @@ def load_checkpoint(path: Path, model, optimizer, scheduler) -> TrainState:
     blob = torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True)
     optimizer.load_state_dict(blob["optimizer"])
     scheduler.load_state_dict(blob["scheduler"])
-    _set_rng_state(torch.load(path / "rng.pt", map_location="cpu", weights_only=True))
+    own = path / _rng_file(rank)
+    _set_rng_state(torch.load(own if own.exists() else path / _rng_file(0), map_location="cpu", weights_only=True))
     return TrainState(**json.loads((path / "state.json").read_text()))
 
 
-def _rng_state() -> dict:
+def has_rng_of(path: Path, rank: int) -> bool:
+    """Whether a checkpoint holds process `rank`'s own RNG state (one written by as many processes)."""
+    return (path / _rng_file(rank)).exists()
+
+
+def _rng_file(rank: int) -> str:
+    return f"rng-{rank}.pt" if rank else "rng.pt"
+
+
+def rng_state() -> dict:
     state = {"torch": torch.get_rng_state(), "python": random.getstate()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()

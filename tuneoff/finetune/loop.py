@@ -10,7 +10,8 @@ would rest on internals we do not control. A NaN loss there is filtered from the
 (`logging_nan_inf_filter`), not stopped. Owning the step also lets the loss skip the vocabulary
 projection on prompt tokens and count exactly the tokens the record needs. The cost is ~250 lines
 in which every step is visible. Methods differ only in `requires_grad` (see `methods.py`), so full,
-freeze and LoRA all run this same code.
+freeze and LoRA all run this same code, on one process or several (`parallel.py`: each process takes a
+disjoint part of every micro-batch; one process is the identity of that).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import math
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -26,9 +27,10 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import TuneoffError
-from .checkpoint import (TrainState, clean_incomplete, complete_checkpoints, load_best, load_checkpoint, save_best,
-                         save_checkpoint)
+from .checkpoint import (TrainState, checkpoint_path, clean_incomplete, complete_checkpoints, has_rng_of, load_best,
+                         load_checkpoint, rng_state, save_best, save_checkpoint)
 from .collate import IGNORE, Encoded, collate, label_tokens, micro_batches
+from .parallel import Processes
 from .spec import FinetuneArm
 
 
@@ -116,17 +118,36 @@ def autocast(arm: FinetuneArm, device: torch.device):
     return nullcontext()
 
 
+class LabelLoss(torch.nn.Module):
+    """The training objective as a module: `loss_sum` of the model on a batch, under the arm's autocast.
+
+    Data-parallel wrappers (DDP) synchronise the gradients of what runs through their own forward, and
+    `loss_sum` reaches into the model's decoder and head: the module they wrap is this one."""
+
+    def __init__(self, model, arm: FinetuneArm, device: torch.device):
+        super().__init__()
+        self.model, self.arm, self.device = model, arm, device
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+        return loss_sum(self.model, batch, autocast(self.arm, self.device))
+
+
 @torch.no_grad()
-def eval_loss(model, examples: Sequence[Encoded], arm: FinetuneArm, pad_id: int, device) -> float:
-    """Mean per-token loss on `examples` (dev), the training objective without its gradient."""
+def eval_loss(model, examples: Sequence[Encoded], arm: FinetuneArm, pad_id: int, device,
+              processes: Processes | None = None) -> float:
+    """Mean per-token loss on `examples` (dev), the training objective without its gradient; several
+    processes each take every N-th batch and add up."""
+    group = processes or Processes()
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
-    for i in range(0, len(examples), arm.batch_size):
+    for i in range(group.rank * arm.batch_size, len(examples), arm.batch_size * group.count):
         chunk = examples[i:i + arm.batch_size]
         total += loss_sum(model, collate(chunk, pad_id, device), autocast(arm, device)).item()
         count += label_tokens(chunk)
     model.train(was_training)
+    total, count = group.sum([total, count])
     return total / max(1, count)
 
 
@@ -150,11 +171,17 @@ class Loop:
     trains every candidate one rung, then resumes only the promising ones."""
     patience: int | None = None
     """With a scorer: stop after this many epoch ends without a better dev metric."""
+    processes: Processes = field(default_factory=Processes)
+    """The data-parallel group this loop is one process of (`parallel.py`); default: training alone."""
 
     def __post_init__(self):
         self.n_steps = total_steps(len(self.train_set), self.arm)
         self.optimizer, self.scheduler = build_optimizer(self.model, self.arm, self.n_steps)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
+        # what runs forward and backward: the model's loss, wrapped for gradient sync on several processes
+        self.objective, self.optimizer, self.scheduler = self.processes.prepare(
+            LabelLoss(self.model, self.arm, self.device), self.optimizer, self.scheduler)
+        self.processes.fork_rng(self.arm.seed)
         self.state = TrainState()
         self.last_checkpoint: Path | None = None
         self.paused = False
@@ -162,11 +189,16 @@ class Loop:
     def resume(self) -> bool:
         """Load the latest complete checkpoint, if any; True if one was found. Half-written
         leftovers of a crash (no marker) are removed, never loaded."""
-        clean_incomplete(self.checkpoint_dir)
+        group = self.processes
+        if group.is_main:
+            clean_incomplete(self.checkpoint_dir)
+        group.wait()  # the others list the checkpoints once the main process has cleaned up
         found = complete_checkpoints(self.checkpoint_dir)
         if not found:
             return False
-        self.state = load_checkpoint(found[-1], self.model, self.optimizer, self.scheduler)
+        self.state = load_checkpoint(found[-1], self.model, self.optimizer, self.scheduler, rank=group.rank)
+        if not has_rng_of(found[-1], group.rank):  # written by fewer processes: this one starts its own stream
+            group.fork_rng(self.arm.seed + self.state.step)
         self.last_checkpoint = found[-1]
         return True
 
@@ -208,18 +240,25 @@ class Loop:
 
     def _step(self, window: list[list[int]]) -> None:
         """One optimizer step over `grad_accum` micro-batches, normalised by their label tokens so
-        accumulation equals one big batch."""
-        s, arm = self.state, self.arm
-        items = [[self.train_set[i] for i in mb] for mb in window]
-        n_labels = sum(label_tokens(mb) for mb in items)
-        total = 0.0
-        for mb in items:
-            batch = collate(mb, self.pad_id, self.device)
-            loss = loss_sum(self.model, batch, autocast(arm, self.device))
-            (loss / n_labels).backward()
-            total += loss.item()
-            s.tokens += int(batch["attention_mask"].sum())
-            s.padded_tokens += batch["input_ids"].numel()
+        accumulation equals one big batch (and N processes, each with a part of every micro-batch,
+        equal one)."""
+        s, arm, group = self.state, self.arm, self.processes
+        n_labels = sum(label_tokens([self.train_set[i] for i in mb]) for mb in window)  # the whole window's
+        total, tokens, padded = 0.0, 0, 0
+        for k, mb in enumerate(window):
+            part, weight = group.shard(mb)
+            batch = collate([self.train_set[i] for i in part], self.pad_id, self.device)
+            with group.no_sync(self.objective, sync=k == len(window) - 1):
+                loss = self.objective(**batch)
+                # x count: averaging the gradient over the processes divides it back out (1 on one process)
+                group.backward(loss / n_labels * (weight * group.count))
+            total += loss.item() * weight
+            if weight:
+                tokens += int(batch["attention_mask"].sum())
+                padded += batch["input_ids"].numel()
+        total, tokens, padded = group.sum([total, tokens, padded])
+        s.tokens += int(tokens)
+        s.padded_tokens += int(padded)
         s.label_tokens += n_labels
         mean = total / n_labels
         norm = torch.nn.utils.clip_grad_norm_(self.params, arm.max_grad_norm or float("inf"))
@@ -252,15 +291,18 @@ class Loop:
             self._checkpoint()
 
     def _score_epoch(self) -> None:
-        s = self.state
-        self.model.eval()
-        with torch.no_grad(), autocast(self.arm, self.device):
-            value = float(self.scorer(self.model, s.epoch, s.step))
-        self.model.train()
+        s, group = self.state, self.processes
+        value = None
+        if group.is_main:  # the weights are the same in every process: one scores, all learn the value
+            self.model.eval()
+            with torch.no_grad(), autocast(self.arm, self.device):
+                value = float(self.scorer(self.model, s.epoch, s.step))
+            self.model.train()
+        value = group.share(value)
         s.dev_metrics.append((s.epoch, s.step, value))
         if s.best_metric is None or value > s.best_metric:
             s.best_metric, s.best_step, s.bad_evals = value, s.step, 0
-            save_best(self.checkpoint_dir, self.model)
+            self._save_best()
         else:
             s.bad_evals += 1
             s.stopped_early = bool(self.patience and s.bad_evals >= self.patience)
@@ -268,22 +310,32 @@ class Loop:
 
     def _evaluate(self) -> None:
         s = self.state
-        loss = eval_loss(self.model, self.dev_set, self.arm, self.pad_id, self.device)
+        loss = eval_loss(self.model, self.dev_set, self.arm, self.pad_id, self.device, self.processes)
         if self.scorer is not None:  # the dev metric selects; the loss is only recorded
             self._emit("eval", loss=loss)
             return
         if s.best_eval is None or loss < s.best_eval:
             s.best_eval, s.best_step, s.bad_evals = loss, s.step, 0
-            save_best(self.checkpoint_dir, self.model)
+            self._save_best()
         else:
             s.bad_evals += 1
             patience = self.arm.early_stopping_patience
             s.stopped_early = bool(patience and s.bad_evals >= patience)
         self._emit("eval", loss=loss)
 
+    def _save_best(self) -> None:
+        if self.processes.is_main:
+            save_best(self.checkpoint_dir, self.model)
+        self.processes.wait()
+
     def _checkpoint(self) -> None:
-        self.last_checkpoint = save_checkpoint(self.checkpoint_dir, self.model, self.optimizer, self.scheduler,
-                                               self.state, self.arm.save_total_limit)
+        group = self.processes
+        rng = group.gather(rng_state())  # every process's dropout stream, for an exact resume
+        if group.is_main:
+            self.last_checkpoint = save_checkpoint(self.checkpoint_dir, self.model, self.optimizer, self.scheduler,
+                                                   self.state, self.arm.save_total_limit, rng)
+        group.wait()  # the others go on once the checkpoint is whole
+        self.last_checkpoint = checkpoint_path(self.checkpoint_dir, self.state.step)
         self._emit("checkpoint", path=self.last_checkpoint)
 
     def _finish(self) -> None:

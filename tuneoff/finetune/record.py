@@ -23,7 +23,7 @@ def peak_memory_mb(device: torch.device) -> float:
 
 
 def make_stats(report: EncodeReport, state, counts: ParamCounts, flops: float, memory_mb: float,
-               steps_per_epoch: int, resumed_from: int | None) -> TrainStats:
+               steps_per_epoch: int, resumed_from: int | None, processes: int = 1, device: str = "") -> TrainStats:
     return TrainStats(
         steps=state.step, epochs=round(state.step / steps_per_epoch, 3), examples=report.kept,
         dropped_examples=report.dropped_no_completion, prompt_truncated=report.prompt_truncated,
@@ -33,7 +33,8 @@ def make_stats(report: EncodeReport, state, counts: ParamCounts, flops: float, m
         flops=flops, trainable_parameters=counts.trainable, total_parameters=counts.total,
         peak_memory_mb=round(memory_mb, 1), final_loss=state.last_loss, best_eval_loss=state.best_eval,
         best_step=state.best_step, stopped_early=state.stopped_early, resumed_from_step=resumed_from,
-        best_dev_metric=state.best_metric, dev_metrics=[list(m) for m in state.dev_metrics])
+        best_dev_metric=state.best_metric, dev_metrics=[list(m) for m in state.dev_metrics], processes=processes,
+        device=device)
 
 
 def store_hook(store: Store, run_id: int):

@@ -24,9 +24,10 @@ from .collate import EncodeReport, Encoded, Formatter, default_formatter, encode
 from .loop import Hook, Loop, NonFiniteLoss, Scorer, steps_per_epoch
 from .methods import count_params, estimate_flops, prepare_model
 from .outputs import base_spec, is_finished, write_model
+from .parallel import Processes
 from .record import ProgressBar, TrainStats, make_stats, peak_memory_mb, store_hook, store_stats
-from .spec import FinetuneArm
-from .speed import speed_up
+from .spec import RUNTIME_OPTIONS, FinetuneArm
+from .speed import compile_decoder, speed_up
 
 if TYPE_CHECKING:  # a loaded task is passed in: training never reads configs itself
     from ..config.task import TaskData
@@ -59,9 +60,10 @@ class Selection:
     pause_at_epoch: int | None = None
 
 
-def run_finetune(task: TaskData, arm: FinetuneArm, model: str, output_dir: Path, store: Store,
+def run_finetune(task: TaskData, arm: FinetuneArm, model: str, output_dir: Path, store: Store | None,
                  resume: bool = False, console=None, formatter: Formatter | None = None,
-                 hooks: Sequence[Hook] = (), selection: Selection | None = None) -> FinetuneResult:
+                 hooks: Sequence[Hook] = (), selection: Selection | None = None,
+                 processes: Processes | None = None) -> FinetuneResult:
     """Fine-tune `model` on the task's training split with `arm`, and record the run.
 
     Args:
@@ -77,55 +79,69 @@ def run_finetune(task: TaskData, arm: FinetuneArm, model: str, output_dir: Path,
         hooks: Extra callables that see every step, eval and checkpoint report.
         selection: Choose the best epoch by a dev metric (and maybe pause); default: the last weights
             (or the best dev loss with eval_steps).
+        processes: The data-parallel group this call is one process of (`Processes.from_environment()`
+            under `accelerate launch`); every process calls this with the same arguments, and only the
+            main one writes (its `store`; the others may pass None). Default: training alone.
     """
+    group = processes or Processes()
     output_dir = Path(output_dir).expanduser()
-    # two processes training into one directory would interleave checkpoints: the second is refused
-    with hold(output_dir.parent / f".{output_dir.name}.lock", f"training into {output_dir}"):
-        return _run_finetune(task, arm, model, output_dir, store, resume, console, formatter, hooks, selection)
+    # two trainings into one directory would interleave checkpoints: the second is refused (the main
+    # process of a data-parallel group holds the lock for the group)
+    lock = output_dir.parent / f".{output_dir.name}.lock" if group.is_main else None
+    with hold(lock, f"training into {output_dir}"):
+        return _run_finetune(task, arm, model, output_dir, store, resume, console, formatter, hooks, selection, group)
 
 
-def _run_finetune(task: TaskData, arm: FinetuneArm, model: str, output_dir: Path, store: Store,
-                  resume: bool = False, console=None, formatter: Formatter | None = None,
-                  hooks: Sequence[Hook] = (), selection: Selection | None = None) -> FinetuneResult:
-    output_dir = Path(output_dir).expanduser()
+def _run_finetune(task: TaskData, arm: FinetuneArm, model: str, output_dir: Path, store: Store | None,
+                  resume: bool, console, formatter: Formatter | None, hooks: Sequence[Hook],
+                  selection: Selection | None, group: Processes) -> FinetuneResult:
     _check_output_dir(output_dir, resume)
     if arm.eval_steps and not task.dev:
         raise TuneoffError("a periodic eval loss needs dev examples, and the task has none", field="eval_steps",
                            hint="give the task a dev file (or a split fraction), or leave eval_steps unset")
-    lm, tokenizer, device = _load_base(model, arm)
+    lm, tokenizer, device = _load_base(model, arm, group)
     formatter = formatter or default_formatter(task.spec.instruction)
     train, report = _encode(tokenizer, subsample(task.train, arm.n_train, arm.seed), formatter, arm)
     require_examples(train, report, arm.max_length)
     dev = _encode(tokenizer, subsample(task.dev, arm.n_eval, arm.seed), formatter, arm)[0] if arm.eval_steps else []
     fp = fingerprint(task, arm, model, train)
-    _guard_checkpoints(output_dir / CHECKPOINTS, fp, resume)
-    run_id = _open_run(store, task, arm, model, fp, resume)
-    loop = Loop(lm, train, dev, arm, output_dir / CHECKPOINTS, _pad_id(tokenizer), device)
+    main = group.is_main
+    if main:
+        _guard_checkpoints(output_dir / CHECKPOINTS, fp, resume)
+    run_id = group.share(_open_run(store, task, arm, model, fp, resume) if main else None)
+    loop = Loop(lm, train, dev, arm, output_dir / CHECKPOINTS, _pad_id(tokenizer), device, processes=group)
     if selection is not None:
         loop.scorer, loop.patience, loop.pause_at_epoch = selection.scorer, selection.patience, selection.pause_at_epoch
     resumed_from = loop.state.step if resume and loop.resume() else None
-    if resumed_from is not None:
+    if resumed_from is not None and main:
         store.delete_training_events(run_id, resumed_from)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    with ProgressBar(console, loop.n_steps, loop.state.step, f"{arm.name} ({arm.method})") as bar:
-        loop.hooks = [store_hook(store, run_id), bar, *hooks]
-        state = _train(loop, store, run_id)
-    counts = count_params(lm)
-    stats = make_stats(report, state, counts, estimate_flops(lm, state.tokens), peak_memory_mb(device),
-                       steps_per_epoch(len(train), arm), resumed_from)
-    if loop.paused:
+    with ProgressBar(console if main else None, loop.n_steps, loop.state.step, f"{arm.name} ({arm.method})") as bar:
+        loop.hooks = [store_hook(store, run_id), bar, *hooks] if main else list(hooks)
+        state = _train(loop, store if main else None, run_id)
+    stats = make_stats(report, state, count_params(lm), estimate_flops(lm, state.tokens), peak_memory_mb(device),
+                       steps_per_epoch(len(train), arm), resumed_from, group.count, str(device))
+    if main:
+        _record(store, run_id, lm, tokenizer, output_dir, stats, loop.paused, report,
+                {"base": base_spec(model), "method": arm.method, "arm": arm.to_dict(), "task": task.spec.name,
+                 "run_id": run_id, "fingerprint": fp, "stats": stats.as_dict()}, arm.keep_checkpoints)
+    group.wait()  # the output is whole before any process returns
+    return FinetuneResult(output_dir, run_id, stats, paused=loop.paused)
+
+
+def _record(store: Store, run_id: int, lm, tokenizer, output_dir: Path, stats: TrainStats, paused: bool,
+            report: EncodeReport, meta: dict, keep_checkpoints: bool) -> None:
+    """The main process's last writes: the model directory (unless paused) and the run's record."""
+    if paused:
         store.finish_run(run_id, "paused", {"output_dir": str(output_dir), **stats.as_dict()})
-        return FinetuneResult(output_dir, run_id, stats, paused=True)
-    meta = {"base": base_spec(model), "method": arm.method, "arm": arm.to_dict(), "task": task.spec.name,
-            "run_id": run_id, "fingerprint": fp, "stats": stats.as_dict()}
+        return
     write_model(lm, tokenizer, output_dir, meta)
-    if not arm.keep_checkpoints:
+    if not keep_checkpoints:
         shutil.rmtree(output_dir / CHECKPOINTS, ignore_errors=True)
     store_stats(store, run_id, stats)
     store.finish_run(run_id, "done", {"output_dir": str(output_dir), **stats.as_dict(),
                                       "encode": _report_dict(report)})
-    return FinetuneResult(output_dir, run_id, stats)
 
 
 def _check_output_dir(output_dir: Path, resume: bool) -> None:
@@ -137,18 +153,27 @@ def _check_output_dir(output_dir: Path, resume: bool) -> None:
                            hint="pass --resume to continue it, or remove the directory to start over")
 
 
-def _load_base(model: str, arm: FinetuneArm):
+def _load_base(model: str, arm: FinetuneArm, group: Processes):
     from ..models import ModelSpec, adapter_base, load_model, resolve_dir
 
     if arm.method == "lora" and adapter_base(resolve_dir(model)):
         raise TuneoffError(f"'{model}' is itself an adapter", field="model",
                            hint="merge it first (`tuneoff merge`), then train a new adapter on the merged model")
-    # fp32 master weights whatever arm.dtype says: bf16 is an autocast choice, not a storage one
-    lm, tokenizer, info = load_model(ModelSpec(model, dtype="float32"))
+    # fp32 master weights whatever arm.dtype says: bf16 is an autocast choice, not a storage one; each
+    # process of a group loads onto the device accelerate gave it
+    spec = ModelSpec(model, dtype="float32", device=group.device() or arm.device,
+                     attn_implementation=arm.attn_implementation)
+    lm, tokenizer, info = load_model(spec)
+    device = torch.device(info.device)
+    if device.type == "cuda" and arm.dtype == "bfloat16" and not torch.cuda.is_bf16_supported():
+        raise TuneoffError(f"{torch.cuda.get_device_name(device)} has no bfloat16", field="dtype",
+                           hint="use dtype: auto (bf16 where the GPU has it, else float32) or float32")
     torch.manual_seed(arm.seed)
     lm = prepare_model(lm, arm)
     speed_up(lm, arm)
-    return lm, tokenizer, torch.device(info.device)
+    if arm.compile:
+        compile_decoder(lm)
+    return lm, tokenizer, device
 
 
 def _pad_id(tokenizer) -> int:
@@ -163,7 +188,8 @@ def _encode(tokenizer, examples: list[Example], formatter: Formatter, arm: Finet
 
 def fingerprint(task: TaskData, arm: FinetuneArm, model: str, train: list[Encoded]) -> str:
     """Everything that defines the trained weights: same fingerprint, same run to resume."""
-    spec = {k: v for k, v in arm.to_dict().items() if k not in ("name", "save_total_limit", "keep_checkpoints")}
+    skip = ("name", "save_total_limit", "keep_checkpoints", *RUNTIME_OPTIONS)
+    spec = {k: v for k, v in arm.to_dict().items() if k not in skip}
     tokens = hashlib.sha256(json.dumps([e.input_ids for e in train]).encode()).hexdigest()
     blob = json.dumps({"arm": spec, "model": model, "task": task.spec.name, "tokens": tokens}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
@@ -188,8 +214,11 @@ def _open_run(store: Store, task: TaskData, arm: FinetuneArm, model: str, fp: st
                            spec=arm.to_dict(), fingerprint=fp)
 
 
-def _train(loop: Loop, store: Store, run_id: int):
-    """Run the loop; a failure marks the run failed (checkpoints stay for --resume) and re-raises."""
+def _train(loop: Loop, store: Store | None, run_id: int):
+    """Run the loop; a failure marks the run failed (checkpoints stay for --resume) and re-raises.
+    `store` None: a process of a group other than the main one, which records nothing."""
+    if store is None:
+        return loop.run()
     try:
         return loop.run()
     except NonFiniteLoss as exc:

@@ -11,12 +11,17 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ..errors import TuneoffError
-from ..models.options import canonical_dtype
+from ..models.options import canonical_dtype, check_attention, check_device
 
 Method = Literal["full", "freeze", "lora"]
 
 DEFAULT_LR = {"lora": 2e-4, "full": 5e-5, "freeze": 5e-5}
 """Learning rate per method when the arm gives none: adapters start at zero and tolerate a larger step."""
+
+RUNTIME_OPTIONS = ("device", "attn_implementation", "compile")
+"""Options that say where and with which kernels the same arithmetic runs, not what is trained: they stay
+out of every identity of a run (checkpoint fingerprint, output folder), so a run started on one device
+resumes on another and a finished model is reused whichever kernels would have trained it."""
 
 
 @dataclass
@@ -107,6 +112,17 @@ class FinetuneArm:
     """Compute precision, any name of `tuneoff.models.options.DTYPES` (kept canonical): `bfloat16` (`bf16`)
     autocasts matmuls while master weights and optimizer stay fp32; `auto`: bfloat16 where the hardware
     does it natively (AVX512_BF16/AMX CPUs, bf16 GPUs)."""
+    device: str = "auto"
+    """Where training runs: `auto` (CUDA when present, else CPU), `cpu`, `cuda` or `cuda:N`. Under several
+    processes (`tuneoff finetune --num-processes N`, `accelerate launch`) each process takes the device
+    accelerate gives it, and this option only says whether that is the CPU (`cpu`) or not."""
+    attn_implementation: str = "auto"
+    """Attention kernel while training: `auto` (transformers' default, SDPA), `sdpa`, `eager`, or
+    `flash_attention_2` (CUDA with the flash-attn package; without them, SDPA and a warning)."""
+    compile: bool = False
+    """`torch.compile` the decoder (in place: parameter names and checkpoints stay as they are). Pays a
+    compilation at the first steps (and at each new batch shape until shapes are marked dynamic) for
+    faster steps after; worth it on a GPU over many steps, rarely on a short CPU run."""
     n_train: int | None = None
     """Seeded, stratified subsample of the training split (None: all of it)."""
     seed: int = 0
@@ -141,6 +157,8 @@ class FinetuneArm:
     def __post_init__(self):
         # the same names and aliases as the model spec and the experiment: `bf16` works everywhere
         self.dtype = canonical_dtype(self.dtype, field="dtype")
+        check_device(self.device)
+        check_attention(self.attn_implementation)
         self._check_positive()
         if self.max_steps is not None and self.max_steps < 1:
             raise TuneoffError("must be >= 1", field="max_steps")

@@ -1,4 +1,4 @@
-"""Local transformers backend: CPU by default, CUDA when present, fp32 or bf16.
+"""Local transformers backend: CUDA when present (or the device asked for), else CPU; fp32 or bf16.
 
 It renders, encodes and generates here; scoring has its own module (`tuneoff.models.scoring`), and
 single requests may go to an optional llama.cpp generator handed in at construction
@@ -10,14 +10,16 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
+import warnings
 from typing import TYPE_CHECKING, Sequence
 
 import torch
 
+from ..errors import TuneoffError
 from . import scoring
 from .base import BackendInfo, Completion, GenerationConfig, Prompt, Score
 from .chat import plain_render
-from .options import canonical_dtype
+from .options import canonical_dtype, check_attention, check_device
 from .scoring import PACKED_SCORING, left_pad
 
 if TYPE_CHECKING:
@@ -53,6 +55,39 @@ def _cpu_has_bf16() -> bool:
 
 def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_device(name: str | None = "auto") -> str:
+    """The torch device a device option stands for: `auto` (or None) is CUDA when present, else CPU;
+    `cuda` / `cuda:N` must exist on this machine (a user error naming what does, otherwise)."""
+    name = check_device(name) or "auto"
+    if name == "auto":
+        return default_device()
+    if name.startswith("cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(name.split(":", 1)[1]) if ":" in name else 0
+        if index >= count:
+            have = f"{count} CUDA device(s) (cuda:0..cuda:{count - 1})" if count else "no CUDA device"
+            raise TuneoffError(f"device '{name}' is not on this machine, which has {have}", field="device",
+                               hint="use device: auto (CUDA when present, else CPU) or cpu")
+    return name
+
+
+def resolve_attention(name: str, device: str) -> str | None:
+    """transformers' `attn_implementation` for an ATTENTION option on `device`; None: transformers'
+    default (SDPA where the architecture has it). `flash_attention_2` without CUDA or the flash-attn
+    package falls back to SDPA with a warning: the same weights and numbers, another kernel."""
+    name = check_attention(name)
+    if name == "auto":
+        return None
+    if name == "flash_attention_2":
+        from transformers.utils import is_flash_attn_2_available
+
+        if not device.startswith("cuda") or not is_flash_attn_2_available():
+            why = "it needs a CUDA device" if not device.startswith("cuda") else "the flash-attn package is not installed"
+            warnings.warn(f"attn_implementation flash_attention_2: {why}; using sdpa", stacklevel=2)
+            return "sdpa"
+    return name
 
 
 def load(spec: ModelSpec) -> TransformersBackend:

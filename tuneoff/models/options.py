@@ -1,4 +1,5 @@
-"""The model options every room names the same way: the default model, dtype names, generation engines.
+"""The model options every room names the same way: the default model, dtype names, devices, attention
+kernels, generation engines.
 
 One source of truth for each list, and cheap to import: config validation (an experiment file, a
 fine-tune arm) checks a dtype string without loading torch. `local.resolve_dtype` maps the canonical
@@ -6,6 +7,8 @@ names to torch dtypes; nothing here may import torch, transformers, numpy or sci
 """
 
 from __future__ import annotations
+
+import re
 
 from ..errors import TuneoffError, did_you_mean
 
@@ -41,3 +44,25 @@ def check_engine(name: str, allowed: tuple[str, ...] = ENGINES, field: str = "en
     message = f"engine '{name}' cannot be used here" if known else f"unknown engine '{name}'"
     hint = "one of: " + ", ".join(allowed) if known else did_you_mean(str(name), list(allowed))
     raise TuneoffError(message, field=field, hint=hint)
+
+
+ATTENTION = ("auto", "sdpa", "eager", "flash_attention_2")
+"""Attention kernels a model may load with (transformers' `attn_implementation`). `auto`: transformers'
+default (SDPA where the architecture has it). `flash_attention_2` needs CUDA and the flash-attn package;
+without them the load falls back to SDPA with a warning (`tuneoff.models.local.resolve_attention`)."""
+
+
+def check_device(name: str | None, field: str = "device") -> str | None:
+    """`name` if it is `auto`, `cpu`, `cuda` or `cuda:N` (None stays None: the caller's default), else a
+    user error. Whether the machine has that device is checked when a model loads (`local.resolve_device`)."""
+    if name is None or re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(name)):
+        return name
+    raise TuneoffError(f"unknown device '{name}'", field=field, hint="one of: auto, cpu, cuda, cuda:N (N: the GPU index)")
+
+
+def check_attention(name: str, field: str = "attn_implementation") -> str:
+    """`name` if it is one of ATTENTION, else a user error with a "did you mean"."""
+    if name in ATTENTION:
+        return name
+    raise TuneoffError(f"unknown attention implementation '{name}'", field=field,
+                       hint=did_you_mean(str(name), list(ATTENTION)))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import TuneoffError
-from .options import DEFAULT_MODEL, canonical_dtype, check_engine
+from .options import DEFAULT_MODEL, canonical_dtype, check_attention, check_device, check_engine
 
 
 @dataclass(frozen=True)
@@ -19,18 +19,24 @@ class ModelSpec:
     """`float32` (`fp32`), `bfloat16` (`bf16`), or `auto` (bf16 where the hardware does it natively);
     stored under its canonical name, so `bf16` and `bfloat16` make equal specs."""
     device: str | None = None
-    """`cpu` or `cuda`; default: CUDA when present."""
+    """`auto` (the default, also None): CUDA when present, else CPU; or `cpu`, `cuda`, `cuda:N`."""
     batch_size: int = 16
     """Requests per forward pass in generation and scoring."""
     engine: str = "auto"
     """Generation engine: `transformers`, `llamacpp` (GGUF models, needs the llamacpp extra), or `auto`:
     llama.cpp for single requests when it is installed and the model is a GGUF, transformers otherwise."""
+    attn_implementation: str = "auto"
+    """Attention kernel (`tuneoff.models.options.ATTENTION`): `auto` is transformers' default (SDPA);
+    `flash_attention_2` on CUDA with flash-attn installed, else SDPA with a warning. Label scoring packs
+    rows with custom masks that FlashAttention does not take: keep `auto` for evaluation."""
 
     def __post_init__(self):
         if not self.name:
             raise TuneoffError("a model spec cannot be empty", field="model")
         object.__setattr__(self, "dtype", canonical_dtype(self.dtype))
         check_engine(self.engine)
+        check_device(self.device)
+        check_attention(self.attn_implementation)
         if self.batch_size < 1:
             raise TuneoffError("must be >= 1", field="batch_size")
         _ = self.kind  # an unknown `kind:` prefix is a user error now, not at load time

@@ -168,12 +168,15 @@ def load_model(spec: ModelSpec, trainable: bool = False):
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
-    from .local import default_device, resolve_dtype
+    from .local import resolve_attention, resolve_device, resolve_dtype
 
     hf_logging.disable_progress_bar()  # a cached load takes ~1 s: the callers show their own status
 
-    device = spec.device or default_device()
+    device = resolve_device(spec.device)
     dtype = resolve_dtype(spec.dtype, device)
+    attention = resolve_attention(spec.attn_implementation, device)
+    # `auto` passes nothing: transformers' own default, exactly as before the option existed
+    options = dict(dtype=dtype, local_files_only=True, **({"attn_implementation": attention} if attention else {}))
     path = resolve_dir(spec.name)
     base = adapter_base(path)
     start = time.perf_counter()
@@ -181,7 +184,7 @@ def load_model(spec: ModelSpec, trainable: bool = False):
         from peft import PeftModel
 
         with _refusing(Path(base)):
-            base_model = AutoModelForCausalLM.from_pretrained(resolve_dir(base), dtype=dtype, local_files_only=True)
+            base_model = AutoModelForCausalLM.from_pretrained(resolve_dir(base), **options)
         with warnings.catch_warnings(), _refusing(path):
             # peft 0.21 reads transformers' deprecated `is_gradient_checkpointing` while it wraps the
             # base model (once per adapter load: each LoRA arm's eval, merge); not ours to fix
@@ -191,11 +194,12 @@ def load_model(spec: ModelSpec, trainable: bool = False):
             model = model.merge_and_unload()  # one plain model: no adapter overhead per token
     else:
         with _refusing(path):  # (check_model_dir already refused a folder whose only weights are a pickle)
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, local_files_only=True)
+            model = AutoModelForCausalLM.from_pretrained(path, **options)
     model.to(device)
     tokenizer = load_tokenizer(spec.name)
     info = BackendInfo(name=spec.name, dtype=str(dtype).replace("torch.", ""), device=device,
                        chat=bool(getattr(tokenizer, "chat_template", None)) and not marked_base(spec.name, base),
                        parameters=sum(p.numel() for p in model.parameters()),
-                       extra={"load_seconds": round(time.perf_counter() - start, 3), "base": base})
+                       extra={"load_seconds": round(time.perf_counter() - start, 3), "base": base,
+                              "attention": getattr(model.config, "_attn_implementation", None)})
     return model, tokenizer, info
