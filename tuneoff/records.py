@@ -46,6 +46,9 @@ class Role(str, Enum):
     """The serving probe of an arm: single-request latency and throughput at a stated concurrency."""
     OOD = "ood"
     """The arm's evaluation on the out-of-domain test file (same labels and metric)."""
+    ADAPTIVE = "adaptive"
+    """The stopping record of an adaptive test evaluation (kind `adaptive`, `AdaptiveSummary`), linked
+    once per experiment under the arm name `*`."""
 
 
 class Record:
@@ -219,3 +222,77 @@ class ExperimentSummary(Record):
     phases: dict[str, float] = field(default_factory=dict)
     sizes: dict[str, int] = field(default_factory=dict)
     """{"train", "dev", "test"}: items per split."""
+
+
+class StopReason(str, Enum):
+    """Why an arm of an adaptive evaluation stopped scoring test items."""
+
+    SETTLED_BELOW = "settled_below"
+    """Its confidence sequence against the leader excluded 0: significantly below it."""
+    EQUIVALENT = "equivalent"
+    """Its confidence sequence against the leader lay inside the stated margin."""
+    BEST = "best"
+    """It led, and every other arm's comparison with it was settled."""
+    REACHED_N_TEST = "reached_n_test"
+    """It scored the whole test split."""
+
+
+@dataclass
+class AdaptiveStop(Record):
+    """One arm of an adaptive evaluation: how many test items it scored and why it stopped there."""
+
+    arm: str
+    items: int
+    """Test items it scored (a prefix of the shuffled order, shared with every arm that went on)."""
+    n_test: int
+    """Items in the test split: where every arm would have stopped."""
+    reason: StopReason
+    versus: str | None = None
+    """The leader it was settled against (SETTLED_BELOW, EQUIVALENT)."""
+    cs_low: float | None = None
+    """Confidence sequence of versus - arm at the stop: lower end."""
+    cs_high: float | None = None
+    alpha: float = 0.05
+
+    def __post_init__(self):
+        self.reason = StopReason(self.reason)  # a stored string back to the enum
+
+    @property
+    def why(self) -> str:
+        """The reason in words: `settled below lora`."""
+        return {StopReason.SETTLED_BELOW: f"settled below {self.versus}",
+                StopReason.EQUIVALENT: f"settled within the margin of {self.versus}",
+                StopReason.BEST: "best, every other arm settled",
+                StopReason.REACHED_N_TEST: "reached n_test"}[self.reason]
+
+    def describe(self) -> str:
+        """`64 of 200 items: settled below lora (lora - few-shot in [+0.051, +0.402], anytime-valid 95%)`."""
+        why = self.why
+        bounds = (f" ({self.versus} - {self.arm} in [{self.cs_low:+.3f}, {self.cs_high:+.3f}], "
+                  f"anytime-valid {1 - self.alpha:.0%})" if self.cs_low is not None and self.versus else "")
+        return f"{self.items} of {self.n_test} items: {why}{bounds}"
+
+
+@dataclass
+class AdaptiveSummary(Record):
+    """An adaptive test evaluation (`adaptive:`; run kind `adaptive`): its settings and each arm's stop."""
+
+    chunk: int = 0
+    alpha: float = 0.05
+    min_items: int = 0
+    margin: float = 0.0
+    seed: int = 0
+    n_test: int = 0
+    looks: int = 0
+    """Looks taken (one after each chunk)."""
+    stops: list = field(default_factory=list)
+    """One `AdaptiveStop` dict per arm, in the experiment's arm order (see `stop`)."""
+
+    def stop(self, arm: str) -> AdaptiveStop | None:
+        found = next((s for s in self.stops if s["arm"] == arm), None)
+        return AdaptiveStop.from_dict(found) if found else None
+
+    @property
+    def items_scored(self) -> int:
+        """Test items scored over all arms (a plain evaluation scores n_test per arm)."""
+        return sum(s["items"] for s in self.stops)

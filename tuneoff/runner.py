@@ -108,10 +108,14 @@ def _run_experiment(exp: Experiment, store: Store, console=None) -> int:
             ctx.tuned[entry.name], ctx.chosen[entry.name] = tune_finetune(ctx, entry)
         elif entry.kind == "finetune":
             ctx.tuned[entry.name] = train_arm(ctx, entry)
+        if exp.adaptive is not None:
+            continue  # every arm's test items wait until all arms are trained (run_adaptive)
         run_id = evaluate_arm(ctx, entry)
         probe_arm(ctx, entry, run_id)
         ood_arm(ctx, entry, run_id)
         run_repeats(ctx, entry)
+    if exp.adaptive is not None:
+        run_adaptive(ctx)
     if exp.curves:
         run_curves(ctx)
     if consistency_arms(exp):
@@ -245,6 +249,20 @@ def run_repeats(ctx: RunContext, entry: ArmEntry) -> None:
             seed = int((entry.prompt or {}).get("seed", 0)) + r
             chosen = {**ctx.chosen_prompt[entry.name], "optimise": None} if entry.name in ctx.chosen_prompt else {}
             evaluate_arm(ctx, entry, overrides={**chosen, "seed": seed}, role=Role.REPEAT, x=r)
+
+
+def run_adaptive(ctx: RunContext) -> None:
+    """`adaptive:`: the arms' test split in interleaved chunks, each arm stopping once its comparison with
+    the best is settled (`tuneoff.adaptive`); then each arm's serving probe, out-of-domain score and
+    repeats, the repeats on the items the arm scored."""
+    import dataclasses
+
+    from .adaptive import evaluate_adaptively
+
+    for entry, run_id, items in evaluate_adaptively(ctx):
+        probe_arm(ctx, entry, run_id)
+        ood_arm(ctx, entry, run_id)
+        run_repeats(dataclasses.replace(ctx, data=dataclasses.replace(ctx.data, test=items)), entry)
 
 
 def evaluated_arm(ctx: RunContext, run_id: int):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..records import ProbeSummary
+from ..records import AdaptiveStop, ProbeSummary
 from ..config.prices import PriceTable
 from .costs import ArmCost
 
@@ -81,6 +81,9 @@ class ArmSummary:
     """One-off $ beyond training time: a distilled arm's teacher calls."""
     distillation: dict = field(default_factory=dict)
     """A distilled arm: {"teacher", "n_unlabelled", "teacher_metric", "agreement", "teacher_calls"}."""
+    adaptive: AdaptiveStop | None = None
+    """Adaptive evaluation: the test items this arm scored (a prefix of the shuffled order) and why it
+    stopped there; its items are then in that order. None: it scored the whole test split."""
 
     @property
     def weights_changed(self) -> bool:

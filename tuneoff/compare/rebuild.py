@@ -14,8 +14,8 @@ import numpy as np
 
 from ..config.experiment import ArmEntry, Experiment
 from ..config.specs import from_dict
-from ..records import (EvalSummary, ExperimentSummary, OptimiseSummary, ProbeSummary, Role, TrainStats,
-                       TuningSummary)
+from ..records import (AdaptiveSummary, EvalSummary, ExperimentSummary, OptimiseSummary, ProbeSummary, Role,
+                       TrainStats, TuningSummary)
 from ..store import Store
 from .arms import ArmSummary, Curve, OutOfDomain
 from .costs import ArmCost, per_request
@@ -40,6 +40,7 @@ def comparison_from_store(store: Store, experiment_id: int) -> Comparison:
     arms = [arm_summary(store, exp, entry, by_role, saved.sizes) for entry in exp.arms
             if entry.name in by_role.get(Role.ARM, {})]
     add_distillation(store, exp, arms, by_role)
+    add_adaptive(store, arms, by_role)
     curves = curves_from_links(store, exp, by_role.get(Role.CURVE, {}))
     latencies = {a.name: a.probe.single_seconds if a.probe else
                  [c["latency_s"] for c in store.predictions_with_costs(a.run_id)] for a in arms}
@@ -233,6 +234,16 @@ def add_distillation(store: Store, exp: Experiment, arms: list[ArmSummary], by_r
                                 "teacher_on_answered": _metric(m, exp.task.metric, None),
                                 "teacher_metric": teacher.metric if teacher else None,
                                 "agreement": agreement(student, teacher) if teacher else None}
+
+
+def add_adaptive(store: Store, arms: list[ArmSummary], by_role: Links) -> None:
+    """Each arm's stop in an adaptive evaluation (how many test items it scored, and why)."""
+    run_id = _last(by_role, Role.ADAPTIVE, "*")
+    if run_id is None:
+        return
+    record = AdaptiveSummary.from_json(store.run(run_id)["summary_json"])
+    for arm in arms:
+        arm.adaptive = record.stop(arm.name)
 
 
 def agreement(a: ArmSummary, b: ArmSummary) -> float | None:

@@ -11,6 +11,7 @@ import numpy as np
 from scipy import stats
 
 from .arms import ArmSummary
+from .sequential import ConfidenceSequence
 
 
 @dataclass
@@ -23,22 +24,30 @@ class PairedTest:
     """metric(b) - metric(a) on the shared items."""
     n: int
     significant: bool
+    sequence: ConfidenceSequence | None = None
+    """Adaptive evaluation: the anytime-valid confidence sequence of b - a over the same items in the
+    order they were scored (the test that stopped the arms), shown beside this fixed-n test."""
 
     def describe(self) -> str:
         verdict = "significant" if self.significant else "not significant"
-        return (f"{self.b} - {self.a} = {self.difference:+.3f} on {self.n} paired items "
+        text = (f"{self.b} - {self.a} = {self.difference:+.3f} on {self.n} paired items "
                 f"({self.test}, p={self.p_value:.3g}: {verdict} at 0.05)")
+        return text + (f"; {self.sequence.describe()}" if self.sequence is not None else "")
+
+
+def paired_scores(a: ArmSummary, b: ArmSummary) -> tuple[np.ndarray, np.ndarray]:
+    """(a's, b's) per-item scores on the items both scored, in b's item order."""
+    shared = {i: k for k, i in enumerate(a.item_ids)}
+    pairs = [(a.correct[shared[i]], b.correct[k]) for k, i in enumerate(b.item_ids) if i in shared]
+    return (np.array([p[0] for p in pairs], dtype=float), np.array([p[1] for p in pairs], dtype=float))
 
 
 def paired_test(a: ArmSummary, b: ArmSummary, alpha: float = 0.05, seed: int = 0,
                 resamples: int = 2000) -> PairedTest:
     """McNemar's exact test when scores are 0/1, else a paired bootstrap of the mean difference."""
-    shared = {i: k for k, i in enumerate(a.item_ids)}
-    pairs = [(a.correct[shared[i]], b.correct[k]) for k, i in enumerate(b.item_ids) if i in shared]
-    x = np.array([p[0] for p in pairs], dtype=float)
-    y = np.array([p[1] for p in pairs], dtype=float)
-    diff = float(y.mean() - x.mean()) if len(pairs) else 0.0
-    if len(pairs) and set(np.unique(np.concatenate([x, y]))) <= {0.0, 1.0}:
+    x, y = paired_scores(a, b)
+    diff = float(y.mean() - x.mean()) if len(x) else 0.0
+    if len(x) and set(np.unique(np.concatenate([x, y]))) <= {0.0, 1.0}:
         only_a = int(((x == 1) & (y == 0)).sum())
         only_b = int(((x == 0) & (y == 1)).sum())
         n = only_a + only_b
@@ -50,7 +59,7 @@ def paired_test(a: ArmSummary, b: ArmSummary, alpha: float = 0.05, seed: int = 0
         boots = np.array([d[rng.integers(0, len(d), len(d))].mean() for _ in range(resamples)]) if len(d) else np.zeros(1)
         p = float(min(1.0, 2 * min((boots <= 0).mean(), (boots >= 0).mean())))
         test = "paired bootstrap"
-    return PairedTest(a.name, b.name, test, p, diff, len(pairs), p < alpha)
+    return PairedTest(a.name, b.name, test, p, diff, len(x), p < alpha)
 
 
 def label_bias(predictions: Sequence[str | None], targets: Sequence[str], labels: Sequence[str]) -> dict:

@@ -38,6 +38,8 @@ def head_to_head(arms: Sequence[ArmSummary], prices: PriceTable) -> list[tuple[s
         "combined": "fine-tuned weights + what the prompt carries"}[a.kind])
     row("Data requirement", lambda a: f"{a.examples_used} {a.examples_note}".strip())
     row("Performance", _performance_cell)
+    if any(a.adaptive for a in arms):
+        row("Test items (adaptive)", lambda a: a.adaptive.describe() if a.adaptive else f"{len(a.item_ids)} (all)")
     row("Control & consistency", lambda a: "; ".join(filter(None, [
         f"agreement {_pct(a.agreement)}" if a.agreement is not None else "",
         f"spread ±{a.metric_spread:.3f}" if a.metric_spread is not None else "",

@@ -80,6 +80,7 @@ def recommend(arms: Sequence[ArmSummary], constraints: Constraints, prices: Pric
                       f"${cost_of[chosen.name]:.2f}/month at {constraints.monthly_requests:,.0f} requests")
     reasons += _cost_reasons(feasible, constraints, pairs)
     reasons += _budget_reasons(arms)
+    reasons += _adaptive_reasons(arms)
     if ruled:
         reasons.append("ruled out: " + "; ".join(f"{k} ({v})" for k, v in ruled.items()))
     return Verdict(VERDICTS[chosen.kind], chosen.name, reasons, ruled, test)
@@ -115,3 +116,14 @@ def _budget_reasons(arms: Sequence[ArmSummary]) -> list[str]:
     return [f"tuning budgets {verdict}: {prompt.name} {p['trials']} candidates / {p['minutes']:.1f} min, "
             f"{tuned.name} {t['trials']} candidates / {t['minutes']:.1f} min on the same dev split"
             + (f" ({ratio:.0f}x more time on one side)" if ratio >= 5 else "")]
+
+
+def _adaptive_reasons(arms: Sequence[ArmSummary]) -> list[str]:
+    """How many test items an adaptive evaluation scored, and why each arm stopped where it did."""
+    stops = [a.adaptive for a in arms if a.adaptive is not None]
+    if not stops:
+        return []
+    used, full = sum(s.items for s in stops), sum(s.n_test for s in stops)
+    return [f"adaptive test evaluation (anytime-valid confidence sequences, alpha {stops[0].alpha:g} per comparison): "
+            f"{used} of {full} arm-items scored ({1 - used / full:.0%} fewer); "
+            + "; ".join(f"{s.arm} {s.items} ({s.why})" for s in stops)]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..errors import TuneoffError, did_you_mean
 from ..models.options import DEFAULT_MODEL, canonical_dtype, check_device, check_engine
+from .adaptive import AdaptiveSpec
 from .prices import Constraints, PriceTable
 from .probes import OutOfDomainSpec, ProbeSpec
 from .specs import from_dict, located, read_yaml
@@ -140,6 +141,9 @@ class Experiment:
     """The serving probe after each arm's evaluation: `{items: 16, concurrency: 8}` (items 0: off)."""
     ood: OutOfDomainSpec | None = None
     """An out-of-domain test file every arm is also scored on (same labels and metric as `task`)."""
+    adaptive: AdaptiveSpec | None = None
+    """Score the test split in interleaved chunks and stop each arm once its comparison with the best
+    is settled by an anytime-valid test (see `tuneoff.config.adaptive`); absent: every arm scores it all."""
     prices: PriceTable = field(default_factory=PriceTable)
     constraints: Constraints = field(default_factory=Constraints)
     output: str = "tuneoff-runs/{name}"
@@ -168,6 +172,9 @@ class Experiment:
         if self.batch_size < 1:
             raise TuneoffError("must be >= 1", field="batch_size")
         self._check_probes()
+        if self.adaptive is not None and len(self.arms) < 2:
+            raise TuneoffError("adaptive evaluation stops arms once their comparison with the best is settled: "
+                               "it needs at least two arms", field="adaptive", hint="remove `adaptive:`")
         for i, arm in enumerate(self.arms):
             _check_arm_model(arm, i)
             _check_teacher(self, arm, i)

@@ -14,7 +14,7 @@ import json
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 from ..data import Example, digest
 from ..errors import TuneoffError
@@ -281,6 +281,22 @@ def evaluate(backend: Backend, arm: PromptArm, examples: Sequence[Example], task
     chunk_size: items per backend call and per store write (default: the backend's batch size).
     console: a rich Console to draw a progress bar on; None draws nothing.
     """
+    with evaluation(backend, arm, examples, task, store=store, split=split, kind=kind, chunk_size=chunk_size,
+                    console=console, experiment_id=experiment_id) as session:
+        with _progress(console, len(session.examples) - len(session.done), f"{arm.name} [{split}]") as advance:
+            session.score(len(session.examples), advance)
+        return session.finish()
+
+
+@contextmanager
+def evaluation(backend: Backend, arm: PromptArm, examples: Sequence[Example], task, *, store: Store | None = None,
+               split: str = "test", kind: str = "eval", chunk_size: int | None = None, console=None,
+               experiment_id: int | None = None) -> Iterator[EvalSession]:
+    """An evaluation run over `examples`, opened (or resumed) and held while the caller scores it in
+    pieces: `session.score(k)` scores the first k items, `session.finish()` closes the run on the items
+    scored so far. Adaptive evaluation scores several arms' sessions in turns; `evaluate` scores one
+    whole. Arguments as for `evaluate`. Leaving the block unfinished (an error) marks the run failed,
+    with what it scored kept for a resume."""
     ctx = TaskContext.of(task)
     examples = list(examples)
     if not examples:
@@ -293,44 +309,70 @@ def evaluate(backend: Backend, arm: PromptArm, examples: Sequence[Example], task
     # (two at once used to share the run and write every call twice)
     waiting = console.print if console is not None else None
     with hold(store.lock_path(f"eval-{fingerprint[:32]}"), "running the same evaluation", wait=True, waiting=waiting):
-        return _evaluate_run(backend, arm, examples, ctx, prompter, store, fingerprint, split, kind, chunk_size,
-                             console, experiment_id)
+        session = EvalSession(backend, prompter, examples, store, fingerprint, split, kind, chunk_size, console,
+                              experiment_id)
+        try:
+            yield session
+        except BaseException:
+            if not session.finished:  # interrupted or failed: keep what is done, and its time, for the resume
+                store.finish_run(session.run_id, "failed", EvalSummary(session.earlier + session.seconds).to_dict())
+            raise
 
 
-def _evaluate_run(backend: Backend, arm: PromptArm, examples: list[Example], ctx: TaskContext, prompter: Prompter,
-                  store: Store, fingerprint: str, split: str, kind: str, chunk_size: int | None, console,
-                  experiment_id: int | None) -> EvalResult:
-    """`evaluate` once it holds the evaluation's lock: open (or resume) the run, then its chunks."""
-    run_id, done, earlier = _open_run(store, fingerprint, arm, ctx, backend, split, kind, experiment_id)
-    todo = [i for i in range(len(examples)) if i not in done]
-    runner = ChunkRunner(backend, prompter, store, run_id)
-    warnings = label_warnings(backend, runner) if arm.mode == "score" else []
-    for warning in warnings if console is not None else ():
-        console.print(f"[yellow]{arm.name}: {warning}[/yellow]")
-    size = chunk_size or getattr(backend, "batch_size", 16)
-    began = time.perf_counter()
-    try:
-        with _progress(console, len(todo), f"{arm.name} [{split}]") as advance:
-            for start in range(0, len(todo), size):
-                chunk = todo[start:start + size]
-                runner.run([(i, examples[i]) for i in chunk])
+class EvalSession:
+    """One evaluation run, open: items are scored in order of their index, any number at a time."""
+
+    def __init__(self, backend: Backend, prompter: Prompter, examples: list[Example], store: Store, fingerprint: str,
+                 split: str, kind: str, chunk_size: int | None, console, experiment_id: int | None):
+        self.backend, self.arm, self.ctx, self.examples = backend, prompter.arm, prompter.ctx, examples
+        self.store, self.split, self.console = store, split, console
+        self.run_id, self.done, self.earlier = _open_run(store, fingerprint, self.arm, self.ctx, backend, split, kind,
+                                                         experiment_id)
+        self.resumed = len(self.done)
+        """Items an interrupted earlier attempt had already finished."""
+        self.seconds = 0.0
+        """Wall time this session spent scoring (an adaptive evaluation's other arms' turns excluded)."""
+        self.finished = False
+        self.runner = ChunkRunner(backend, prompter, store, self.run_id)
+        self.warnings = label_warnings(backend, self.runner) if self.arm.mode == "score" else []
+        for warning in self.warnings if console is not None else ():
+            console.print(f"[yellow]{self.arm.name}: {warning}[/yellow]")
+        self.size = chunk_size or getattr(backend, "batch_size", 16)
+
+    def score(self, upto: int, advance: Callable[[int], object] = lambda n: None) -> None:
+        """Score every item before index `upto` not scored yet, a backend batch at a time."""
+        todo = [i for i in range(min(upto, len(self.examples))) if i not in self.done]
+        began = time.perf_counter()
+        try:
+            for start in range(0, len(todo), self.size):
+                chunk = todo[start:start + self.size]
+                self.runner.run([(i, self.examples[i]) for i in chunk])
+                self.done.update(chunk)
                 advance(len(chunk))
-    except BaseException:
-        # interrupted or failed: keep what is done, and the time it took, for the resume
-        store.finish_run(run_id, "failed", EvalSummary(earlier + time.perf_counter() - began).to_dict())
-        raise
-    wall = time.perf_counter() - began
-    if runner.over_context and console is not None:
-        ids = ", ".join(runner.over_context[:5]) + (" ..." if len(runner.over_context) > 5 else "")
-        console.print(f"[yellow]warning: {len(runner.over_context)} prompt(s) of {arm.name} are longer than the "
-                      f"model's context ({backend.context_length} tokens) and were scored anyway: {ids}[/yellow]")
-    metrics = summarise(store, run_id, ctx, wall_seconds=earlier + wall)
-    store.finish_run(run_id, "done", EvalSummary(earlier + wall, runner.hits, runner.misses, len(done),
-                                                 MainMetric(ctx.metric, metrics[ctx.metric].value).to_dict(),
-                                                 warnings).to_dict())
-    predictions = [{**dict(r), "extra": json.loads(r["extra_json"])} for r in store.predictions(run_id)]
-    return EvalResult(run_id, arm, split, metrics, predictions, runner.hits, runner.misses, len(done), wall,
-                      warnings)
+        finally:
+            self.seconds += time.perf_counter() - began
+
+    def scores(self) -> list[float]:
+        """Each scored item's own score (`correct`), in item order: the first len() items."""
+        return [float(r["correct"] or 0.0) for r in self.store.predictions(self.run_id)]
+
+    def finish(self) -> EvalResult:
+        """Close the run on the items scored so far: metrics, summary, the result."""
+        backend, arm, ctx, store, run_id, runner = self.backend, self.arm, self.ctx, self.store, self.run_id, self.runner
+        wall = self.earlier + self.seconds
+        if runner.over_context and self.console is not None:
+            ids = ", ".join(runner.over_context[:5]) + (" ..." if len(runner.over_context) > 5 else "")
+            self.console.print(f"[yellow]warning: {len(runner.over_context)} prompt(s) of {arm.name} are longer than "
+                               f"the model's context ({backend.context_length} tokens) and were scored anyway: "
+                               f"{ids}[/yellow]")
+        metrics = summarise(store, run_id, ctx, wall_seconds=wall)
+        store.finish_run(run_id, "done", EvalSummary(wall, runner.hits, runner.misses, self.resumed,
+                                                     MainMetric(ctx.metric, metrics[ctx.metric].value).to_dict(),
+                                                     self.warnings).to_dict())
+        self.finished = True
+        predictions = [{**dict(r), "extra": json.loads(r["extra_json"])} for r in store.predictions(run_id)]
+        return EvalResult(run_id, arm, self.split, metrics, predictions, runner.hits, runner.misses, self.resumed,
+                          self.seconds, self.warnings)
 
 
 def label_warnings(backend: Backend, runner: ChunkRunner) -> list[str]:

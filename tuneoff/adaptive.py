@@ -1,0 +1,130 @@
+"""Adaptive test evaluation (`adaptive:` in an experiment): the arms' test split in interleaved chunks
+of the same items, each arm stopping once its comparison with the best arm is settled.
+
+After every arm has trained and tuned (`tuneoff.runner`), the test split is shuffled with the spec's
+seed and every running arm scores the next `chunk` items of that order. After each chunk (from
+`min_items` on) the leader is the running arm with the highest mean score, and each other running
+arm is compared with it on their paired items by the anytime-valid confidence sequence of
+`tuneoff.compare.sequential`: an arm whose sequence lies above 0 (significantly below the leader) or,
+with a margin, inside (-margin, +margin) stops; the leader stops when no other arm runs; everything
+stops at the end of the test split. Each arm's evaluation is one ordinary run over the items it
+scored (a prefix of the shuffled order), so the comparison pairs every two arms on the items both
+scored. The stopping record is stored as an `AdaptiveSummary` (run kind `adaptive`).
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .compare.sequential import Settled, confidence_sequence, look
+from .config.experiment import ArmEntry, build_prompt_arm
+from .data import Example
+from .evaluate.engine import EvalSession, evaluation
+from .prompting import TaskContext
+from .records import AdaptiveStop, AdaptiveSummary, Role, StopReason
+
+if TYPE_CHECKING:
+    from .runner import RunContext
+
+
+def shuffled(items: list[Example], seed: int) -> list[Example]:
+    """The order adaptive evaluation scores the test split in: seeded, so a rerun resumes the same runs."""
+    return [items[i] for i in np.random.default_rng(seed).permutation(len(items))]
+
+
+@dataclass
+class Lane:
+    """One arm's evaluation while the adaptive loop runs."""
+
+    entry: ArmEntry
+    session: EvalSession
+    stop: AdaptiveStop | None = None
+
+
+def evaluate_adaptively(ctx: RunContext) -> list[tuple[ArmEntry, int, list[Example]]]:
+    """Score every arm of the experiment on the test split adaptively; link each arm's evaluation
+    (Role.ARM) and the stopping record (Role.ADAPTIVE). Returns (arm, run id, items it scored) per arm."""
+    spec = ctx.exp.adaptive
+    order = shuffled(ctx.data.test, spec.seed)
+    prepared = [(entry, *_prepared(ctx, entry)) for entry in ctx.exp.arms]  # dev searches before any test item
+    with ExitStack() as stack:
+        lanes = {entry.name: Lane(entry, stack.enter_context(evaluation(
+            backend, arm, order, TaskContext.of(ctx.data), store=ctx.store, split="test", console=ctx.console,
+            experiment_id=ctx.experiment_id))) for entry, backend, arm in prepared}
+        looks = _schedule(ctx, lanes, len(order))
+        results = {name: lane.session.finish() for name, lane in lanes.items()}
+    summary = AdaptiveSummary(spec.chunk, spec.alpha, spec.min_items, spec.margin, spec.seed, len(order), looks)
+    out = []
+    for name, lane in lanes.items():
+        result = results[name]
+        # a resumed run may hold items past the stop (scored before an interruption): the record counts them
+        lane.stop.items = len(result.predictions)
+        summary.stops.append(lane.stop.to_dict())
+        ctx.link(result.run_id, Role.ARM, name)
+        main = result.main
+        ctx.say(f"{name}: {main.name} {main.value:.3f} [{main.ci_low:.3f}, {main.ci_high:.3f}] ({result.cache_hits} "
+                f"cached, {result.cache_misses} new calls, {result.wall_seconds:.1f} s); {lane.stop.describe()}")
+        out.append((lane.entry, result.run_id, order[:lane.stop.items]))
+    run_id = ctx.store.start_run("adaptive", arm="*", task=ctx.exp.task.name, split="test", model=ctx.exp.model,
+                                 spec=asdict(spec), experiment_id=ctx.experiment_id)
+    ctx.store.finish_run(run_id, "done", summary.to_dict())
+    ctx.link(run_id, Role.ADAPTIVE, "*")
+    full = len(order) * len(lanes)
+    ctx.say(f"adaptive evaluation: {summary.items_scored} of {full} arm-items scored "
+            f"({1 - summary.items_scored / full:.0%} fewer) in {looks} looks")
+    return out
+
+
+def _schedule(ctx: RunContext, lanes: dict[str, Lane], n: int) -> int:
+    """Chunks and looks until every arm has stopped; sets each lane's stop; returns the looks taken."""
+    spec = ctx.exp.adaptive
+    running, t, looks = list(lanes), 0, 0
+    while running:
+        t = min(t + spec.chunk, n)
+        for name in running:
+            with ctx.phase(f"{name}: evaluate"):
+                lanes[name].session.score(t)
+        looks += 1
+        if t < spec.min_items and t < n:
+            continue
+        scores = {name: np.array(lanes[name].session.scores()[:t]) for name in running}
+        leader, settled = look(scores, spec.alpha, spec.margin)
+        for name in running:
+            how = settled.get(name)
+            if name == leader or (t < n and how in (None, Settled.ABOVE)):
+                continue
+            cs = confidence_sequence(scores[leader] - scores[name], spec.alpha)
+            reason = {Settled.BELOW: StopReason.SETTLED_BELOW,
+                      Settled.EQUIVALENT: StopReason.EQUIVALENT}.get(how, StopReason.REACHED_N_TEST)
+            lanes[name].stop = AdaptiveStop(name, t, n, reason, leader, cs.low, cs.high, spec.alpha)
+            if reason is not StopReason.REACHED_N_TEST:
+                ctx.say(f"[dim]{name} stops: {lanes[name].stop.describe()}[/dim]")
+        running = [name for name in running if lanes[name].stop is None]
+        if running == [leader]:
+            lanes[leader].stop = AdaptiveStop(leader, t, n, StopReason.BEST if t < n else StopReason.REACHED_N_TEST,
+                                              alpha=spec.alpha)
+            running = []
+    return looks
+
+
+def _prepared(ctx: RunContext, entry: ArmEntry):
+    """(backend, the PromptArm to score): an arm with `optimise` (tune: true) is searched on dev first."""
+    from .evaluate.optimise import optimise
+
+    arm = build_prompt_arm(entry, ctx.exp.task, tuning=ctx.exp.tuning)
+    backend = ctx.backend(ctx.weights_of(entry))
+    if arm.optimise is None:
+        return backend, arm
+    with ctx.phase(f"{arm.name}: optimise"):
+        optimised = optimise(backend, arm, ctx.data.train, ctx.data.dev, ctx.data, store=ctx.store)
+    # what `runner.evaluate_arm` records for a searched arm (it searches and scores in one call)
+    ctx.link(optimised.run_id, Role.OPTIMISE, entry.name)
+    ctx.chosen_prompt[entry.name] = {"instruction": optimised.arm.instruction, "calibration": optimised.arm.calibration}
+    ctx.say(f"{entry.name}: searched on dev, {len(optimised.trials)} candidates, {optimised.calls_spent} calls in "
+            f"{optimised.seconds:.0f} s; chosen shots={optimised.arm.n_shots}, calibration={optimised.arm.calibration} "
+            f"(dev {optimised.dev_score:.3f})")
+    return backend, optimised.arm
