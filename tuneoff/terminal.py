@@ -63,6 +63,10 @@ def print_comparison(comparison: Comparison, prices: PriceTable, out: Console, f
     v = comparison.verdict
     if not full:
         out.print(compact_summary(comparison, prices))
+        stops = [a.adaptive for a in comparison.arms if a.adaptive is not None]
+        if stops:  # arms stopped early hold their metric on fewer items: say so beside the table
+            out.print("adaptive evaluation, test items per arm: "
+                      + "; ".join(f"{s.arm} {s.items}/{s.n_test} ({s.why})" for s in stops), markup=False)
         out.print(f"\n[bold]Recommendation: {v.choice}[/bold] ({v.arm})")
         out.print("[dim]every dimension, the reasons and the statistics: the report, or --full[/dim]")
         return

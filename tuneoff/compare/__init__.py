@@ -3,6 +3,7 @@ the rebuild of all of it from the store.
 
     arms.py        ArmSummary, Curve: what is known about one arm / one learning curve
     stats.py       the paired test, label bias, crossover, confusion matrix (scipy lives here)
+    sequential.py  anytime-valid confidence sequences of a paired difference; adaptive evaluation's stopping rule
     costs.py       $ per request and one-off, monthly cost, payback volume
     pairs.py       PairStats: each pair's test and payback computed once, shared by every reader
     table.py       the head-to-head rows and the side-by-side sample

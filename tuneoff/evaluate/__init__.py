@@ -1,6 +1,7 @@
 """Evaluating arms: run an arm over a split with batched calls, the call cache and resume.
 
-    engine.py    evaluate(): chunks, cache look-ups, store writes, resume; EvalResult
+    engine.py    evaluate(): chunks, cache look-ups, store writes, resume; EvalResult; evaluation(): a run
+                 scored in pieces (adaptive evaluation)
     scoring.py   constrained label scoring (shared-prefix log-likelihoods)
     summary.py   a run's metrics, computed from the store
     runner.py    run_eval(): the typed entry point `tuneoff eval` calls, with its rich table
