@@ -34,9 +34,9 @@ class KnownAccuracy:
 
     batch_size = 16
 
-    def __init__(self, name: str, accuracy: float):
+    def __init__(self, name: str, accuracy: float, fail_after: int | None = None):
         self.info = BackendInfo(name=name)
-        self.accuracy, self.scored = accuracy, 0
+        self.accuracy, self.scored, self.fail_after = accuracy, 0, fail_after
 
     def render(self, messages, add_generation_prompt=True) -> str:
         return "\n".join(f"<{m['role']}>{m['content']}" for m in messages) + "\n<assistant>"
@@ -45,6 +45,8 @@ class KnownAccuracy:
         return len(text.split())
 
     def loglikelihood(self, chats, continuations):
+        if self.fail_after is not None and self.scored >= self.fail_after:
+            raise RuntimeError("backend went away")
         scores = []
         for chat, label in zip(chats, continuations):
             k = int(re.search(r"item (\d+)", chat[-1]["content"]).group(1))
@@ -59,14 +61,15 @@ MODELS = {"big": 0.92, "mid": 0.90, "small": 0.55}
 """Arms on three fake models: big and mid are too close to tell apart on 192 items, small is far below."""
 
 
-def run(tmp_path, monkeypatch, adaptive: dict | None, prices: dict[str, float], models: dict = MODELS):
-    """`tuneoff run` on the fake models, into a fresh store: (comparison, store, items each model scored)."""
+def run(tmp_path, monkeypatch, adaptive: dict | None, prices: dict[str, float], models: dict = MODELS,
+        fail_after: dict | None = None):
+    """`tuneoff run` on the fake models, into the folder's store: (comparison, store, items each model scored)."""
     import tuneoff.runner as runner
 
     tmp_path.mkdir(exist_ok=True)
     data = tmp_path / "test.tsv"
     data.write_text("label\tsentence\n" + "".join(f"{LABELS[k % 2]}\treview item {k}\n" for k in range(N_TEST)))
-    backends = {name: KnownAccuracy(name, p) for name, p in models.items()}
+    backends = {name: KnownAccuracy(name, p, (fail_after or {}).get(name)) for name, p in models.items()}
     monkeypatch.setattr(runner, "load_backend", lambda spec: backends[spec.name])
     spec = {"name": "adaptive" if adaptive else "plain", "model": "big", "batch_size": 16,
             "task": {"name": "sst2", "test": str(data), "input": "sentence", "target": "label",
@@ -127,6 +130,21 @@ def test_the_best_arm_stops_once_every_other_arm_is_settled(tmp_path, monkeypatc
     assert stops["big"].reason is StopReason.BEST
     assert stops["big"].items == max(stops["mid"].items, stops["small"].items) < N_TEST
     assert sum(scored.values()) <= 3 * N_TEST // 2
+
+
+def test_an_interrupted_adaptive_run_resumes_where_it_stopped(tmp_path, monkeypatch):
+    """A model that fails mid-way leaves every arm's run failed with what it scored; the rerun resumes
+    them (the same seeded order, the same fingerprints), scores only the rest, and ends as a fresh run."""
+    with pytest.raises(RuntimeError, match="went away"):
+        run(tmp_path / "r", monkeypatch, ADAPTIVE, CHEAP_MID, fail_after={"mid": 80})
+    store = Store(tmp_path / "r" / "adaptive.sqlite")
+    failed = store.db.execute("SELECT arm, status FROM runs WHERE kind='eval'").fetchall()
+    assert sorted(tuple(r) for r in failed) == [("big", "failed"), ("mid", "failed"), ("small", "failed")]
+    resumed, _, scored = run(tmp_path / "r", monkeypatch, ADAPTIVE, CHEAP_MID)
+    fresh, _, fresh_scored = run(tmp_path / "f", monkeypatch, ADAPTIVE, CHEAP_MID)
+    assert scored["mid"] == fresh_scored["mid"] - 80  # the 80 items scored before the failure are kept
+    assert [(a.name, a.metric, a.adaptive) for a in resumed.arms] == [(a.name, a.metric, a.adaptive) for a in fresh.arms]
+    assert resumed.verdict.arm == fresh.verdict.arm
 
 
 def test_a_stop_record_round_trips():

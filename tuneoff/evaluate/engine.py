@@ -353,7 +353,7 @@ class EvalSession:
             self.seconds += time.perf_counter() - began
 
     def scores(self) -> list[float]:
-        """Each scored item's own score (`correct`), in item order: the first len() items."""
+        """Each scored item's own score (`correct`), in item order (adaptive evaluation scores a prefix)."""
         return [float(r["correct"] or 0.0) for r in self.store.predictions(self.run_id)]
 
     def finish(self) -> EvalResult:
