@@ -98,24 +98,7 @@ def _run_experiment(exp: Experiment, store: Store, console=None) -> int:
     ctx.say(f"experiment {experiment_id}: {exp.name} — train {len(ctx.data.train)}, dev {len(ctx.data.dev)}, "
             f"test {len(ctx.data.test)} items; store {store.path}")
     ctx.ood = load_task(exp.ood.task_spec(exp.task)) if exp.ood else None
-    # models before their users; distilled students after the fine-tunes that may teach them
-    for entry in sorted(exp.arms, key=lambda a: (a.kind != "finetune", bool((a.finetune or {}).get("teacher")))):
-        if entry.kind == "finetune" and entry.name in ctx.tuned:
-            pass  # a teacher trained already, for its student
-        elif entry.kind == "finetune" and exp.tuned(entry) and not (entry.finetune or {}).get("teacher"):
-            from .tuning import tune_finetune
-
-            ctx.tuned[entry.name], ctx.chosen[entry.name] = tune_finetune(ctx, entry)
-        elif entry.kind == "finetune":
-            ctx.tuned[entry.name] = train_arm(ctx, entry)
-        if exp.adaptive is not None:
-            continue  # every arm's test items wait until all arms are trained (run_adaptive)
-        run_id = evaluate_arm(ctx, entry)
-        probe_arm(ctx, entry, run_id)
-        ood_arm(ctx, entry, run_id)
-        run_repeats(ctx, entry)
-    if exp.adaptive is not None:
-        run_adaptive(ctx)
+    run_arms(ctx)
     if exp.curves:
         run_curves(ctx)
     if consistency_arms(exp):
@@ -126,6 +109,49 @@ def _run_experiment(exp: Experiment, store: Store, console=None) -> int:
     sizes = {"train": len(ctx.data.train), "dev": len(ctx.data.dev), "test": len(ctx.data.test)}
     store.finish_experiment(experiment_id, ExperimentSummary(ctx.phases, sizes).to_dict())
     return experiment_id
+
+
+def arm_order(exp: Experiment) -> list[ArmEntry]:
+    """Models before their users: fine-tune arms first, distilled students after the fine-tunes that
+    may teach them, then prompt arms (combined arms run on the fine-tunes trained by then)."""
+    return sorted(exp.arms, key=lambda a: (a.kind != "finetune", bool((a.finetune or {}).get("teacher"))))
+
+
+def run_arms(ctx: RunContext) -> None:
+    """Every arm, models before their users: each arm's chain (`run_arm`), or with `adaptive:` every
+    model first and then all arms' test items together (`run_adaptive`)."""
+    for entry in arm_order(ctx.exp):
+        prepare_arm(ctx, entry)
+        if ctx.exp.adaptive is None:
+            score_arm(ctx, entry)  # adaptive: every arm's test items wait until all arms are trained
+    if ctx.exp.adaptive is not None:
+        run_adaptive(ctx)
+
+
+def run_arm(ctx: RunContext, entry: ArmEntry) -> None:
+    """One arm's chain: train or tune (fine-tune arms), score on test, serving probe, out of domain, repeats."""
+    prepare_arm(ctx, entry)
+    score_arm(ctx, entry)
+
+
+def prepare_arm(ctx: RunContext, entry: ArmEntry) -> None:
+    """A fine-tune arm's model: trained, or tuned on dev (a prompt arm needs nothing here)."""
+    if entry.kind == "finetune" and entry.name in ctx.tuned:
+        pass  # a teacher trained already, for its student
+    elif entry.kind == "finetune" and ctx.exp.tuned(entry) and not (entry.finetune or {}).get("teacher"):
+        from .tuning import tune_finetune
+
+        ctx.tuned[entry.name], ctx.chosen[entry.name] = tune_finetune(ctx, entry)
+    elif entry.kind == "finetune":
+        ctx.tuned[entry.name] = train_arm(ctx, entry)
+
+
+def score_arm(ctx: RunContext, entry: ArmEntry) -> None:
+    """The arm on the test split, then its serving probe, out-of-domain score and repeats."""
+    run_id = evaluate_arm(ctx, entry)
+    probe_arm(ctx, entry, run_id)
+    ood_arm(ctx, entry, run_id)
+    run_repeats(ctx, entry)
 
 
 def output_dir(ctx: RunContext, entry: ArmEntry, arm, data: TaskData | None = None) -> Path:
@@ -150,16 +176,19 @@ def train_arm(ctx: RunContext, entry: ArmEntry, overrides: dict | None = None, r
     arm = build_finetune_arm(entry, overrides={**ctx.chosen.get(entry.name, {}), **(overrides or {})})
     data = distilled_data(ctx, entry, arm) if arm.teacher else ctx.data
     out = output_dir(ctx, entry, arm, data)
-    if is_finished(out):
-        run_id = _training_run(ctx.store, out, entry.name)
-        ctx.say(f"[dim]{arm.name}: reusing the trained model in {out}[/dim]")
-    else:
-        model = entry.model or ctx.exp.model
-        with ctx.phase(f"{arm.name}: train"):
-            result = run_finetune(data, arm, model, out, ctx.store,
-                                  resume=_has_checkpoints(out), console=ctx.console,
-                                  formatter=training_format(ctx, entry)[0])
-        run_id = result.run_id
+    # a parallel job may be training this very folder (a curve point that is also the arm's model):
+    # wait for it and reuse its model, rather than be refused by the training lock
+    with hold(out.parent / f".{out.name}.claim", f"training {out.name}", wait=True, waiting=ctx.say):
+        if is_finished(out):
+            run_id = _training_run(ctx.store, out, entry.name)
+            ctx.say(f"[dim]{arm.name}: reusing the trained model in {out}[/dim]")
+        else:
+            model = entry.model or ctx.exp.model
+            with ctx.phase(f"{arm.name}: train"):
+                result = run_finetune(data, arm, model, out, ctx.store,
+                                      resume=_has_checkpoints(out), console=ctx.console,
+                                      formatter=training_format(ctx, entry)[0])
+            run_id = result.run_id
     ctx.link(run_id, role, entry.name, x)
     return out
 
@@ -314,20 +343,39 @@ def ood_arm(ctx: RunContext, entry: ArmEntry, run_id: int) -> None:
 
 def run_curves(ctx: RunContext) -> None:
     """Metric vs k demos (a prompt arm) and vs n training examples (a fine-tune arm)."""
-    spec, exp = ctx.exp.curves, ctx.exp
+    prompt, tune = curve_arms(ctx.exp)
+    for k in ctx.exp.curves.shots if prompt else []:
+        shots_point(ctx, prompt, k)
+    for n in ctx.exp.curves.n_train if tune else []:
+        n_train_point(ctx, tune, n)
+
+
+def curve_arms(exp: Experiment) -> tuple[ArmEntry | None, ArmEntry | None]:
+    """(the prompt arm of the shots curve, the fine-tune arm of the n_train curve): named, else the
+    first prompt arm that shows demos and the first fine-tune arm."""
+    spec = exp.curves
+    if spec is None:
+        return None, None
     prompt = exp.arm(spec.prompt_arm) if spec.prompt_arm else next(
         (a for a in exp.arms if a.kind == "prompt" and (a.prompt or {}).get("shots", 0) > 0), None)
-    for k in spec.shots if prompt else []:
-        # a tuned arm's points keep what its search chose, with k demos (no search per point)
-        chosen = {**ctx.chosen_prompt[prompt.name], "optimise": None} if prompt.name in ctx.chosen_prompt else {}
-        evaluate_arm(ctx, prompt, overrides={**chosen, "shots": k}, role=Role.CURVE, x=k)
     tune = exp.arm(spec.finetune_arm) if spec.finetune_arm else next((a for a in exp.arms if a.kind == "finetune"), None)
-    for n in spec.n_train if tune else []:
-        if tune.name in ctx.chosen and ctx.chosen[tune.name].get("n_train") == n:
-            out = ctx.tuned[tune.name]  # the tuned arm's own model is this point
-        else:
-            out = train_arm(ctx, tune, overrides={"n_train": n}, role=Role.CURVE_TRAIN, x=n)
-        evaluate_arm(ctx, tune, model=str(out), role=Role.CURVE, x=n)
+    return prompt, tune
+
+
+def shots_point(ctx: RunContext, prompt: ArmEntry, k: int) -> None:
+    """One point of the demos curve: the prompt arm with k demos."""
+    # a tuned arm's points keep what its search chose, with k demos (no search per point)
+    chosen = {**ctx.chosen_prompt[prompt.name], "optimise": None} if prompt.name in ctx.chosen_prompt else {}
+    evaluate_arm(ctx, prompt, overrides={**chosen, "shots": k}, role=Role.CURVE, x=k)
+
+
+def n_train_point(ctx: RunContext, tune: ArmEntry, n: int) -> None:
+    """One point of the training-size curve: the fine-tune arm trained on n examples, then scored."""
+    if tune.name in ctx.chosen and ctx.chosen[tune.name].get("n_train") == n:
+        out = ctx.tuned[tune.name]  # the tuned arm's own model is this point
+    else:
+        out = train_arm(ctx, tune, overrides={"n_train": n}, role=Role.CURVE_TRAIN, x=n)
+    evaluate_arm(ctx, tune, model=str(out), role=Role.CURVE, x=n)
 
 
 def run_consistency(ctx: RunContext) -> None:
