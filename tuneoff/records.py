@@ -222,6 +222,9 @@ class ExperimentSummary(Record):
     phases: dict[str, float] = field(default_factory=dict)
     sizes: dict[str, int] = field(default_factory=dict)
     """{"train", "dev", "test"}: items per split."""
+    jobs: int = 1
+    """Processes the experiment's units ran in (`tuneoff run --jobs N`, a Slurm array): with more than
+    one, each phase sums its seconds over them, and `total` is the wall time from first start to last end."""
 
 
 class StopReason(str, Enum):
@@ -296,3 +299,16 @@ class AdaptiveSummary(Record):
     def items_scored(self) -> int:
         """Test items scored over all arms (a plain evaluation scores n_test per arm)."""
         return sum(s["items"] for s in self.stops)
+
+
+@dataclass
+class UnitState(Record):
+    """What a finished unit of a sweep leaves for the units that need it (`experiment_units.state_json`):
+    the runner's in-memory choices, so a job in another process starts where a single run would be."""
+
+    tuned: dict[str, str] = field(default_factory=dict)
+    """Fine-tune arm name -> its trained (or tuning-chosen) model directory."""
+    chosen: dict[str, dict] = field(default_factory=dict)
+    """Tuned fine-tune arm name -> the options its search chose (curve points and repeats train with them)."""
+    chosen_prompt: dict[str, dict] = field(default_factory=dict)
+    """Optimised prompt arm name -> the instruction and calibration its search chose."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import sqlite3
 import time
@@ -76,8 +77,59 @@ def _m002_experiment_links(db: sqlite3.Connection) -> None:
     """)
 
 
-MIGRATIONS = [_m001_initial, _m002_experiment_links]
+def _m003_experiment_units(db: sqlite3.Connection) -> None:
+    _statements(db, """
+    CREATE TABLE experiment_units (
+        experiment_id INTEGER NOT NULL REFERENCES experiments(id),
+        name TEXT NOT NULL,            -- arm:NAME | shots:K | n_train:N | consistency | flexibility
+        status TEXT NOT NULL DEFAULT 'running',  -- running | done | failed
+        state_json TEXT NOT NULL DEFAULT '{}',   -- what later units need: trained model dirs, tuned choices
+        phases_json TEXT NOT NULL DEFAULT '{}',  -- seconds per phase, summed into the experiment's at the end
+        error TEXT, started_at REAL NOT NULL, finished_at REAL,
+        PRIMARY KEY (experiment_id, name));
+    """)
+
+
+MIGRATIONS = [_m001_initial, _m002_experiment_links, _m003_experiment_units]
 """Ordered; append only. The store's `user_version` is the number already applied."""
+
+
+NETWORK_FILESYSTEMS = frozenset({"nfs", "nfs4", "cifs", "smb3", "smbfs", "lustre", "gpfs", "ceph", "fuse.ceph",
+                                  "beegfs", "glusterfs", "fuse.glusterfs", "afs", "panfs", "wekafs", "fuse.sshfs", "9p"})
+"""Filesystems other machines write to as well: SQLite's WAL index lives in shared memory, which
+does not reach across machines, so a store there uses the rollback journal instead."""
+
+
+def filesystem_type(path: Path, mounts: str | None = None) -> str:
+    """The type of the filesystem holding `path`: the deepest mount point above it in /proc/mounts
+    (`mounts`: that file's text, for tests); '' where unknown (no /proc, another OS)."""
+    if mounts is None:
+        try:
+            mounts = Path("/proc/mounts").read_text()
+        except OSError:
+            return ""
+    target, best, kind = str(Path(path).expanduser().absolute()), -1, ""
+    for line in mounts.splitlines():
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = fields[1].replace("\\040", " ")
+        inside = target == point or target.startswith(point.rstrip("/") + "/")
+        if inside and len(point) > best:
+            best, kind = len(point), fields[2]
+    return kind
+
+
+def journal_mode(path: Path) -> str:
+    """`TUNEOFF_STORE_JOURNAL` (wal or delete) if set; else `delete` on a network filesystem (jobs on
+    several machines write it: a Slurm sweep), `wal` elsewhere (readers never block the writer)."""
+    chosen = os.environ.get("TUNEOFF_STORE_JOURNAL", "").strip().lower()
+    if chosen:
+        if chosen not in ("wal", "delete"):
+            raise TuneoffError(f"TUNEOFF_STORE_JOURNAL={chosen!r} is not a journal mode tuneoff uses",
+                               field="TUNEOFF_STORE_JOURNAL", hint="wal (one machine) or delete (a network filesystem)")
+        return chosen
+    return "delete" if filesystem_type(path.parent) in NETWORK_FILESYSTEMS else "wal"
 
 
 def prompt_hash(prompt: str) -> str:
@@ -145,7 +197,8 @@ class Store:
             self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None, factory=_Connection)
             self.db.path = str(self.path)
             self.db.row_factory = sqlite3.Row
-            self.db.execute("PRAGMA journal_mode=WAL")   # readers (report) never block the writer
+            # WAL: readers (report) never block the writer; the rollback journal on network filesystems
+            self.db.execute(f"PRAGMA journal_mode={journal_mode(self.path)}")
             self.db.execute("PRAGMA busy_timeout=30000")
             self.db.execute("PRAGMA foreign_keys=ON")
             self.migrate()
@@ -246,6 +299,25 @@ class Store:
         if experiment_id is None:
             return self.db.execute("SELECT * FROM runs ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
         return self.db.execute("SELECT * FROM runs WHERE experiment_id=? ORDER BY id", (experiment_id,)).fetchall()
+
+    # -- units of a sweep (`tuneoff run --jobs N`, a Slurm array) ------------------------------
+    def start_unit(self, experiment_id: int, name: str) -> None:
+        """Mark a unit of an experiment running (a rerun of the unit starts it afresh)."""
+        self.db.execute("INSERT OR REPLACE INTO experiment_units(experiment_id, name, status, started_at)"
+                        " VALUES (?,?,'running',?)", (experiment_id, name, time.time()))
+
+    def finish_unit(self, experiment_id: int, name: str, status: str, state: dict | None = None,
+                    phases: dict | None = None, error: str | None = None) -> None:
+        self.db.execute("UPDATE experiment_units SET status=?, state_json=?, phases_json=?, error=?, finished_at=?"
+                        " WHERE experiment_id=? AND name=?",
+                        (status, json.dumps(state or {}, default=str), json.dumps(phases or {}), error, time.time(),
+                         experiment_id, name))
+
+    def units(self, experiment_id: int) -> dict[str, sqlite3.Row]:
+        """The experiment's units by name, as far as any has started."""
+        rows = self.db.execute("SELECT * FROM experiment_units WHERE experiment_id=? ORDER BY started_at",
+                               (experiment_id,))
+        return {r["name"]: r for r in rows}
 
     # -- model calls --------------------------------------------------------------------------
     def cached_call(self, key: str) -> sqlite3.Row | None:
