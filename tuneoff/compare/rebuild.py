@@ -262,4 +262,5 @@ def curves_from_links(store: Store, exp: Experiment, curve_links: dict) -> list[
             m = store.metrics(link["run_id"])[exp.task.metric]
             points.append((int(link["x"]), m["value"], m["ci_low"], m["ci_high"]))
         curves.append(Curve(arm, "n_train" if entry.kind == "finetune" else "shots", sorted(points)))
-    return curves
+    # demos curve first, as a single run links them: parallel jobs link in the order they finish
+    return sorted(curves, key=lambda c: c.axis != "shots")
