@@ -250,12 +250,27 @@ def run(
     store: StoreOpt = None,
     open_report: Annotated[bool, typer.Option("--open", help="Open the HTML report when done.")] = False,
     full: FullOpt = False,
+    jobs: Annotated[int, typer.Option(help="Run the experiment's units (arms, curve points, consistency, "
+                                           "flexibility) in N parallel processes of cores/N threads each.")] = 1,
+    emit_slurm: Annotated[Optional[Path], typer.Option(help="Write the units as a Slurm job array to this folder "
+                                                            "(jobs.txt, array.sbatch, finish.sbatch, submit.sh) "
+                                                            "instead of running them.")] = None,
+    unit: Annotated[Optional[str], typer.Option(hidden=True, help="Run one unit of --experiment-id (a job line).")] = None,
+    experiment_id: Annotated[Optional[int], typer.Option(hidden=True, help="The sweep's stored experiment.")] = None,
+    finish: Annotated[bool, typer.Option(hidden=True, help="End the sweep --experiment-id: check, report.")] = False,
 ) -> None:
     """Run every arm of an experiment, compare them, and write the report."""
     from .config.experiment import load_experiment
 
-    exp = load_experiment(experiment)
-    _run_and_report(exp, _store(store), open_report, full)
+    exp, db = load_experiment(experiment), _store(store)
+    if emit_slurm is not None or unit is not None or finish or jobs != 1:
+        from .sweep import run_sweep
+
+        experiment_id = run_sweep(exp, experiment, db, console, jobs, emit_slurm, unit, experiment_id, finish)
+        if experiment_id is not None:
+            _report(db, experiment_id, exp.output_dir(), open_report, full)
+        return
+    _run_and_report(exp, db, open_report, full)
 
 
 def _run_and_report(exp, db, open_report: bool, full: bool = False) -> None:
