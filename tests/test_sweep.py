@@ -130,6 +130,17 @@ def test_the_plan_has_a_unit_per_arm_curve_point_and_probe_each_after_what_it_ne
         ["arm:lora+few", "shots:0", "shots:1", "n_train:8", "n_train:16", "consistency", "flexibility"]]
 
 
+def test_an_adaptive_experiments_arms_are_one_unit(tiny_dir, tmp_path):
+    """`adaptive:` scores the arms' test items interleaved, each stopping against the others: the arms
+    stay together, and what needs an arm needs that unit."""
+    path = tmp_path / "adaptive.yaml"
+    path.write_text(yaml.safe_dump({**spec(tiny_dir, tmp_path / "out"), "adaptive": {"chunk": 4, "min_items": 4}}))
+    units = plan(load_experiment(path))
+    assert [(u.name, u.needs) for u in units] == [
+        ("arms", ()), ("shots:0", ("arms",)), ("shots:1", ("arms",)), ("n_train:8", ("arms",)),
+        ("n_train:16", ("arms",)), ("consistency", ("arms",)), ("flexibility", ("arms",))]
+
+
 def test_jobs_2_gives_the_numbers_of_jobs_1(single, tiny_dir, tmp_path):
     path = write(tmp_path, tiny_dir)
     output = run_cli(str(path), "--store", str(tmp_path / "store.sqlite"), "--jobs", "2")

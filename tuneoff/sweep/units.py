@@ -9,6 +9,8 @@ of a search on dev) a unit leaves in the store (`UnitState`) for the units that 
     n_train:N     one point of the training-size curve (it trains a model)
     consistency   the paraphrase / seed probes
     flexibility   every fine-tuned model and the base model on the second task
+    arms          with `adaptive:`, every arm together: the arms' test items are scored interleaved,
+                  each arm stopping against the others (`tuneoff.adaptive`), so they are one unit
 
 A combined arm needs the fine-tune it runs on; a distilled arm its teacher's model; a curve point,
 a consistency probe of a searched arm, needs that arm's search; flexibility needs every fine-tune.
@@ -22,8 +24,8 @@ from pathlib import Path
 from ..config.experiment import ArmEntry, Experiment, build_prompt_arm
 from ..errors import TuneoffError, did_you_mean
 from ..records import UnitState
-from ..runner import (RunContext, arm_order, consistency_arms, curve_arms, n_train_point, run_arm, run_consistency,
-                      run_flexibility, shots_point)
+from ..runner import (RunContext, arm_order, consistency_arms, curve_arms, n_train_point, run_arm, run_arms,
+                      run_consistency, run_flexibility, shots_point)
 
 
 @dataclass(frozen=True)
@@ -39,31 +41,40 @@ class Unit:
 def plan(exp: Experiment) -> list[Unit]:
     """Every unit of the experiment, in the order a single run does the same work (each unit after
     the units it needs)."""
-    units = [Unit(f"arm:{e.name}", _teacher(exp, e) if e.kind == "finetune" else _weights(e)) for e in arm_order(exp)]
+    if exp.adaptive is not None:
+        units = [Unit("arms")]
+    else:
+        units = [Unit(f"arm:{e.name}", _teacher(exp, e) if e.kind == "finetune" else _weights(exp, e))
+                 for e in arm_order(exp)]
     prompt, tune = curve_arms(exp)
     if prompt:
-        units += [Unit(f"shots:{k}", _unique(_weights(prompt) + _choices(exp, prompt))) for k in exp.curves.shots]
+        units += [Unit(f"shots:{k}", _unique(_weights(exp, prompt) + _choices(exp, prompt))) for k in exp.curves.shots]
     if tune:
         units += [Unit(f"n_train:{n}", _unique(_teacher(exp, tune) + _choices(exp, tune))) for n in exp.curves.n_train]
     probed = consistency_arms(exp)
     if probed:
-        units.append(Unit("consistency", _unique(sum((_weights(e) + _choices(exp, e) for e in probed), ()))))
+        units.append(Unit("consistency", _unique(sum((_weights(exp, e) + _choices(exp, e) for e in probed), ()))))
     if exp.flexibility:
-        units.append(Unit("flexibility", tuple(f"arm:{a.name}" for a in exp.arms if a.kind == "finetune")))
+        units.append(Unit("flexibility", _unique(tuple(_owner(exp, a.name) for a in exp.arms if a.kind == "finetune"))))
     return units
 
 
-def _weights(entry: ArmEntry) -> tuple[str, ...]:
+def _owner(exp: Experiment, arm: str) -> str:
+    """The unit that trains, searches and scores `arm`."""
+    return "arms" if exp.adaptive is not None else f"arm:{arm}"
+
+
+def _weights(exp: Experiment, entry: ArmEntry) -> tuple[str, ...]:
     """The unit that trains the model `entry` runs on (none for the base or a served model)."""
     if entry.kind == "finetune":
-        return (f"arm:{entry.name}",)
-    return (f"arm:{entry.finetuned}",) if entry.finetuned else ()
+        return (_owner(exp, entry.name),)
+    return (_owner(exp, entry.finetuned),) if entry.finetuned else ()
 
 
 def _teacher(exp: Experiment, entry: ArmEntry) -> tuple[str, ...]:
     """A distilled fine-tune needs its teacher's model (the teacher as its own unit trained or tuned it)."""
     teacher = (entry.finetune or {}).get("teacher")
-    return _weights(exp.arm(teacher)) if teacher else ()
+    return _weights(exp, exp.arm(teacher)) if teacher else ()
 
 
 def _choices(exp: Experiment, entry: ArmEntry) -> tuple[str, ...]:
@@ -73,7 +84,7 @@ def _choices(exp: Experiment, entry: ArmEntry) -> tuple[str, ...]:
         searched = exp.tuned(entry) and not (entry.finetune or {}).get("teacher")
     else:
         searched = build_prompt_arm(entry, exp.task, tuning=exp.tuning).optimise is not None
-    return (f"arm:{entry.name}",) if searched else ()
+    return (_owner(exp, entry.name),) if searched else ()
 
 
 def _unique(names: tuple[str, ...]) -> tuple[str, ...]:
@@ -106,7 +117,9 @@ def run_unit(ctx: RunContext, unit: Unit, needed: list[UnitState]) -> UnitState:
     before = (set(ctx.tuned), set(ctx.chosen), set(ctx.chosen_prompt))
     kind, _, value = unit.name.partition(":")
     prompt, tune = curve_arms(ctx.exp)
-    if kind == "arm":
+    if kind == "arms":
+        run_arms(ctx)
+    elif kind == "arm":
         run_arm(ctx, ctx.exp.arm(value))
     elif kind == "shots":
         shots_point(ctx, prompt, int(value))
