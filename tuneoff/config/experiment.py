@@ -118,7 +118,8 @@ class Experiment:
     """Schema version of the file."""
     model: str = DEFAULT_MODEL
     dtype: str = "float32"
-    """float32, bfloat16 or auto, for every arm's evaluation."""
+    """float32, bfloat16, int8 (CPU) or auto, for every arm's evaluation (fine-tune arms train in their own
+    `finetune.dtype`; their models are evaluated in this one)."""
     engine: str = "transformers"
     """Generation engine of the base model's generated arms: `transformers` (batched, measured faster
     for evaluation) or `llamacpp` (GGUF models only; see `tuneoff.models.llamacpp`). Scoring and
