@@ -11,6 +11,8 @@ fp32's and the accuracy change, side by side. Candidates:
   torch-dynamic-... PyTorch's dynamic int8 quantisation of the linear layers (`quantize_dynamic`: one
                     activation scale per tensor) on the x86, fbgemm and onednn engines, per-channel or
                     per-tensor weight scales, the vocabulary head fp32;
+  torch-fp16-weights  not int8: the same call with fp16 weights (fbgemm's fp16 GEMM: fp32 arithmetic,
+                    half the weight bytes), a no-bf16 lever for memory-bound decoding;
   torchao-...       torchao's int8 configs through `quantize_` (eager, no torch.compile), when torchao
                     is importable (`pip install --no-deps torchao==0.18.0`; not a tuneoff dependency);
   llamacpp-q8_0     the model exported as a Q8_0 GGUF (`tuneoff export --outtype q8_0`) in llama.cpp
@@ -48,7 +50,7 @@ from tuneoff.store import Store  # noqa: E402
 MODEL = "embedded:smollm2-135m-instruct"
 
 
-def dynamic_model(model, engine: str = "x86", per_channel: bool = True):
+def dynamic_model(model, engine: str = "x86", per_channel: bool = True, dtype=torch.qint8):
     """`torch.ao.quantization.quantize_dynamic` of every linear layer but the vocabulary head."""
     import warnings
 
@@ -60,7 +62,9 @@ def dynamic_model(model, engine: str = "x86", per_channel: bool = True):
     spec = {n: qconfig for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and m is not head}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch 2.13 announces the move of this API to torchao on every call
-        return quantize_dynamic(model, spec, dtype=torch.qint8, inplace=True)
+        if dtype == torch.float16:
+            spec = {n: torch.ao.quantization.float16_dynamic_qconfig for n in spec}
+        return quantize_dynamic(model, spec, dtype=dtype, inplace=True)
 
 
 def torchao_model(model, config_name: str):
@@ -79,6 +83,7 @@ CANDIDATES = {
     "torch-dynamic-x86-per-tensor": lambda m: dynamic_model(m, per_channel=False),
     "torch-dynamic-fbgemm": lambda m: dynamic_model(m, "fbgemm"),
     "torch-dynamic-onednn": lambda m: dynamic_model(m, "onednn"),
+    "torch-fp16-weights": lambda m: dynamic_model(m, dtype=torch.float16),  # not int8: fp16 weights, fp32 math
     "torchao-dynamic": lambda m: torchao_model(m, "dynamic"),
     "torchao-weight-only": lambda m: torchao_model(m, "weight-only"),
     "llamacpp-q8_0": None,  # built from a GGUF: `llamacpp_backend`

@@ -104,6 +104,11 @@ def test_int8_evaluates_a_merged_lora_adapter(sharp_model_dir, tmp_path, one_thr
     assert torch.equal(ref.argmax(1), got.argmax(1))
     with pytest.raises(TuneoffError, match="evaluation"):
         load_model(ModelSpec(str(adapter), dtype="int8", device="cpu"), trainable=True)
+    from tuneoff.finetune.outputs import merge
+
+    with pytest.raises(TuneoffError, match="evaluation precision") as info:  # int8 is never stored
+        merge(adapter, tmp_path / "merged", dtype="int8")
+    assert info.value.field == "dtype" and not (tmp_path / "merged").exists()
 
 
 def test_int8_refuses_clearly_where_it_cannot_run(tiny_llama, monkeypatch):
