@@ -29,7 +29,9 @@ def machine() -> str:
     (`tuneoff.models.cpu`, the same reading `dtype: auto` uses), cores, torch and its threads."""
     cpu = cpu_features()
     described = cpu.describe() if cpu.model else f"{platform.processor()}; {cpu.describe()}"
-    return (f"CPU: {described}; {os.cpu_count()} logical CPUs; torch {torch.__version__}, "
+    kind = cpu_kind()
+    forced = f" (CPU_KIND={kind}: the {kind} cases forced)" if kind != cpu.kind else ""
+    return (f"CPU: {described}{forced}; {os.cpu_count()} logical CPUs; torch {torch.__version__}, "
             f"{torch.get_num_threads()} threads")
 
 
