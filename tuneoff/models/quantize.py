@@ -8,11 +8,13 @@ vocabulary head stay fp32: the head decides every label score and greedy token.
 
 Why this and not a library's quantised layer (`bench/int8_candidates.py` measured them; BENCHMARKS.md
 section 7): PyTorch's `quantize_dynamic` quantises activations with one scale per *tensor*, and
-SmolLM2's activations have outlier tokens that take that scale: 37-66% of its predictions agreed with
-fp32's on the SST-2 benchmark, accuracy fell 19-25 points. torchao's int8 dynamic config does the
-per-token arithmetic used here, but through a tensor subclass whose per-call dispatch made decoding
-slower than fp32 in eager mode (and torch.compile took 12 minutes to compile one shape). The kernel is
-torch's own; this module only quantises and rescales around it.
+SmolLM2's activations have outlier tokens that take that scale: 34-69% of its predictions agreed with
+fp32's on the SST-2 benchmark, accuracy fell 19-27 points. torchao's int8 dynamic config does the
+per-token arithmetic used here, but through a tensor subclass whose per-call dispatch made a decoding
+step 0.7x fp32 in eager mode (16 rows, 1 thread; `torch._int_mm` called directly: 1.5x), and
+torch.compile took 12 minutes for one shape. The kernel is torch's own; this module only quantises and
+rescales around it. Even so, int8 agrees with fp32 less often than bf16 does (75-91% of the benchmark's
+predictions against bf16's 91-95%), which is why `auto` does not pick it (`local.AUTO_INT8`).
 
 Evaluation only: a trained model is quantised when it is loaded for evaluation (a LoRA adapter merged
 first: peft cannot put an adapter on a quantised layer), never trained through int8 weights.
