@@ -22,8 +22,9 @@ fp32's and the accuracy change, side by side. Candidates:
   bf16              not a candidate: the agreement bf16 itself reaches (what `auto` runs on bf16 CPUs),
                     to read the int8 rows against.
 
-ONNX Runtime int8 is not a candidate: exporting a decoder with its KV cache needs optimum's exporter,
-which pins transformers below the 5.x tuneoff runs on; without the cache it could only score.
+ONNX Runtime int8 is not a candidate: exporting a decoder with its KV cache needs optimum's ONNX
+exporter, and optimum-onnx 0.1.0 (the newest) requires transformers<4.58 and optimum~=2.1, where tuneoff
+runs transformers 5.23; without the cache an export could only score.
 """
 
 from __future__ import annotations
