@@ -1,4 +1,5 @@
-"""Shared pieces of the benchmarks: the machine's matmul peak, measured in the same process."""
+"""Shared pieces of the benchmarks: the machine (CPU model, bf16/VNNI flags, its kind), its matmul peak
+measured in the same process, the SST-2 items and the evaluation cases."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import time
 from pathlib import Path
 
 import torch
+
+from tuneoff.models.cpu import CPU_KINDS, cpu_features
 
 
 def matmul_peak(dtype: torch.dtype, n: int = 2048, seconds: float = 2.0) -> float:
@@ -22,10 +25,23 @@ def matmul_peak(dtype: torch.dtype, n: int = 2048, seconds: float = 2.0) -> floa
 
 
 def machine() -> str:
-    flags = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
-    model = next((line.split(":", 1)[1].strip() for line in flags.splitlines() if line.startswith("model name")), "")
-    return (f"{model or platform.processor()}, {os.cpu_count()} logical CPUs, torch {torch.__version__}, "
-            f"{torch.get_num_threads()} threads, avx512_bf16={'avx512_bf16' in flags}")
+    """The header line every benchmark prints first: CPU model, its bf16/VNNI/AMX flags and kind
+    (`tuneoff.models.cpu`, the same reading `dtype: auto` uses), cores, torch and its threads."""
+    cpu = cpu_features()
+    described = cpu.describe() if cpu.model else f"{platform.processor()}; {cpu.describe()}"
+    kind = cpu_kind()
+    forced = f" (CPU_KIND={kind}: the {kind} cases forced)" if kind != cpu.kind else ""
+    return (f"CPU: {described}{forced}; {os.cpu_count()} logical CPUs; torch {torch.__version__}, "
+            f"{torch.get_num_threads()} threads")
+
+
+def cpu_kind() -> str:
+    """`bf16`, `int8` or `fp32` (`tuneoff.models.cpu.CPU_KINDS`): what this CPU runs fastest, unless the
+    CPU_KIND environment variable says otherwise (`make bench CPU_KIND=int8` plays a CPU without bf16)."""
+    forced = os.environ.get("CPU_KIND", "").strip().lower()
+    if forced and forced not in CPU_KINDS:
+        raise SystemExit(f"CPU_KIND={forced!r}: expected one of {', '.join(CPU_KINDS)}")
+    return forced or cpu_features().kind
 
 
 def body_params(model) -> int:
@@ -50,3 +66,28 @@ def sst2_items(split: str, n: int | None = None) -> list:
     column = "sentence" if split == "train" else "content"
     items = load_dataset(SST2 / f"{split}.tsv", ColumnMapping(column, "label", {"0": "negative", "1": "positive"}))
     return subsample(items, n, 0) if n else items
+
+
+LABELS = ("negative", "positive")
+INSTRUCTION = "Is the sentiment of this movie review positive or negative?"
+
+
+def eval_cases() -> dict:
+    """name -> (prompt arm, new tokens the naive loop generates): the evaluation cases of the benchmarks."""
+    from tuneoff.prompting import PromptArm
+
+    return {
+        "zero-shot-score": (PromptArm(name="zs", mode="score"), 6),
+        "8-shot-score": (PromptArm(name="fs", shots=8, mode="score"), 6),
+        "zero-shot-generate": (PromptArm(name="zsg", max_new_tokens=6), 6),
+        "cot-generate": (PromptArm(name="cot", chain_of_thought=True, max_new_tokens=48), 48),
+    }
+
+
+def sst2_context(n_items: int):
+    """(task context, the first n dev items, 32 other dev items to warm up on) of the SST-2 benchmark."""
+    from tuneoff.prompting import TaskContext
+
+    dev = sst2_items("dev")
+    ctx = TaskContext(name="sst2", labels=LABELS, instruction=INSTRUCTION, pool=tuple(sst2_items("train")))
+    return ctx, dev[:n_items], dev[-32:]

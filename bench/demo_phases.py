@@ -1,4 +1,4 @@
-# python bench/demo_phases.py [--dtype float32] [--experiment examples/sst2.yaml]
+# python bench/demo_phases.py [--dtype float32|int8] [--train-dtype float32] [--experiment examples/sst2.yaml]
 """The demo's wall time, phase by phase, from a cold store (nothing reused: no cached calls, no
 fine-tune on disk). The embedded model's one-off dequantisation is done first and not counted.
 `--dtype` overrides the experiment's (float32 reproduces the precision of the "before" figures in
@@ -28,17 +28,22 @@ ROOT = Path(__file__).resolve().parents[1]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--experiment", default=str(ROOT / "examples/sst2.yaml"))
-    parser.add_argument("--dtype", default=None, help="override the experiment's dtype")
+    parser.add_argument("--dtype", default=None, help="override the experiment's (evaluation) dtype")
+    parser.add_argument("--train-dtype", default=None,
+                        help="override every fine-tune arm's dtype (float32 plays a CPU without bf16)")
     args = parser.parse_args()
     print(machine())
     exp = load_experiment(args.experiment)
     resolve_dir(exp.model)  # the one-off GGUF dequantisation is setup, not a phase of the run
     with tempfile.TemporaryDirectory() as tmp:
-        exp = dataclasses.replace(exp, output=str(Path(tmp) / "runs"), dtype=args.dtype or exp.dtype)
+        arms = exp.arms if not args.train_dtype else [
+            dataclasses.replace(a, finetune={**a.finetune, "dtype": args.train_dtype}) if a.finetune else a
+            for a in exp.arms]
+        exp = dataclasses.replace(exp, output=str(Path(tmp) / "runs"), dtype=args.dtype or exp.dtype, arms=arms)
         store = Store(Path(tmp) / "runs.sqlite")
         experiment_id = run_experiment(exp, store)
         phases = json.loads(store.experiment(experiment_id)["summary_json"])["phases"]
-    print(f"{exp.name}, dtype {exp.dtype}: phases (seconds)")
+    print(f"{exp.name}, dtype {exp.dtype}, fine-tune dtype {args.train_dtype or 'as the arms say'}: phases (seconds)")
     total = phases.pop("total")
     for name, seconds in sorted(phases.items(), key=lambda kv: -kv[1]):
         print(f"  {name:40s} {seconds:8.1f}  {seconds / total:5.1%}")

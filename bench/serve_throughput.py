@@ -1,4 +1,4 @@
-# python bench/serve_throughput.py [--requests 8] [--max-tokens 32] [--levels 1,8,32] [--threads 2]
+# python bench/serve_throughput.py [--requests 8] [--max-tokens 32] [--levels 1,8,32] [--threads 2] [--dtype auto]
 """Serving throughput and latency: `tuneoff serve` against llama.cpp's server, same prompts, same machine.
 
 Each server runs alone as a subprocess on 127.0.0.1 (one after the other: they share the 2 cores); this
@@ -41,12 +41,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+DTYPE = "auto"
+"""tuneoff serve's --dtype (set from this script's --dtype: float32 plays a CPU without bf16)."""
+
+
 def start(kind: str, port: int, threads: int) -> tuple[subprocess.Popen, str]:
     """(process, model name) of a server listening on 127.0.0.1:port, computing on `threads` threads."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(threads)}
     if kind == "tuneoff":
         cmd = [sys.executable, "-c", "from tuneoff.cli import main; main()", "serve", "--port", str(port),
-               "--dtype", "auto", "--name", "smollm2"]
+               "--dtype", DTYPE, "--name", "smollm2"]
     else:
         from tuneoff.models.llamacpp import gguf_of
 
@@ -119,10 +123,13 @@ def main() -> None:
                         help="compute threads per server (1 on a CPU other jobs share: OpenMP spin-waits)")
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--levels", default="1,8,32")
+    parser.add_argument("--dtype", default="auto", help="tuneoff serve's dtype")
     args = parser.parse_args()
+    global DTYPE
+    DTYPE = args.dtype
     levels = [int(x) for x in args.levels.split(",")]
     prompts = [f"Is this movie review positive or negative? {ex.input}" for ex in sst2_items("dev", 64)]
-    print(machine(), f"| server threads {args.threads} | load average {os.getloadavg()[0]:.1f}")
+    print(machine(), f"| server threads {args.threads} | tuneoff dtype {args.dtype} | load average {os.getloadavg()[0]:.1f}")
     results = {"tuneoff": measure("tuneoff", prompts, levels, args.requests, args.max_tokens, args.threads)}
     try:
         import llama_cpp.server  # noqa: F401

@@ -29,7 +29,7 @@ ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Model spec: embedd
 TaskModelOpt = Annotated[Optional[str], typer.Option(
     "--model", "-m", help="Model spec: embedded:NAME, a model/adapter dir, or a .gguf (default: the experiment's "
                           "model, the arm's own when it names one; else the embedded default).")]
-DtypeOpt = Annotated[str, typer.Option("--dtype", help="float32, bfloat16, or auto (bf16 where the CPU/GPU has it).")]
+DtypeOpt = Annotated[str, typer.Option("--dtype", help="float32, bfloat16, int8 (CPU evaluation), or auto (bf16 where the CPU/GPU has it).")]
 FullOpt = Annotated[bool, typer.Option("--full", help="Print every dimension of the comparison for every arm "
                                                     "(wide: needs ~200 columns), not the compact summary.")]
 

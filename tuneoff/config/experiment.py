@@ -119,7 +119,8 @@ class Experiment:
     """Schema version of the file."""
     model: str = DEFAULT_MODEL
     dtype: str = "float32"
-    """float32, bfloat16 or auto, for every arm's evaluation."""
+    """float32, bfloat16, int8 (CPU) or auto, for every arm's evaluation (fine-tune arms train in their own
+    `finetune.dtype`; their models are evaluated in this one)."""
     device: str = "auto"
     """Where evaluations run: `auto` (CUDA when present, else CPU), `cpu`, `cuda` or `cuda:N`. A fine-tune
     arm trains where its own `finetune: {device: ...}` says (also `auto` by default)."""

@@ -71,9 +71,17 @@ def merge(adapter_dir: Path, out_dir: Path, dtype: str = "float32") -> Path:
     Args:
         adapter_dir: An adapter directory written by `tuneoff finetune` (method lora).
         out_dir: Where the merged model goes; must not exist yet (or be empty).
-        dtype: Precision of the merged weights: float32 or bfloat16.
+        dtype: Precision of the merged weights: float32, bfloat16 or auto (int8 is an evaluation precision:
+            the merged model is quantised when it is loaded with `dtype: int8`, not stored so).
     """
-    from ..models import ModelSpec, adapter_base, load_model
+    from ..models import ModelSpec, adapter_base, canonical_dtype, load_model
+    from ..models.local import resolve_precision
+
+    if canonical_dtype(dtype) == "int8":
+        raise TuneoffError("int8 is an evaluation precision; merged weights are stored in float32 or bfloat16",
+                           field="dtype", hint="merge in float32 and load the result with --dtype int8")
+    if resolve_precision(dtype, "cpu") == "int8":  # `auto` on a CPU where it evaluates in int8: store fp32
+        dtype = "float32"
 
     adapter_dir, out_dir = Path(adapter_dir).expanduser(), Path(out_dir).expanduser()
     if not (adapter_dir / "adapter_config.json").exists():

@@ -109,9 +109,9 @@ class FinetuneArm:
     completion_only: bool = True
     """Loss on completion tokens only (prompt tokens and padding get label -100)."""
     dtype: str = "float32"
-    """Compute precision, any name of `tuneoff.models.options.DTYPES` (kept canonical): `bfloat16` (`bf16`)
+    """Compute precision, any name of `tuneoff.models.options.DTYPES` but int8 (kept canonical): `bfloat16` (`bf16`)
     autocasts matmuls while master weights and optimizer stay fp32; `auto`: bfloat16 where the hardware
-    does it natively (AVX512_BF16/AMX CPUs, bf16 GPUs)."""
+    does it natively (AVX512_BF16/AMX CPUs, bf16 GPUs), else float32."""
     device: str = "auto"
     """Where training runs: `auto` (CUDA when present, else CPU), `cpu`, `cuda` or `cuda:N`. Under several
     processes (`tuneoff finetune --num-processes N`, `accelerate launch`) each process takes the device
@@ -148,10 +148,8 @@ class FinetuneArm:
     def bf16(self, device: str = "cpu") -> bool:
         """Whether this arm's matmuls run in bf16 on `device`."""
         if self.dtype == "auto":
-            import torch
-
-            from ..models.local import resolve_dtype
-            return resolve_dtype("auto", device) == torch.bfloat16
+            from ..models.local import resolve_precision
+            return resolve_precision("auto", device) == "bfloat16"
         return self.dtype == "bfloat16"
 
     def __post_init__(self):
@@ -159,6 +157,9 @@ class FinetuneArm:
         self.dtype = canonical_dtype(self.dtype, field="dtype")
         check_device(self.device)
         check_attention(self.attn_implementation)
+        if self.dtype == "int8":
+            raise TuneoffError("int8 is an evaluation precision: training updates float weights", field="dtype",
+                               hint="train in float32 or auto; the experiment's `dtype: int8` evaluates the result")
         self._check_positive()
         if self.max_steps is not None and self.max_steps < 1:
             raise TuneoffError("must be >= 1", field="max_steps")

@@ -1,4 +1,4 @@
-"""Local transformers backend: CUDA when present (or the device asked for), else CPU; fp32 or bf16.
+"""Local transformers backend: CUDA when present (or the device asked for), else CPU; fp32, bf16 or int8 (CPU).
 
 It renders, encodes and generates here; scoring has its own module (`tuneoff.models.scoring`), and
 single requests may go to an optional llama.cpp generator handed in at construction
@@ -8,7 +8,6 @@ single requests may go to an optional llama.cpp generator handed in at construct
 from __future__ import annotations
 
 import dataclasses
-import functools
 import time
 import warnings
 from typing import TYPE_CHECKING, Sequence
@@ -16,7 +15,7 @@ from typing import TYPE_CHECKING, Sequence
 import torch
 
 from ..errors import TuneoffError
-from . import scoring
+from . import cpu, scoring
 from .base import BackendInfo, Completion, GenerationConfig, Prompt, Score
 from .chat import plain_render
 from .options import canonical_dtype, check_attention, check_device
@@ -26,31 +25,40 @@ if TYPE_CHECKING:
     from .llamacpp import LlamaCppGenerator
     from .spec import ModelSpec
 
-TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-"""Canonical dtype names (`tuneoff.models.options`) -> torch dtypes; `auto` is decided per device."""
+TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "int8": torch.float32}
+"""Canonical dtype names (`tuneoff.models.options`) -> the torch dtype the weights load in; `auto` is decided
+per device. int8 loads in fp32 and its linear layers are quantised after (`tuneoff.models.quantize`)."""
+
+AUTO_INT8 = False
+"""Whether `auto` picks int8 on a CPU with int8 dot products (VNNI/AMX-INT8) but no native bf16. Off:
+measured on the SST-2 benchmark (`bench/int8_candidates.py`, BENCHMARKS.md section 7), no int8 candidate
+agreed with fp32's predictions on >= 98% of the items, the bar for changing what `auto` runs (int8 with
+per-token activations: 75-91%; bf16 itself: 91-95%); `dtype: int8` stays available by hand. Tests flip it
+to check the choice itself."""
 
 GENERATOR_POLICIES = ("never", "single", "always")
 """When a llama.cpp generator serves: never, single requests only (`generate_one`), or every generation."""
 
 
-def resolve_dtype(name: str, device: str) -> torch.dtype:
-    """The torch dtype of a dtype name or alias (`bf16`, `fp32`, ...) on `device`. `auto` picks bf16 where
-    the hardware does it natively (CUDA bf16, or a CPU with AVX512_BF16/AMX)."""
+def resolve_precision(name: str, device: str) -> str:
+    """The canonical precision (`float32`, `bfloat16`, `int8`) a dtype name or alias (`bf16`, `fp32`, ...)
+    runs in on `device`. `auto`: bf16 where the hardware does it natively (CUDA bf16, or a CPU with
+    AVX512_BF16/AMX); on a CPU without it, fp32 (`AUTO_INT8` says why not int8); elsewhere fp32."""
     name = canonical_dtype(name)
-    if name == "auto":
-        if device.startswith("cuda"):
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
-        return torch.bfloat16 if _cpu_has_bf16() else torch.float32
-    return TORCH_DTYPES[name]
+    if name != "auto":
+        return name
+    if device.startswith("cuda"):
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
+    kind = cpu.cpu_features().kind
+    if kind == "bf16":
+        return "bfloat16"
+    return "int8" if kind == "int8" and AUTO_INT8 else "float32"
 
 
-@functools.lru_cache(maxsize=1)
-def _cpu_has_bf16() -> bool:
-    try:
-        flags = open("/proc/cpuinfo").read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+def resolve_dtype(name: str, device: str) -> torch.dtype:
+    """The torch dtype the weights load in for a dtype name or alias on `device` (`resolve_precision`;
+    int8 loads in fp32, then quantises)."""
+    return TORCH_DTYPES[resolve_precision(name, device)]
 
 
 def default_device() -> str:

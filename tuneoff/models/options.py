@@ -18,18 +18,21 @@ DEFAULT_MODEL = "embedded:smollm2-135m-instruct"
 DTYPES: dict[str, str] = {
     "float32": "float32", "fp32": "float32",
     "bfloat16": "bfloat16", "bf16": "bfloat16",
+    "int8": "int8", "qint8": "int8",
     "auto": "auto",
 }
-"""Accepted dtype names -> their canonical name. `auto` is bf16 where the hardware does it natively.
-float16 is left out on purpose: training in it needs loss scaling, which the training path does not do,
-and CPUs have no fast fp16 matmul."""
+"""Accepted dtype names -> their canonical name. `auto` is bf16 where the hardware does it natively
+(`tuneoff.models.local.resolve_precision`). `int8`: evaluation with the linear layers dynamically
+quantised (CPU; `tuneoff.models.quantize`); training refuses it. float16 is left out on purpose:
+training in it needs loss scaling, which the training path does not do, and CPUs have no fast fp16
+matmul."""
 
 ENGINES = ("auto", "transformers", "llamacpp")
 """Generation engines: `auto` picks llama.cpp for single requests on GGUF models when it is installed."""
 
 
 def canonical_dtype(name: str, field: str = "dtype") -> str:
-    """The canonical name (`float32`, `bfloat16`, `auto`) of an accepted dtype name or alias, any case."""
+    """The canonical name (`float32`, `bfloat16`, `int8`, `auto`) of an accepted dtype name or alias, any case."""
     key = str(name).strip().lower()
     if key not in DTYPES:
         raise TuneoffError(f"unknown dtype '{name}'", field=field, hint=did_you_mean(key, list(DTYPES)))

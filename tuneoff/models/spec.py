@@ -16,8 +16,9 @@ class ModelSpec:
     """`embedded:NAME`, a local HF or adapter directory, a `.gguf` file, or `KIND:...` for another
     registered backend kind (`tuneoff.models.registry`). The prefix picks the backend: see `kind`."""
     dtype: str = "float32"
-    """`float32` (`fp32`), `bfloat16` (`bf16`), or `auto` (bf16 where the hardware does it natively);
-    stored under its canonical name, so `bf16` and `bfloat16` make equal specs."""
+    """`float32` (`fp32`), `bfloat16` (`bf16`), `int8` (CPU evaluation with int8 linear layers), or `auto`
+    (bf16 where the hardware does it natively); stored under its canonical name, so `bf16` and `bfloat16`
+    make equal specs."""
     device: str | None = None
     """`auto` (the default, also None): CUDA when present, else CPU; or `cpu`, `cuda`, `cuda:N`."""
     batch_size: int = 16

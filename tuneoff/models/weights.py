@@ -164,16 +164,21 @@ def load_fast_tokenizer(name: str = DEFAULT_MODEL):
 
 
 def load_model(spec: ModelSpec, trainable: bool = False):
-    """(model, tokenizer, info) for a spec. Adapters are merged for inference unless `trainable`."""
+    """(model, tokenizer, info) for a spec. Adapters are merged for inference unless `trainable`; under
+    `dtype: int8` the merged model's linear layers are then quantised (`tuneoff.models.quantize`)."""
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
-    from .local import resolve_attention, resolve_device, resolve_dtype
+    from .local import TORCH_DTYPES, resolve_attention, resolve_device, resolve_precision
 
     hf_logging.disable_progress_bar()  # a cached load takes ~1 s: the callers show their own status
 
     device = resolve_device(spec.device)
-    dtype = resolve_dtype(spec.dtype, device)
+    precision = resolve_precision(spec.dtype, device)
+    if precision == "int8" and trainable:
+        raise TuneoffError("dtype int8 is for evaluation: training updates float weights", field="dtype",
+                           hint="train in float32 (or auto); the trained model evaluates in int8 when loaded")
+    dtype = TORCH_DTYPES[precision]
     attention = resolve_attention(spec.attn_implementation, device)
     # `auto` passes nothing: transformers' own default, exactly as before the option existed
     options = dict(dtype=dtype, local_files_only=True, **({"attn_implementation": attention} if attention else {}))
@@ -196,10 +201,15 @@ def load_model(spec: ModelSpec, trainable: bool = False):
         with _refusing(path):  # (check_model_dir already refused a folder whose only weights are a pickle)
             model = AutoModelForCausalLM.from_pretrained(path, **options)
     model.to(device)
+    parameters = sum(p.numel() for p in model.parameters())  # counted before quantised layers hide theirs
+    if precision == "int8":
+        from .quantize import quantize_int8
+
+        quantize_int8(model, device)
     tokenizer = load_tokenizer(spec.name)
-    info = BackendInfo(name=spec.name, dtype=str(dtype).replace("torch.", ""), device=device,
+    info = BackendInfo(name=spec.name, dtype=precision, device=device,
                        chat=bool(getattr(tokenizer, "chat_template", None)) and not marked_base(spec.name, base),
-                       parameters=sum(p.numel() for p in model.parameters()),
+                       parameters=parameters,
                        extra={"load_seconds": round(time.perf_counter() - start, 3), "base": base,
                               "attention": getattr(model.config, "_attn_implementation", None)})
     return model, tokenizer, info

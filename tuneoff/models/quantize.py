@@ -1,0 +1,98 @@
+"""`dtype: int8`: evaluation on CPUs without native bf16, with int8 matmuls in the decoder's linear layers.
+
+Each `nn.Linear` of the decoder (attention and MLP projections) becomes an `Int8Linear`: int8 weights
+with one scale per output row, quantised once; activations quantised per token (one scale per row of
+the input) at every call; the product in `torch._int_mm` (int8 x int8 -> int32, oneDNN's kernel: VNNI
+or AMX-INT8 where the CPU has them), rescaled to fp32. Embeddings, norms, attention itself and the
+vocabulary head stay fp32: the head decides every label score and greedy token.
+
+Why this and not a library's quantised layer (`bench/int8_candidates.py` measured them; BENCHMARKS.md
+section 7): PyTorch's `quantize_dynamic` quantises activations with one scale per *tensor*, and
+SmolLM2's activations have outlier tokens that take that scale: 34-69% of its predictions agreed with
+fp32's on the SST-2 benchmark, accuracy fell 19-27 points. torchao's int8 dynamic config does the
+per-token arithmetic used here, but through a tensor subclass whose per-call dispatch made a decoding
+step 0.7x fp32 in eager mode (16 rows, 1 thread; `torch._int_mm` called directly: 1.5x), and
+torch.compile took 12 minutes for one shape. The kernel is torch's own; this module only quantises and
+rescales around it. Even so, int8 agrees with fp32 less often than bf16 does (75-91% of the benchmark's
+predictions against bf16's 91-95%), which is why `auto` does not pick it (`local.AUTO_INT8`).
+
+Evaluation only: a trained model is quantised when it is loaded for evaluation (a LoRA adapter merged
+first: peft cannot put an adapter on a quantised layer), never trained through int8 weights.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+from torch import nn
+
+from ..errors import TuneoffError
+
+HINT = "use dtype: float32 (or auto, which picks what this machine runs fastest)"
+_QMAX = 127  # symmetric int8: -127..127, so a value and its negation quantise alike
+
+
+def _quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(int8 rows, fp32 scale per row) of a 2-D fp32 tensor, each row scaled to its own max |value|."""
+    scale = x.abs().amax(dim=1, keepdim=True).clamp(min=1e-8) / _QMAX
+    return (x / scale).round_().clamp_(-_QMAX, _QMAX).to(torch.int8), scale
+
+
+class Int8Linear(nn.Module):
+    """An `nn.Linear` computed as int8 x int8 -> int32: weights per output row, activations per token."""
+
+    def __init__(self, linear: nn.Linear):
+        super().__init__()
+        weight, scale = _quantize_rows(linear.weight.detach().float())
+        # stored transposed ([in, out]): `_int_mm` takes the right-hand side that way
+        self.register_buffer("weight_t", weight.t().contiguous())
+        self.register_buffer("weight_scale", scale.view(1, -1))
+        self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().float(), requires_grad=False)
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows, scale = _quantize_rows(x.reshape(-1, self.in_features).float())
+        y = torch._int_mm(rows, self.weight_t).float().mul_(scale).mul_(self.weight_scale)
+        if self.bias is not None:
+            y.add_(self.bias)
+        return y.view(*x.shape[:-1], self.out_features).to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, int8 per-token"
+
+
+@functools.lru_cache(maxsize=1)
+def check_int8_support() -> None:
+    """A user error unless this torch computes int8 matmuls on this CPU (`torch._int_mm`; tried once)."""
+    try:
+        out = torch._int_mm(torch.ones(2, 8, dtype=torch.int8), torch.ones(8, 8, dtype=torch.int8))
+        ok = int(out[0, 0]) == 8
+    except (AttributeError, RuntimeError, NotImplementedError) as exc:
+        raise TuneoffError(f"dtype int8 needs int8 matmuls, which this torch ({torch.__version__}) does not run "
+                           f"on this CPU: {type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}",
+                           field="dtype", hint=HINT) from None
+    if not ok:
+        raise TuneoffError("dtype int8: this torch's int8 matmul gave a wrong result on this CPU", field="dtype",
+                           hint=HINT)
+
+
+def quantize_int8(model, device: str = "cpu", head: bool = False):
+    """`model` with its decoder's linear layers replaced by `Int8Linear`, in place (and returned).
+    `head`: the vocabulary head too (a candidate `bench/int8_candidates.py` measures; off for evaluation).
+    CPU only."""
+    if not str(device).startswith("cpu"):
+        raise TuneoffError(f"dtype int8 runs on CPU only, not on '{device}'", field="dtype",
+                           hint="on a GPU use dtype: bfloat16 or auto")
+    check_int8_support()
+    skip = None if head else model.get_output_embeddings()
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, nn.Linear) and child is not skip:
+                setattr(parent, name, Int8Linear(child))
+    return model
+
+
+def quantized_linears(model) -> int:
+    """How many `Int8Linear` layers `model` holds (0 for a float model)."""
+    return sum(isinstance(m, Int8Linear) for m in model.modules())
