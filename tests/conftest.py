@@ -78,6 +78,16 @@ def tiny_llama(tiny_tokenizer):
     return build_tiny_llama(tiny_tokenizer), tiny_tokenizer
 
 
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    """The tiny Llama saved once per test module (experiment tests train copies of it, never it)."""
+    tok = build_tokenizer()
+    path = tmp_path_factory.mktemp("model") / "tiny-llama"
+    build_tiny_llama(tok).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
 @pytest.fixture
 def tiny_model_dir(tiny_llama, tmp_path):
     """The tiny Llama saved as a local HF directory (config + safetensors + tokenizer)."""

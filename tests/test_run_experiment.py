@@ -19,17 +19,6 @@ OOD = Path(__file__).parents[1] / "examples" / "data" / "sst2" / "reviews-ood.ts
 
 
 @pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    from conftest import build_tiny_llama, build_tokenizer
-
-    tok = build_tokenizer()
-    path = tmp_path_factory.mktemp("model") / "tiny-llama"
-    build_tiny_llama(tok).save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
-
-
-@pytest.fixture(scope="module")
 def experiment(tmp_path_factory, tiny_dir):
     tmp_path = tmp_path_factory.mktemp("exp")
     spec = {

@@ -62,17 +62,6 @@ def spec(model: Path, out: Path, full: bool = True) -> dict:
     return exp
 
 
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    from conftest import build_tiny_llama, build_tokenizer
-
-    tok = build_tokenizer()
-    path = tmp_path_factory.mktemp("model") / "tiny-llama"
-    build_tiny_llama(tok).save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
-
-
 def write(tmp: Path, model: Path, full: bool = True) -> Path:
     path = tmp / "exp.yaml"
     path.write_text(yaml.safe_dump(spec(model, tmp / "out", full)))
