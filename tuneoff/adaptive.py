@@ -121,10 +121,5 @@ def _prepared(ctx: RunContext, entry: ArmEntry):
         return backend, arm
     with ctx.phase(f"{arm.name}: optimise"):
         optimised = optimise(backend, arm, ctx.data.train, ctx.data.dev, ctx.data, store=ctx.store)
-    # what `runner.evaluate_arm` records for a searched arm (it searches and scores in one call)
-    ctx.link(optimised.run_id, Role.OPTIMISE, entry.name)
-    ctx.chosen_prompt[entry.name] = {"instruction": optimised.arm.instruction, "calibration": optimised.arm.calibration}
-    ctx.say(f"{entry.name}: searched on dev, {len(optimised.trials)} candidates, {optimised.calls_spent} calls in "
-            f"{optimised.seconds:.0f} s; chosen shots={optimised.arm.n_shots}, calibration={optimised.arm.calibration} "
-            f"(dev {optimised.dev_score:.3f})")
+    ctx.record_search(entry.name, optimised)  # as `runner.evaluate_arm` does for a searched arm
     return backend, optimised.arm

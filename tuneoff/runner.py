@@ -82,6 +82,16 @@ class RunContext:
     def link(self, run_id: int, role: Role, arm: str, x: int | None = None) -> None:
         self.store.link_run(self.experiment_id, run_id, role.value, arm, x)
 
+    def record_search(self, arm: str, optimised, x: int | None = None) -> None:
+        """What a prompt arm's dev search leaves behind: its link, the chosen prompt (a later job or
+        repeat reuses it) and one line on the terminal. Called by the plain and the adaptive path."""
+        chosen = optimised.arm
+        self.link(optimised.run_id, Role.OPTIMISE, arm, x)
+        self.chosen_prompt[arm] = {"instruction": chosen.instruction, "calibration": chosen.calibration}
+        self.say(f"{arm}: searched on dev, {len(optimised.trials)} candidates, {optimised.calls_spent} calls in "
+                 f"{optimised.seconds:.0f} s; chosen shots={chosen.n_shots}, calibration={chosen.calibration} "
+                 f"(dev {optimised.dev_score:.3f})")
+
 
 def run_experiment(exp: Experiment, store: Store, console=None) -> int:
     """Run everything the experiment asks for; returns its experiment id in the store."""
@@ -250,13 +260,7 @@ def evaluate_arm(ctx: RunContext, entry: ArmEntry, model: str | None = None, ove
         ctx.backend(model or ctx.weights_of(entry)), arm, ctx.data, split, store=ctx.store, console=ctx.console,
         experiment_id=ctx.experiment_id, step=lambda what: ctx.phase(f"{arm.name}: {what}"))
     if optimised is not None:
-        ctx.link(optimised.run_id, Role.OPTIMISE, entry.name, x)
-        chosen = optimised.arm
-        ctx.say(f"{entry.name}: searched on dev, {len(optimised.trials)} candidates, {optimised.calls_spent} calls in "
-                f"{optimised.seconds:.0f} s; chosen shots={chosen.n_shots}, calibration={chosen.calibration} "
-                f"(dev {optimised.dev_score:.3f})")
-        ctx.chosen_prompt[entry.name] = {"instruction": optimised.arm.instruction,
-                                         "calibration": optimised.arm.calibration}
+        ctx.record_search(entry.name, optimised, x)
     ctx.link(result.run_id, role, entry.name, x)
     main = result.main
     ctx.say(f"{entry.name}{'' if x is None else f' @ {x}'}: {main.name} {main.value:.3f} "
