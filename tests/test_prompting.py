@@ -162,6 +162,35 @@ def test_similar_selection_with_minilm():
     assert picked[-1].target == "exchange_rate"
 
 
+class CountingEmbedder:
+    """Tf-idf that counts the texts it embeds, under a shareable name (as MiniLM is)."""
+
+    name = "counting"
+
+    def __init__(self, texts):
+        self.inner, self.embedded = Tfidf(texts), []
+
+    def embed(self, texts):
+        self.embedded += list(texts)
+        return self.inner.embed(texts)
+
+
+def test_similar_batch_selection_matches_one_by_one_and_embeds_each_item_once():
+    items = [Example("when will my new card arrive", "card_arrival"), QUERY, POOL[2],
+             Example("when will my new card arrive", "card_arrival")]
+    embedder = CountingEmbedder([ex.input for ex in POOL])
+    similar = Similar(POOL, 2, embedder=embedder)
+    one_by_one = [similar.select(ex) for ex in items]
+    embedder.embedded.clear()
+    assert similar.select_many(items) == one_by_one
+    assert similar.select_many(items[::-1]) == one_by_one[::-1]   # a repeat: every item from the memo
+    assert sorted(embedder.embedded) == sorted({ex.input for ex in items})
+    assert similar.select(items[0]) == one_by_one[0] and embedder.embedded[-1] == items[0].input  # serving path
+    for how in ("first", "random", "stratified"):
+        selector = make_selector(how, POOL, 2, labels=["card_arrival", "exchange_rate", "top_up"])
+        assert selector.select_many(items) == [selector.select(ex) for ex in items]
+
+
 # -- optimiser ----------------------------------------------------------------------------------
 class Learner:
     """Answers 'positive' to everything, unless shown demos; writes numbered paraphrases."""

@@ -24,6 +24,10 @@ from .models.options import DEFAULT_MODEL
 console = Console()
 err_console = Console(stderr=True)
 
+SetOpt = Annotated[Optional[list[str]], typer.Option(
+    "--set", metavar="KEY=VALUE",
+    help="Change a field of the experiment for this run (repeatable): dotted KEY, YAML VALUE, list elements by "
+         "index or name, e.g. --set dtype=fp32 --set arms.lora.finetune.n_train=128 --set 'adaptive={chunk: 32}'.")]
 StoreOpt = Annotated[Optional[Path], typer.Option("--store", help="Run store (SQLite); default TUNEOFF_HOME/runs.sqlite.")]
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Model spec: embedded:NAME, a model/adapter dir, or a .gguf.")]
 TaskModelOpt = Annotated[Optional[str], typer.Option(
@@ -247,6 +251,7 @@ def merge(
 
 def run(
     experiment: Annotated[Path, typer.Argument(help="Experiment YAML: task, model, arms, comparison settings.")],
+    set_: SetOpt = None,
     store: StoreOpt = None,
     open_report: Annotated[bool, typer.Option("--open", help="Open the HTML report when done.")] = False,
     full: FullOpt = False,
@@ -262,11 +267,12 @@ def run(
     """Run every arm of an experiment, compare them, and write the report."""
     from .config.experiment import load_experiment
 
-    exp, db = load_experiment(experiment), _store(store)
+    exp, db = load_experiment(experiment, set_ or ()), _store(store)
     if emit_slurm is not None or unit is not None or finish or jobs != 1:
         from .sweep import run_sweep
 
-        experiment_id = run_sweep(exp, experiment, db, console, jobs, emit_slurm, unit, experiment_id, finish)
+        experiment_id = run_sweep(exp, experiment, db, console, jobs, emit_slurm, unit, experiment_id, finish,
+                                  overrides=set_ or ())
         if experiment_id is not None:
             _report(db, experiment_id, exp.output_dir(), open_report, full)
         return
@@ -322,6 +328,7 @@ def report(
 
 
 def demo(
+    set_: SetOpt = None,
     store: StoreOpt = None,
     open_report: Annotated[bool, typer.Option("--open", help="Open the HTML report when done.")] = False,
     full: FullOpt = False,
@@ -333,7 +340,7 @@ def demo(
     if not path.is_file():
         raise TuneoffError("the demo experiment is missing", file=str(path),
                            hint="run the demo from a clone of the tuneoff repository (examples/sst2.yaml)")
-    _run_and_report(load_experiment(path), _store(store), open_report, full)
+    _run_and_report(load_experiment(path, set_ or ()), _store(store), open_report, full)
 
 
 def serve(

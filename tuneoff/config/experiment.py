@@ -10,10 +10,12 @@ import re
 import string
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 from ..errors import TuneoffError, did_you_mean
 from ..models.options import DEFAULT_MODEL, canonical_dtype, check_device, check_engine
 from .adaptive import AdaptiveSpec
+from .overrides import apply_overrides, overridden_by
 from .prices import Constraints, PriceTable
 from .probes import OutOfDomainSpec, ProbeSpec
 from .specs import from_dict, located, read_yaml
@@ -271,13 +273,22 @@ def _check_arm_model(arm: ArmEntry, i: int) -> None:
                            field=f"arms[{i}].model", hint="give it a local model (embedded:NAME or a directory)")
 
 
-def load_experiment(path: str | Path) -> Experiment:
-    """Read and validate an experiment file; errors carry its file, line and field."""
+def load_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Experiment:
+    """Read and validate an experiment file, with `overrides` (`KEY=VALUE`, `tuneoff run --set`) applied
+    first; errors carry its file, line and field, or the override that set the field."""
     data, root = read_yaml(path, "an experiment: a mapping of name, task, arms, ...")
-    with located(path, root):
-        exp = from_dict(Experiment, {**data, "base_dir": str(Path(path).parent)}, "", str(path))
-        check_files(exp)
-        check_arm_options(exp)
+    data, applied = apply_overrides(data, overrides)
+    try:
+        with located(path, root):
+            exp = from_dict(Experiment, {**data, "base_dir": str(Path(path).parent)}, "", str(path))
+            check_files(exp)
+            check_arm_options(exp)
+    except TuneoffError as exc:
+        given = overridden_by(exc.field or "", applied)
+        if given is not None:  # the file's line would point at the value the override replaced
+            exc.line, exc.message = None, f"{exc.message} (set by --set {given})"
+            exc.args = (exc.render(),)
+        raise
     return exp
 
 

@@ -122,7 +122,7 @@ class ChunkRunner:
                            "stop": list(self.config.stop), **({"seed": self.arm.seed} if sampled else {})}
 
     def run(self, items: Sequence[tuple[int, Example]]) -> None:
-        demos = [self.prompter.demos(ex) for _, ex in items]
+        demos = self.prompter.demos_many([ex for _, ex in items])
         chats = [self.prompter.messages(ex, d) for (_, ex), d in zip(items, demos)]
         prompts = [self.backend.render(chat) for chat in chats]
         refs = [self._cached(p) for p in prompts]

@@ -26,6 +26,9 @@ class DemoSelector(Protocol):
     def select(self, example: Example) -> list[Example]:
         """The demos to show before `example`, in prompt order."""
 
+    def select_many(self, examples: Sequence[Example]) -> list[list[Example]]:
+        """`select` for a batch of items (an evaluation chunk): the same demos, computed together."""
+
 
 def _is_same(a: Example, b: Example) -> bool:
     # an item must never be its own demo: that would show the model the answer
@@ -42,6 +45,9 @@ class Ordered:
 
     def select(self, example: Example) -> list[Example]:
         return [d for d in self.candidates if not _is_same(d, example)][:self.k]
+
+    def select_many(self, examples: Sequence[Example]) -> list[list[Example]]:
+        return [self.select(ex) for ex in examples]
 
 
 def first_k(pool: Sequence[Example], k: int) -> Ordered:
@@ -140,6 +146,12 @@ def default_embedder(pool_texts: Sequence[str]) -> Embedder:
 _POOL_CACHE: dict[tuple[str, str], np.ndarray] = {}
 """Pool embeddings per (embedder, pool hash): a process-wide memo, so arms sharing a pool embed it once."""
 
+_ITEM_CACHE: dict[tuple[str, str], np.ndarray] = {}
+"""Item embeddings per (embedder, text) for `Similar.select_many`: an experiment selects demos for the same
+test items again in every repeat, curve point and arm sharing the pool (MiniLM only: TF-IDF vectors
+depend on the pool they were fitted on)."""
+_ITEM_CACHE_MAX = 50_000
+
 
 def _pool_vectors(embedder: Embedder, texts: Sequence[str]) -> np.ndarray:
     digest = hashlib.sha256("\x1f".join(texts).encode()).hexdigest()
@@ -162,7 +174,24 @@ class Similar:
         self.vectors = _pool_vectors(self.embedder, texts)
 
     def select(self, example: Example) -> list[Example]:
-        sims = self.vectors @ self.embedder.embed([example.input])[0]
+        # one request, embedded afresh: the serving probe times this path, as a served arm would run it
+        return self._closest(example, self.embedder.embed([example.input])[0])
+
+    def select_many(self, examples: Sequence[Example]) -> list[list[Example]]:
+        """The batch path (evaluation): unseen items embedded in one batch, seen ones from the memo."""
+        shared = self.embedder.name != "tfidf"
+        texts = [ex.input for ex in examples]
+        todo = list(dict.fromkeys(t for t in texts if not shared or (self.embedder.name, t) not in _ITEM_CACHE))
+        fresh = dict(zip(todo, self.embedder.embed(todo))) if todo else {}
+        if shared:
+            if len(_ITEM_CACHE) + len(fresh) > _ITEM_CACHE_MAX:
+                _ITEM_CACHE.clear()
+            _ITEM_CACHE.update({(self.embedder.name, t): v for t, v in fresh.items()})
+        vectors = [fresh[t] if t in fresh else _ITEM_CACHE[(self.embedder.name, t)] for t in texts]
+        return [self._closest(ex, v) for ex, v in zip(examples, vectors)]
+
+    def _closest(self, example: Example, vector: np.ndarray) -> list[Example]:
+        sims = self.vectors @ vector
         order = np.argsort(-sims, kind="stable")  # stable: ties keep pool order, so runs repeat exactly
         best = [self.pool[i] for i in order[:self.k + 1] if not _is_same(self.pool[i], example)][:self.k]
         return best[::-1]
@@ -171,6 +200,9 @@ class Similar:
 class NoDemos:
     def select(self, example: Example) -> list[Example]:
         return []
+
+    def select_many(self, examples: Sequence[Example]) -> list[list[Example]]:
+        return [[] for _ in examples]
 
 
 def make_selector(how: str, pool: Sequence[Example], k: int, *, seed: int = 0,

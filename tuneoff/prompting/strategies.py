@@ -210,6 +210,10 @@ class Prompter:
     def demos(self, example: Example) -> list[Example]:
         return self.selector.select(example)
 
+    def demos_many(self, examples: Sequence[Example]) -> list[list[Example]]:
+        """`demos` for a batch (an evaluation chunk): similarity embeds the new items together, once."""
+        return self.selector.select_many(examples)
+
     def messages(self, example: Example, demos: Sequence[Example] | None = None) -> Prompt:
         """The chat (or completion text) for `example`; pass `demos` when they were already selected
         (similarity costs an embedding)."""

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 from ..config.experiment import Experiment
 from ..errors import TuneoffError
@@ -14,7 +15,8 @@ from .slurm import emit_slurm
 
 
 def run_sweep(exp: Experiment, exp_path: Path, store: Store, console, jobs: int = 1, emit: Path | None = None,
-              unit: str | None = None, experiment_id: int | None = None, finish: bool = False) -> int | None:
+              unit: str | None = None, experiment_id: int | None = None, finish: bool = False,
+              overrides: Sequence[str] = ()) -> int | None:
     """Do what the options ask; returns the experiment id whose report is due now (None: none yet)."""
     if (unit is not None or finish) and experiment_id is None:
         raise TuneoffError("--unit and --finish belong to a sweep: they need --experiment-id", field="experiment-id",
@@ -23,7 +25,7 @@ def run_sweep(exp: Experiment, exp_path: Path, store: Store, console, jobs: int 
         raise TuneoffError("--jobs, --emit-slurm, --unit and --finish are one each", field="jobs",
                            hint="emit the Slurm array or run locally in parallel, not both")
     if emit is not None:
-        files = emit_slurm(exp, exp_path, store, emit)
+        files = emit_slurm(exp, exp_path, store, emit, overrides=overrides)
         first, last = files.waves[0], files.waves[-1]
         console.print(f"experiment {files.experiment_id}: {len(files.units)} units in {len(files.waves)} dependency "
                       f"wave(s) written to {files.directory} (jobs.txt lines {first[0]}-{last[1]}, array.sbatch, "

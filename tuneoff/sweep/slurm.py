@@ -18,6 +18,7 @@ import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 from ..config.experiment import Experiment
 from ..errors import TuneoffError
@@ -57,8 +58,9 @@ class SlurmFiles:
 
 
 def emit_slurm(exp: Experiment, exp_path: Path, store: Store, directory: Path, python: str | None = None,
-               resources: SlurmResources = SlurmResources()) -> SlurmFiles:
-    """Write the job array for `exp` (read from `exp_path`) into `directory`; returns what was written."""
+               resources: SlurmResources = SlurmResources(), overrides: Sequence[str] = ()) -> SlurmFiles:
+    """Write the job array for `exp` (read from `exp_path` with `overrides`, `--set KEY=VALUE`) into
+    `directory`; returns what was written."""
     directory = Path(directory).absolute()
     python = python or sys.executable
     for what, text in (("--emit-slurm folder", str(directory)), ("python", python)):
@@ -73,7 +75,7 @@ def emit_slurm(exp: Experiment, exp_path: Path, store: Store, directory: Path, p
         spans.append((start, start + len(wave) - 1))
         start += len(wave)
     base = [str(Path(exp_path).absolute()), "--store", str(Path(store.path).absolute()),
-            "--experiment-id", str(experiment_id)]
+            "--experiment-id", str(experiment_id), *(arg for o in overrides for arg in ("--set", o))]
     (directory / "logs").mkdir(parents=True, exist_ok=True)
     (directory / "jobs.txt").write_text("".join(_command(python, *base, "--unit", u) + "\n" for u in ordered))
     name = re.sub(r"[^\w.-]", "_", exp.name)[:60]
