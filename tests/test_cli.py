@@ -105,3 +105,14 @@ def test_full_is_in_the_help_of_run_demo_and_report():
     for command in ("run", "demo", "report"):
         result = runner.invoke(build_app(), [command, "--help"], terminal_width=200)
         assert result.exit_code == 0 and "--full" in result.output, command
+
+
+def test_commands_other_than_finetune_refuse_to_run_once_per_launched_process(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    result = CliRunner().invoke(build_app(), ["runs", "--store", str(tmp_path / "s.sqlite")])
+    assert result.exit_code == 1 and "one of 2 that accelerate launch / torchrun started" in result.output
+    assert not (tmp_path / "s.sqlite").exists()  # refused before it touched anything
+    result = CliRunner().invoke(build_app(), ["finetune", "--help"])
+    assert result.exit_code == 0
+    monkeypatch.setenv("WORLD_SIZE", "1")  # a launcher with one process is one process
+    assert CliRunner().invoke(build_app(), ["runs", "--store", str(tmp_path / "s.sqlite")]).exit_code == 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import sys
 import time
 from pathlib import Path
@@ -452,11 +453,33 @@ def _friendly(fn: Callable) -> Callable:
     return wrapper
 
 
+LAUNCHABLE = ("finetune",)
+"""Commands that run as one of several processes under `accelerate launch` / torchrun (data-parallel
+training); every other command would run whole in each process, so it refuses to start there."""
+
+
+def _one_process(name: str, fn: Callable) -> Callable:
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        if "WORLD_SIZE" in os.environ:  # the cheap test first: the parallel module imports torch
+            from .finetune.parallel import launched
+
+            if launched():
+                raise TuneoffError(f"`tuneoff {name}` runs in one process, but this is one of "
+                                   f"{os.environ['WORLD_SIZE']} that accelerate launch / torchrun started: each "
+                                   f"would run all of it", field="WORLD_SIZE",
+                                   hint="run it without the launcher; for parallel work use `tuneoff run --jobs N` "
+                                        "or `tuneoff finetune --num-processes N` (DISTRIBUTED.md)")
+        return fn(*args, **kwargs)
+
+    return wrapper
+
+
 def build_app() -> typer.Typer:
     app = typer.Typer(help="tuneoff: prompt engineering or fine-tuning? Measure both on your own task.",
                       no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
     for name, fn in COMMANDS.items():
-        app.command(name)(_friendly(fn))
+        app.command(name)(_friendly(fn if name in LAUNCHABLE else _one_process(name, fn)))
     return app
 
 
