@@ -8,6 +8,7 @@ fp32's and the accuracy change, side by side. Candidates:
 
   tuneoff-int8      what `dtype: int8` runs (`tuneoff.models.quantize`): int8 weights per output row,
                     activations per token, `torch._int_mm`; the vocabulary head fp32 (or quantised too);
+                    `-smooth-A`: with SmoothQuant's per-channel factors (strength A) from calibration text;
   torch-dynamic-... PyTorch's dynamic int8 quantisation of the linear layers (`quantize_dynamic`: one
                     activation scale per tensor) on the x86, fbgemm and onednn engines, per-channel or
                     per-tensor weight scales, the vocabulary head fp32;
@@ -77,9 +78,14 @@ def torchao_model(model, config_name: str):
     return model
 
 
+TOKENIZER: list = []
+"""The fp32 backend's tokenizer, for the smoothed candidates' calibration (set in main)."""
+
 CANDIDATES = {
     "tuneoff-int8": lambda m: quantize_int8(m),
     "tuneoff-int8-with-head": lambda m: quantize_int8(m, head=True),
+    "tuneoff-int8-smooth-0.5": lambda m: quantize_int8(m, tokenizer=TOKENIZER[0], alpha=0.5),
+    "tuneoff-int8-smooth-0.8": lambda m: quantize_int8(m, tokenizer=TOKENIZER[0], alpha=0.8),
     "torch-dynamic-x86": lambda m: dynamic_model(m),
     "torch-dynamic-x86-per-tensor": lambda m: dynamic_model(m, per_channel=False),
     "torch-dynamic-fbgemm": lambda m: dynamic_model(m, "fbgemm"),
@@ -160,6 +166,7 @@ def main() -> None:
     print(machine())
     ctx, items, warmup = sst2_context(args.items)
     fp32 = load_backend(ModelSpec(MODEL, dtype="float32", engine="transformers"))
+    TOKENIZER.append(fp32.tokenizer)
     cases = eval_cases()
     reference = {}
     for case in args.cases.split(","):

@@ -129,3 +129,27 @@ def test_int8_refuses_clearly_where_it_cannot_run(tiny_llama, monkeypatch):
         assert quantize.quantized_linears(model) == 0  # refused before touching the model
     finally:
         quantize.check_int8_support.cache_clear()
+
+
+def test_smoothing_keeps_the_product_and_shrinks_the_error_of_an_outlier_channel():
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(64, 32, bias=True)
+    x = torch.randn(16, 64)
+    x[:, 3] *= 80.0  # one channel far larger than the rest, as in LLM activations
+    exact = linear(x)
+    plain = quantize.Int8Linear(linear)(x)
+    smoothed = quantize.Int8Linear(linear, act_max=x.abs().amax(dim=0), alpha=0.5)
+    assert smoothed.smooth is not None and "smoothed" in smoothed.extra_repr()
+    error = (smoothed(x) - exact).abs().mean()
+    assert error < 0.5 * (plain - exact).abs().mean()  # the outlier no longer takes each token's int8 range
+    assert error / exact.abs().mean() < 0.02
+
+
+def test_calibration_records_every_layers_input_maxima(tiny_llama):
+    model, tokenizer = tiny_llama
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear) and m is not model.get_output_embeddings()]
+    maxima = quantize.activation_maxima(model, tokenizer, linears)
+    assert set(maxima) == set(linears) and all(v.shape == (m.in_features,) for m, v in maxima.items())
+    assert all(torch.isfinite(v).all() and (v > 0).any() for v in maxima.values())
+    quantize.quantize_int8(model, tokenizer=tokenizer)
+    assert all(m.smooth is not None for m in model.modules() if isinstance(m, quantize.Int8Linear))

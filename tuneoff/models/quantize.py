@@ -40,11 +40,23 @@ def _quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class Int8Linear(nn.Module):
-    """An `nn.Linear` computed as int8 x int8 -> int32: weights per output row, activations per token."""
+    """An `nn.Linear` computed as int8 x int8 -> int32: weights per output row, activations per token.
 
-    def __init__(self, linear: nn.Linear):
+    `smooth` (SmoothQuant, Xiao et al. 2023): one factor s per input channel, from the channel's largest
+    activation on calibration text (`act_max`) and its largest weight, s = act_max^alpha / w_max^(1-alpha);
+    activations are divided by s and the weights' columns multiplied by it (the product is unchanged),
+    so an outlier channel no longer takes a token's whole int8 range."""
+
+    def __init__(self, linear: nn.Linear, act_max: torch.Tensor | None = None, alpha: float = 0.5):
         super().__init__()
-        weight, scale = _quantize_rows(linear.weight.detach().float())
+        weight = linear.weight.detach().float()
+        smooth = None
+        if act_max is not None:
+            factors = (act_max.float().clamp(min=1e-5).pow(alpha)
+                       / weight.abs().amax(dim=0).clamp(min=1e-5).pow(1 - alpha)).clamp(min=1e-5)
+            weight, smooth = weight * factors, (1.0 / factors).view(1, -1)
+        self.register_buffer("smooth", smooth)
+        weight, scale = _quantize_rows(weight)
         # stored transposed ([in, out]): `_int_mm` takes the right-hand side that way
         self.register_buffer("weight_t", weight.t().contiguous())
         self.register_buffer("weight_scale", scale.view(1, -1))
@@ -52,14 +64,16 @@ class Int8Linear(nn.Module):
         self.in_features, self.out_features = linear.in_features, linear.out_features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rows, scale = _quantize_rows(x.reshape(-1, self.in_features).float())
+        flat = x.reshape(-1, self.in_features).float()
+        rows, scale = _quantize_rows(flat * self.smooth if self.smooth is not None else flat)
         y = torch._int_mm(rows, self.weight_t).float().mul_(scale).mul_(self.weight_scale)
         if self.bias is not None:
             y.add_(self.bias)
         return y.view(*x.shape[:-1], self.out_features).to(x.dtype)
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, int8 per-token"
+        return (f"in_features={self.in_features}, out_features={self.out_features}, int8 per-token"
+                + (", smoothed" if self.smooth is not None else ""))
 
 
 @functools.lru_cache(maxsize=1)
@@ -77,19 +91,55 @@ def check_int8_support() -> None:
                            hint=HINT)
 
 
-def quantize_int8(model, device: str = "cpu", head: bool = False):
+CALIBRATION_TEXTS = (
+    "The film is a slow, beautifully shot meditation on grief, and the lead performance is superb.",
+    "I was charged twice for the same card payment yesterday. How long until the refund shows up?",
+    "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
+    "How many clips did Natalia sell altogether in April and May? Let's think step by step.",
+    "Answer with one of: positive, negative. Review: a tedious, overlong mess with no redeeming qualities.",
+)
+"""Text whose activations set SmoothQuant's per-channel factors: a chat turn of each kind tuneoff scores
+(a review, a banking request, a word problem, a labelled instruction). The factors follow the model's
+outlier channels, which are the same for any input, not the task's words."""
+
+
+def activation_maxima(model, tokenizer, linears: list[nn.Linear]) -> dict[nn.Linear, torch.Tensor]:
+    """The largest |input| of every channel of each layer in `linears` over CALIBRATION_TEXTS."""
+    maxima: dict[nn.Linear, torch.Tensor] = {}
+
+    def record(module, args, _output):
+        seen = args[0].detach().reshape(-1, module.in_features).abs().amax(dim=0).float()
+        maxima[module] = torch.maximum(maxima[module], seen) if module in maxima else seen
+
+    hooks = [layer.register_forward_hook(record) for layer in linears]
+    try:
+        with torch.inference_mode():
+            for text in CALIBRATION_TEXTS:
+                chat = [{"role": "user", "content": text}]
+                rendered = tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True) \
+                    if getattr(tokenizer, "chat_template", None) else text
+                model(**tokenizer(rendered, return_tensors="pt", add_special_tokens=False))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return maxima
+
+
+def quantize_int8(model, device: str = "cpu", head: bool = False, tokenizer=None, alpha: float = 0.5):
     """`model` with its decoder's linear layers replaced by `Int8Linear`, in place (and returned).
     `head`: the vocabulary head too (a candidate `bench/int8_candidates.py` measures; off for evaluation).
-    CPU only."""
+    `tokenizer`: smooth each layer's input channels (SmoothQuant, strength `alpha`) from activations on
+    CALIBRATION_TEXTS; None: plain per-token int8. CPU only."""
     if not str(device).startswith("cpu"):
         raise TuneoffError(f"dtype int8 runs on CPU only, not on '{device}'", field="dtype",
                            hint="on a GPU use dtype: bfloat16 or auto")
     check_int8_support()
     skip = None if head else model.get_output_embeddings()
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if isinstance(child, nn.Linear) and child is not skip:
-                setattr(parent, name, Int8Linear(child))
+    targets = [(parent, name, child) for parent in list(model.modules()) for name, child in parent.named_children()
+               if isinstance(child, nn.Linear) and child is not skip]
+    maxima = activation_maxima(model, tokenizer, [c for _, _, c in targets]) if tokenizer is not None else {}
+    for parent, name, child in targets:
+        setattr(parent, name, Int8Linear(child, maxima.get(child), alpha))
     return model
 
 
