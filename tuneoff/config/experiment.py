@@ -178,7 +178,10 @@ class Experiment:
         if self.adaptive is not None and len(self.arms) < 2:
             raise TuneoffError("adaptive evaluation stops arms once their comparison with the best is settled: "
                                "it needs at least two arms", field="adaptive", hint="remove `adaptive:`")
+        self.model = beside(self.model, self.base_dir)
         for i, arm in enumerate(self.arms):
+            if arm.model:
+                arm.model = beside(arm.model, self.base_dir)
             _check_arm_model(arm, i)
             _check_teacher(self, arm, i)
         self.task.base_dir = self.base_dir
@@ -302,6 +305,15 @@ def check_files(exp: Experiment) -> None:
     for i, entry in enumerate(exp.arms):
         if entry.model:
             check_model(entry.model, f"arms[{i}].model")
+
+
+def beside(model: str, base_dir: str) -> str:
+    """A relative local model path as the experiment's folder sees it, as its data files and output are;
+    where nothing is there, the path as given (relative to the current folder, as before)."""
+    if model.startswith("embedded:") or re.match(r"[A-Za-z][\w.+-]*:", model) or Path(model).expanduser().is_absolute():
+        return model
+    there = Path(base_dir) / model
+    return str(there) if there.exists() else model
 
 
 def check_model(name: str, field: str) -> None:

@@ -1,5 +1,6 @@
-"""`--set KEY=VALUE` on `tuneoff run` / `tuneoff demo`: dotted keys through mappings and named list
-elements, YAML values, errors that name the override, and sweeps whose jobs carry the overrides."""
+"""Loading an experiment file: `--set KEY=VALUE` overrides (`tuneoff run` / `tuneoff demo`: dotted keys
+through mappings and named list elements, YAML values, errors that name the override, sweeps whose jobs
+carry them) and model paths relative to the file."""
 
 import shlex
 from pathlib import Path
@@ -74,3 +75,25 @@ def test_emitted_slurm_jobs_carry_the_overrides_and_the_stored_experiment_is_the
     assert stored_experiment(store, files.experiment_id, load_experiment(DEMO, overrides)).task.n_test == 40
     with pytest.raises(TuneoffError, match="as its sweep stored it"):  # a job line without them is refused
         stored_experiment(store, files.experiment_id, load_experiment(DEMO))
+
+
+def test_a_relative_model_path_resolves_beside_the_experiment_file_from_any_folder(tmp_path, monkeypatch):
+    folder = tmp_path / "project"
+    (folder / "models" / "mine").mkdir(parents=True)
+    data = yaml.safe_load(DEMO.read_text())
+    data.update(model="models/mine", output="out")
+    data["arms"] = [{"name": "zero-shot", "prompt": {"mode": "score"}},
+                    {"name": "other", "model": "models/mine", "prompt": {"mode": "score"}},
+                    {"name": "hosted", "model": "openai:gpt-4o-mini", "prompt": {"mode": "score"}}]
+    for key in ("curves", "consistency", "tuning", "flexibility", "ood"):
+        data.pop(key, None)
+    data["task"].update(train=str(ROOT / "examples/data/sst2/train.tsv"), test=str(ROOT / "examples/data/sst2/dev.tsv"))
+    (folder / "exp.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    monkeypatch.chdir(tmp_path)  # not the experiment's folder
+    exp = load_experiment("project/exp.yaml")
+    assert Path(exp.model) == Path("project/models/mine") and Path(exp.arms[1].model) == Path("project/models/mine")
+    assert exp.arms[2].model == "openai:gpt-4o-mini"
+    (tmp_path / "elsewhere").mkdir()  # nothing beside the file: the path as given, from the current folder
+    with pytest.raises(TuneoffError, match="no model at 'elsewhere/none'"):
+        load_experiment("project/exp.yaml", ["model=elsewhere/none"])
+    assert load_experiment("project/exp.yaml", ["model=elsewhere"]).model == "elsewhere"
