@@ -1,8 +1,9 @@
-# python bench/demo_phases.py [--dtype float32|int8] [--train-dtype float32] [--experiment examples/sst2.yaml]
+# python bench/demo_phases.py [--dtype float32|int8] [--train-dtype float32] [--set KEY=VALUE ...] [--experiment examples/sst2.yaml]
 """The demo's wall time, phase by phase, from a cold store (nothing reused: no cached calls, no
 fine-tune on disk). The embedded model's one-off dequantisation is done first and not counted.
 `--dtype` overrides the experiment's (float32 reproduces the precision of the "before" figures in
-BENCHMARKS.md); every other setting, item and step is the experiment's.
+BENCHMARKS.md); `--set` changes any other field as `tuneoff run --set` does (e.g. `--set 'adaptive={chunk: 32}'`);
+every other setting, item and step is the experiment's.
 """
 
 from __future__ import annotations
@@ -31,9 +32,11 @@ def main() -> None:
     parser.add_argument("--dtype", default=None, help="override the experiment's (evaluation) dtype")
     parser.add_argument("--train-dtype", default=None,
                         help="override every fine-tune arm's dtype (float32 plays a CPU without bf16)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="change a field of the experiment (repeatable), as `tuneoff run --set`")
     args = parser.parse_args()
     print(machine())
-    exp = load_experiment(args.experiment)
+    exp = load_experiment(args.experiment, args.overrides)
     resolve_dir(exp.model)  # the one-off GGUF dequantisation is setup, not a phase of the run
     with tempfile.TemporaryDirectory() as tmp:
         arms = exp.arms if not args.train_dtype else [
@@ -43,7 +46,8 @@ def main() -> None:
         store = Store(Path(tmp) / "runs.sqlite")
         experiment_id = run_experiment(exp, store)
         phases = json.loads(store.experiment(experiment_id)["summary_json"])["phases"]
-    print(f"{exp.name}, dtype {exp.dtype}, fine-tune dtype {args.train_dtype or 'as the arms say'}: phases (seconds)")
+    print(f"{exp.name}, dtype {exp.dtype}, fine-tune dtype {args.train_dtype or 'as the arms say'}"
+          f"{', ' + ' '.join(args.overrides) if args.overrides else ''}: phases (seconds)")
     total = phases.pop("total")
     for name, seconds in sorted(phases.items(), key=lambda kv: -kv[1]):
         print(f"  {name:40s} {seconds:8.1f}  {seconds / total:5.1%}")
