@@ -9,6 +9,7 @@ fp32's and the accuracy change, side by side. Candidates:
   tuneoff-int8      what `dtype: int8` runs (`tuneoff.models.quantize`): int8 weights per output row,
                     activations per token, `torch._int_mm`; the vocabulary head fp32 (or quantised too);
                     `-smooth-A`: with SmoothQuant's per-channel factors (strength A) from calibration text;
+                    `-fp32-down` / `-fp32-attn`: the MLP's down projection / attention's projections left fp32;
   torch-dynamic-... PyTorch's dynamic int8 quantisation of the linear layers (`quantize_dynamic`: one
                     activation scale per tensor) on the x86, fbgemm and onednn engines, per-channel or
                     per-tensor weight scales, the vocabulary head fp32;
@@ -86,6 +87,9 @@ CANDIDATES = {
     "tuneoff-int8-with-head": lambda m: quantize_int8(m, head=True),
     "tuneoff-int8-smooth-0.5": lambda m: quantize_int8(m, tokenizer=TOKENIZER[0], alpha=0.5),
     "tuneoff-int8-smooth-0.8": lambda m: quantize_int8(m, tokenizer=TOKENIZER[0], alpha=0.8),
+    "tuneoff-int8-smooth-0.5-fp32-down": lambda m: quantize_int8(m, tokenizer=TOKENIZER[0], keep=("down_proj",)),
+    "tuneoff-int8-smooth-0.5-fp32-attn": lambda m: quantize_int8(m, tokenizer=TOKENIZER[0],
+                                                                 keep=("q_proj", "k_proj", "v_proj", "o_proj")),
     "torch-dynamic-x86": lambda m: dynamic_model(m),
     "torch-dynamic-x86-per-tensor": lambda m: dynamic_model(m, per_channel=False),
     "torch-dynamic-fbgemm": lambda m: dynamic_model(m, "fbgemm"),

@@ -125,18 +125,20 @@ def activation_maxima(model, tokenizer, linears: list[nn.Linear]) -> dict[nn.Lin
     return maxima
 
 
-def quantize_int8(model, device: str = "cpu", head: bool = False, tokenizer=None, alpha: float = 0.5):
+def quantize_int8(model, device: str = "cpu", head: bool = False, tokenizer=None, alpha: float = 0.5,
+                  keep: tuple[str, ...] = ()):
     """`model` with its decoder's linear layers replaced by `Int8Linear`, in place (and returned).
     `head`: the vocabulary head too (a candidate `bench/int8_candidates.py` measures; off for evaluation).
     `tokenizer`: smooth each layer's input channels (SmoothQuant, strength `alpha`) from activations on
-    CALIBRATION_TEXTS; None: plain per-token int8. CPU only."""
+    CALIBRATION_TEXTS; None: plain per-token int8. `keep`: layer names (e.g. `down_proj`) left in fp32.
+    CPU only."""
     if not str(device).startswith("cpu"):
         raise TuneoffError(f"dtype int8 runs on CPU only, not on '{device}'", field="dtype",
                            hint="on a GPU use dtype: bfloat16 or auto")
     check_int8_support()
     skip = None if head else model.get_output_embeddings()
     targets = [(parent, name, child) for parent in list(model.modules()) for name, child in parent.named_children()
-               if isinstance(child, nn.Linear) and child is not skip]
+               if isinstance(child, nn.Linear) and child is not skip and name not in keep]
     maxima = activation_maxima(model, tokenizer, [c for _, _, c in targets]) if tokenizer is not None else {}
     for parent, name, child in targets:
         setattr(parent, name, Int8Linear(child, maxima.get(child), alpha))

@@ -202,11 +202,11 @@ def load_model(spec: ModelSpec, trainable: bool = False):
             model = AutoModelForCausalLM.from_pretrained(path, **options)
     model.to(device)
     parameters = sum(p.numel() for p in model.parameters())  # counted before quantised layers hide theirs
+    tokenizer = load_tokenizer(spec.name)
     if precision == "int8":
         from .quantize import quantize_int8
 
-        quantize_int8(model, device)
-    tokenizer = load_tokenizer(spec.name)
+        quantize_int8(model, device, tokenizer=tokenizer)  # smoothed from calibration text (SmoothQuant)
     info = BackendInfo(name=spec.name, dtype=precision, device=device,
                        chat=bool(getattr(tokenizer, "chat_template", None)) and not marked_base(spec.name, base),
                        parameters=parameters,
