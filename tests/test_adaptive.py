@@ -62,21 +62,24 @@ MODELS = {"big": 0.92, "mid": 0.90, "small": 0.55}
 
 
 def run(tmp_path, monkeypatch, adaptive: dict | None, prices: dict[str, float], models: dict = MODELS,
-        fail_after: dict | None = None):
+        fail_after: dict | None = None, curves: dict | None = None):
     """`tuneoff run` on the fake models, into the folder's store: (comparison, store, items each model scored)."""
     import tuneoff.runner as runner
 
     tmp_path.mkdir(exist_ok=True)
     data = tmp_path / "test.tsv"
     data.write_text("label\tsentence\n" + "".join(f"{LABELS[k % 2]}\treview item {k}\n" for k in range(N_TEST)))
+    train = tmp_path / "train.tsv"  # demos for the curves; the fake model reads the item from the last turn
+    train.write_text("label\tsentence\n" + "".join(f"{LABELS[k % 2]}\tdemo {k}\n" for k in range(8)))
     backends = {name: KnownAccuracy(name, p, (fail_after or {}).get(name)) for name, p in models.items()}
     monkeypatch.setattr(runner, "load_backend", lambda spec: backends[spec.name])
     spec = {"name": "adaptive" if adaptive else "plain", "model": "big", "batch_size": 16,
-            "task": {"name": "sst2", "test": str(data), "input": "sentence", "target": "label",
-                     "labels": list(LABELS)},
+            "task": {"name": "sst2", "test": str(data), "train": str(train), "input": "sentence",
+                     "target": "label", "labels": list(LABELS)},
             "arms": [{"name": name, "model": name, "prompt": {"mode": "score"},
                       "prices": {"mode": "api", "input_per_1k_tokens": prices[name]}} for name in models],
             "probe": {"items": 0}, "constraints": {"monthly_requests": 100000},
+            **({"curves": curves} if curves else {}),
             "base_dir": str(tmp_path), "output": str(tmp_path / "out"),
             **({"adaptive": adaptive} if adaptive else {})}
     store = Store(tmp_path / f"{spec['name']}.sqlite")
@@ -130,6 +133,16 @@ def test_the_best_arm_stops_once_every_other_arm_is_settled(tmp_path, monkeypatc
     assert stops["big"].reason is StopReason.BEST
     assert stops["big"].items == max(stops["mid"].items, stops["small"].items) < N_TEST
     assert sum(scored.values()) <= 3 * N_TEST // 2
+
+
+def test_curve_points_score_the_items_their_arm_scored(tmp_path, monkeypatch):
+    """Under `adaptive:`, a curve of an arm settled early is on that arm's items: its own point (k=0 here)
+    is the arm's number from the cache, the other point costs its items only, not the whole split."""
+    fast, _, scored = run(tmp_path, monkeypatch, ADAPTIVE, CHEAP_MID, curves={"prompt_arm": "small", "shots": [0, 2]})
+    small = next(a for a in fast.arms if a.name == "small")
+    assert small.adaptive.items < N_TEST and scored["small"] == 2 * small.adaptive.items
+    curve = next(c for c in fast.curves if c.axis == "shots")
+    assert curve.arm == "small" and curve.points[0][:2] == (0, small.metric)
 
 
 def test_an_interrupted_adaptive_run_resumes_where_it_stopped(tmp_path, monkeypatch):

@@ -79,6 +79,19 @@ def evaluate_adaptively(ctx: RunContext) -> list[tuple[ArmEntry, int, list[Examp
     return out
 
 
+def items_scored(ctx: RunContext, arm: str) -> list[Example] | None:
+    """The test items `arm` scored in this experiment's adaptive evaluation (its prefix of the shuffled
+    order), from the stored stopping record, so a job in another process reads what this one did; None
+    without `adaptive:` (every item). Curve points score these, as repeats do (`runner.run_curves`)."""
+    if ctx.exp.adaptive is None:
+        return None
+    links = ctx.store.linked_runs(ctx.experiment_id, Role.ADAPTIVE.value)
+    stop = AdaptiveSummary.from_json(ctx.store.run(links[-1]["run_id"])["summary_json"]).stop(arm) if links else None
+    if stop is None:  # the arms unit runs before every curve point (`sweep.units.plan`): our bug
+        raise RuntimeError(f"no adaptive stopping record for arm {arm!r} of experiment {ctx.experiment_id}")
+    return shuffled(ctx.data.test, ctx.exp.adaptive.seed)[:stop.items]
+
+
 def _schedule(ctx: RunContext, lanes: dict[str, Lane], n: int) -> int:
     """Chunks and looks until every arm has stopped; sets each lane's stop; returns the looks taken."""
     spec = ctx.exp.adaptive

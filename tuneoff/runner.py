@@ -354,6 +354,18 @@ def run_curves(ctx: RunContext) -> None:
         n_train_point(ctx, tune, n)
 
 
+def on_curve_items(ctx: RunContext, entry: ArmEntry) -> RunContext:
+    """`ctx` with the test items a curve of `entry` scores: every item, or under `adaptive:` the items the
+    arm itself scored, so each point is on the same items as the arm (its own point exactly its number,
+    from the cache) and an arm settled early costs no full-split curve."""
+    import dataclasses
+
+    from .adaptive import items_scored
+
+    items = items_scored(ctx, entry.name)
+    return ctx if items is None else dataclasses.replace(ctx, data=dataclasses.replace(ctx.data, test=items))
+
+
 def curve_arms(exp: Experiment) -> tuple[ArmEntry | None, ArmEntry | None]:
     """(the prompt arm of the shots curve, the fine-tune arm of the n_train curve): named, else the
     first prompt arm that shows demos and the first fine-tune arm."""
@@ -370,7 +382,7 @@ def shots_point(ctx: RunContext, prompt: ArmEntry, k: int) -> None:
     """One point of the demos curve: the prompt arm with k demos."""
     # a tuned arm's points keep what its search chose, with k demos (no search per point)
     chosen = {**ctx.chosen_prompt[prompt.name], "optimise": None} if prompt.name in ctx.chosen_prompt else {}
-    evaluate_arm(ctx, prompt, overrides={**chosen, "shots": k}, role=Role.CURVE, x=k)
+    evaluate_arm(on_curve_items(ctx, prompt), prompt, overrides={**chosen, "shots": k}, role=Role.CURVE, x=k)
 
 
 def n_train_point(ctx: RunContext, tune: ArmEntry, n: int) -> None:
@@ -379,7 +391,7 @@ def n_train_point(ctx: RunContext, tune: ArmEntry, n: int) -> None:
         out = ctx.tuned[tune.name]  # the tuned arm's own model is this point
     else:
         out = train_arm(ctx, tune, overrides={"n_train": n}, role=Role.CURVE_TRAIN, x=n)
-    evaluate_arm(ctx, tune, model=str(out), role=Role.CURVE, x=n)
+    evaluate_arm(on_curve_items(ctx, tune), tune, model=str(out), role=Role.CURVE, x=n)
 
 
 def run_consistency(ctx: RunContext) -> None:

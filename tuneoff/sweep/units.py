@@ -47,10 +47,13 @@ def plan(exp: Experiment) -> list[Unit]:
         units = [Unit(f"arm:{e.name}", _teacher(exp, e) if e.kind == "finetune" else _weights(exp, e))
                  for e in arm_order(exp)]
     prompt, tune = curve_arms(exp)
+    scored = ("arms",) if exp.adaptive is not None else ()  # curve points score the items their arm scored
     if prompt:
-        units += [Unit(f"shots:{k}", _unique(_weights(exp, prompt) + _choices(exp, prompt))) for k in exp.curves.shots]
+        units += [Unit(f"shots:{k}", _unique(_weights(exp, prompt) + _choices(exp, prompt) + scored))
+                  for k in exp.curves.shots]
     if tune:
-        units += [Unit(f"n_train:{n}", _unique(_teacher(exp, tune) + _choices(exp, tune))) for n in exp.curves.n_train]
+        units += [Unit(f"n_train:{n}", _unique(_teacher(exp, tune) + _choices(exp, tune) + scored))
+                  for n in exp.curves.n_train]
     probed = consistency_arms(exp)
     if probed:
         units.append(Unit("consistency", _unique(sum((_weights(exp, e) + _choices(exp, e) for e in probed), ()))))
