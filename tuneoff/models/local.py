@@ -33,7 +33,8 @@ AUTO_INT8 = False
 """Whether `auto` picks int8 on a CPU with int8 dot products (VNNI/AMX-INT8) but no native bf16. Off:
 measured on the SST-2 benchmark (`bench/int8_candidates.py`, BENCHMARKS.md section 7), no int8 candidate
 agreed with fp32's predictions on >= 98% of the items, the bar for changing what `auto` runs (int8 with
-per-token activations: 75-91%; bf16 itself: 91-95%); `dtype: int8` stays available by hand. Tests flip it
+per-token activations: 75-91%, with SmoothQuant 83-95%; bf16 itself: 91-95%); `dtype: int8` stays
+available by hand. Tests flip it
 to check the choice itself."""
 
 GENERATOR_POLICIES = ("never", "single", "always")
