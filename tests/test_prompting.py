@@ -175,7 +175,7 @@ class CountingEmbedder:
         return self.inner.embed(texts)
 
 
-def test_similar_batch_selection_matches_one_by_one_and_embeds_each_item_once():
+def test_similar_batch_selection_matches_one_by_one_and_embeds_each_item_once(monkeypatch):
     items = [Example("when will my new card arrive", "card_arrival"), QUERY, POOL[2],
              Example("when will my new card arrive", "card_arrival")]
     embedder = CountingEmbedder([ex.input for ex in POOL])
@@ -186,6 +186,11 @@ def test_similar_batch_selection_matches_one_by_one_and_embeds_each_item_once():
     assert similar.select_many(items[::-1]) == one_by_one[::-1]   # a repeat: every item from the memo
     assert sorted(embedder.embedded) == sorted({ex.input for ex in items})
     assert similar.select(items[0]) == one_by_one[0] and embedder.embedded[-1] == items[0].input  # serving path
+    import tuneoff.prompting.demos as demos
+
+    monkeypatch.setattr(demos, "_ITEM_CACHE_MAX", 3)  # full: cleared, and the items it held still served
+    extra = Example("top up by card", "top_up")
+    assert similar.select_many(items + [extra]) == one_by_one + [similar.select(extra)]
     for how in ("first", "random", "stratified"):
         selector = make_selector(how, POOL, 2, labels=["card_arrival", "exchange_rate", "top_up"])
         assert selector.select_many(items) == [selector.select(ex) for ex in items]

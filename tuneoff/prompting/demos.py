@@ -179,16 +179,17 @@ class Similar:
 
     def select_many(self, examples: Sequence[Example]) -> list[list[Example]]:
         """The batch path (evaluation): unseen items embedded in one batch, seen ones from the memo."""
-        shared = self.embedder.name != "tfidf"
+        name, shared = self.embedder.name, self.embedder.name != "tfidf"
         texts = [ex.input for ex in examples]
-        todo = list(dict.fromkeys(t for t in texts if not shared or (self.embedder.name, t) not in _ITEM_CACHE))
+        known = {t: _ITEM_CACHE[(name, t)] for t in texts if shared and (name, t) in _ITEM_CACHE}
+        todo = [t for t in dict.fromkeys(texts) if t not in known]
         fresh = dict(zip(todo, self.embedder.embed(todo))) if todo else {}
         if shared:
             if len(_ITEM_CACHE) + len(fresh) > _ITEM_CACHE_MAX:
                 _ITEM_CACHE.clear()
-            _ITEM_CACHE.update({(self.embedder.name, t): v for t, v in fresh.items()})
-        vectors = [fresh[t] if t in fresh else _ITEM_CACHE[(self.embedder.name, t)] for t in texts]
-        return [self._closest(ex, v) for ex, v in zip(examples, vectors)]
+            _ITEM_CACHE.update({(name, t): v for t, v in fresh.items()})
+        known.update(fresh)
+        return [self._closest(ex, known[ex.input]) for ex in examples]
 
     def _closest(self, example: Example, vector: np.ndarray) -> list[Example]:
         sims = self.vectors @ vector
