@@ -73,14 +73,9 @@ CASES = {
 
 
 @pytest.fixture(scope="module")
-def good_dir(tmp_path_factory):
-    from conftest import build_tiny_llama, build_tokenizer
-
-    tok = build_tokenizer()
-    path = tmp_path_factory.mktemp("good") / "tiny"
-    build_tiny_llama(tok).save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
+def good_dir(tiny_dir):
+    """The tiny Llama folder every case copies and breaks (conftest's, never edited in place)."""
+    return tiny_dir
 
 
 @pytest.mark.parametrize("case", list(CASES))
