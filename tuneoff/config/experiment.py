@@ -307,10 +307,15 @@ def check_files(exp: Experiment) -> None:
             check_model(entry.model, f"arms[{i}].model")
 
 
+def _spec_not_path(name: str) -> bool:
+    """`embedded:NAME` or another `kind:...` spec (a served model's URL, `openai:NAME`): not a local path."""
+    return bool(re.match(r"[A-Za-z][\w.+-]*:", name))
+
+
 def beside(model: str, base_dir: str) -> str:
     """A relative local model path as the experiment's folder sees it, as its data files and output are;
     where nothing is there, the path as given (relative to the current folder, as before)."""
-    if model.startswith("embedded:") or re.match(r"[A-Za-z][\w.+-]*:", model) or Path(model).expanduser().is_absolute():
+    if _spec_not_path(model) or Path(model).expanduser().is_absolute():
         return model
     there = Path(base_dir) / model
     return str(there) if there.exists() else model
@@ -327,7 +332,7 @@ def check_model(name: str, field: str) -> None:
         except TuneoffError as exc:
             raise TuneoffError(exc.message, field=field, hint=exc.hint) from None
         return
-    if re.match(r"[A-Za-z][\w.+-]*:", name):  # `kind:...`, e.g. a served model's URL: its backend checks it
+    if _spec_not_path(name):  # `kind:...`, e.g. a served model's URL: its backend checks it
         return
     if not Path(name).expanduser().exists():
         raise TuneoffError(f"no model at '{name}'", field=field,
