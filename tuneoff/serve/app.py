@@ -89,8 +89,13 @@ class ChatRequest(Sampling):
     top_logprobs: Optional[int] = Field(None, ge=0, le=20)
 
 
+PROMPT_FORMS = "a string, a list of strings, a list of token ids or a list of lists of token ids"
+
+
 class CompletionRequest(Sampling):
-    prompt: Union[str, list[str]] = Field(min_length=1)
+    # every form OpenAI's spec allows, as vLLM takes them: text, texts, token ids, lists of token ids
+    # (lm-eval's `local-completions` sends token ids unless told `tokenized_requests=False`)
+    prompt: Union[str, list[str], list[int], list[list[int]]] = Field(min_length=1)
     logprobs: Optional[int] = Field(None, ge=0, le=5)
     echo: bool = False
 
@@ -153,6 +158,8 @@ def _install_errors(app: FastAPI) -> None:
         message = first.get("msg", "invalid request")
         if first.get("type") == "json_invalid":
             message, where = "the body is not valid JSON", None
+        elif where and where.split(".")[0] == "prompt":  # pydantic names a union's last member tried: say all
+            message, where = PROMPT_FORMS, "prompt"
         return error_response(400, f"{where + ': ' if where else ''}{message}", where)
 
     @app.exception_handler(StarletteHTTPException)

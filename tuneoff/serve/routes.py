@@ -105,12 +105,11 @@ class Handler:
 
     # -- /v1/completions -------------------------------------------------------------------------
     async def complete(self, body: CompletionRequest):
-        prompts = [body.prompt] if isinstance(body.prompt, str) else list(body.prompt)
-        if not prompts:
-            raise ApiError(400, "prompt: give at least one prompt", "prompt")
+        prompts = self._prompts(body.prompt)
         if body.stream and len(prompts) > 1:
             raise ApiError(400, "streaming takes a single prompt", "prompt")
         encoded = [self._encode_prompt(p) for p in prompts]
+        prompts = [p if isinstance(p, str) else self.backend.tokenizer.decode(p) for p in prompts]  # echo's text
         checked = [self._check(body, ids, body.max_tokens or 16) for _, ids in encoded]
         config = config_of(body, *checked[0])
         rid, created = new_id("cmpl"), int(time.time())
@@ -129,10 +128,24 @@ class Handler:
             return stream_response(_whole_completion_stream(head, choices[0], total, body))
         return {**head, "choices": choices, "usage": _usage(total)}
 
-    def _encode_prompt(self, prompt: str) -> tuple[list[dict] | None, list[int]]:
-        if self.arm.prompter is None:  # a bare model continues the raw text
-            return None, self.backend.encode(prompt)
-        return self._encode_chat([{"role": "user", "content": prompt}])
+    def _prompts(self, prompt) -> list[str | list[int]]:
+        """The request's prompts, each a text or a list of token ids (the four forms of the spec)."""
+        if isinstance(prompt, str) or (prompt and isinstance(prompt[0], int)):
+            prompt = [prompt]
+        if not prompt or any(len(p) == 0 for p in prompt):
+            raise ApiError(400, "prompt: give at least one prompt, none of them empty", "prompt")
+        vocab = len(self.backend.tokenizer)
+        for p in prompt:
+            if not isinstance(p, str) and not all(0 <= t < vocab for t in p):
+                raise ApiError(400, f"prompt: token ids must lie in [0, {vocab})", "prompt")
+        return prompt
+
+    def _encode_prompt(self, prompt: str | list[int]) -> tuple[list[dict] | None, list[int]]:
+        if self.arm.prompter is None:  # a bare model continues the raw text, or takes the ids as they are
+            return None, self.backend.encode(prompt) if isinstance(prompt, str) else list(prompt)
+        # an arm wraps the user's text: token ids are the text they decode to
+        text = prompt if isinstance(prompt, str) else self.backend.tokenizer.decode(prompt)
+        return self._encode_chat([{"role": "user", "content": text}])
 
     async def _echo(self, chat, ids: list[int], config, logprobs: int):
         """A completion with the prompt's token log-probabilities first. One greedy token (how clients ask
