@@ -7,8 +7,10 @@ transformers' batched bf16 `generate` serves many rows per weight read, and meas
 `engine: auto` sends single requests (`tuneoff ask`, latency) to llama.cpp and batches to transformers.
 Scoring always stays in transformers: it needs the exact log-probabilities of the dequantised model.
 
-Only models that *are* a GGUF (embedded ones, `.gguf` files) can use it: a fine-tuned model is a
-transformers directory, and converting it back to GGUF is llama.cpp's own tooling, not ours.
+Only models that *are* a GGUF (embedded ones, `.gguf` files) can use it; a fine-tuned arm can through
+its `tuneoff export` GGUF. Before the first use on a machine, `engine_probe` runs a tiny generation in a
+child process, so a llama.cpp build that crashes (AMX on some virtualised Xeons) falls back to
+transformers instead of taking the process down.
 """
 
 from __future__ import annotations
@@ -56,6 +58,12 @@ def generator_for(spec: ModelSpec, device: str) -> tuple[LlamaCppGenerator | Non
         return None, "never"
     import torch
 
+    from .engine_probe import probe
+
+    if not installed():
+        raise MissingPackageError("the llama.cpp engine needs llama-cpp-python", hint=f"run: {INSTALL}")
+    if not probe(gguf).ok:  # a build that crashes here would take the process down: transformers instead
+        return None, "never"
     # auto: only single requests; batched evaluation measured faster in transformers (module docstring)
     policy = "always" if spec.engine == "llamacpp" else "single"
     return LlamaCppGenerator(gguf, torch.get_num_threads()), policy
