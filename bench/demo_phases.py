@@ -20,7 +20,7 @@ from common import machine  # noqa: E402
 
 from tuneoff.config.experiment import load_experiment  # noqa: E402
 from tuneoff.models import resolve_dir  # noqa: E402
-from tuneoff.runner import run_experiment  # noqa: E402
+from tuneoff.experiment import run_experiment  # noqa: E402
 from tuneoff.store import Store  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -24,7 +24,7 @@ from common import machine  # noqa: E402
 from tuneoff.compare.rebuild import comparison_from_store  # noqa: E402
 from tuneoff.config.experiment import Experiment, load_experiment  # noqa: E402
 from tuneoff.config.specs import from_dict  # noqa: E402
-from tuneoff.runner import run_experiment  # noqa: E402
+from tuneoff.experiment import run_experiment  # noqa: E402
 from tuneoff.store import Store  # noqa: E402
 from tuneoff.sweep import run_jobs, threads_per_job  # noqa: E402
 

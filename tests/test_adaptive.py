@@ -64,7 +64,8 @@ MODELS = {"big": 0.92, "mid": 0.90, "small": 0.55}
 def run(tmp_path, monkeypatch, adaptive: dict | None, prices: dict[str, float], models: dict = MODELS,
         fail_after: dict | None = None, curves: dict | None = None):
     """`tuneoff run` on the fake models, into the folder's store: (comparison, store, items each model scored)."""
-    import tuneoff.runner as runner
+    import tuneoff.experiment.context as context
+    from tuneoff.experiment import run_experiment
 
     tmp_path.mkdir(exist_ok=True)
     data = tmp_path / "test.tsv"
@@ -72,7 +73,7 @@ def run(tmp_path, monkeypatch, adaptive: dict | None, prices: dict[str, float], 
     train = tmp_path / "train.tsv"  # demos for the curves; the fake model reads the item from the last turn
     train.write_text("label\tsentence\n" + "".join(f"{LABELS[k % 2]}\tdemo {k}\n" for k in range(8)))
     backends = {name: KnownAccuracy(name, p, (fail_after or {}).get(name)) for name, p in models.items()}
-    monkeypatch.setattr(runner, "load_backend", lambda spec: backends[spec.name])
+    monkeypatch.setattr(context, "load_backend", lambda spec: backends[spec.name])
     spec = {"name": "adaptive" if adaptive else "plain", "model": "big", "batch_size": 16,
             "task": {"name": "sst2", "test": str(data), "train": str(train), "input": "sentence",
                      "target": "label", "labels": list(LABELS)},
@@ -83,7 +84,7 @@ def run(tmp_path, monkeypatch, adaptive: dict | None, prices: dict[str, float], 
             "base_dir": str(tmp_path), "output": str(tmp_path / "out"),
             **({"adaptive": adaptive} if adaptive else {})}
     store = Store(tmp_path / f"{spec['name']}.sqlite")
-    experiment_id = runner.run_experiment(from_dict(Experiment, spec), store)
+    experiment_id = run_experiment(from_dict(Experiment, spec), store)
     return comparison_from_store(store, experiment_id), store, {n: b.scored for n, b in backends.items()}
 
 

@@ -28,10 +28,10 @@ def test_an_upward_import_breaks_the_contract(tmp_path):
     shutil.copytree(ROOT / "tuneoff", tmp_path / "tuneoff", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
     errors = tmp_path / "tuneoff" / "errors.py"
-    errors.write_text(errors.read_text() + "\n\ndef _cycle():\n    from . import runner  # noqa\n")
+    errors.write_text(errors.read_text() + "\n\ndef _cycle():\n    from . import experiment  # noqa\n")
     result = lint_imports(tmp_path, tmp_path)
     assert result.returncode != 0
-    assert "tuneoff.errors is not allowed to import tuneoff.runner" in result.stdout
+    assert "tuneoff.errors is not allowed to import tuneoff.experiment" in result.stdout
 
 
 @pytest.mark.parametrize("what", ["examples/sst2.yaml", "examples/banking77.yaml", "examples/translation-task.yaml"])

@@ -127,18 +127,19 @@ def test_probe_and_ood_settings_are_checked_with_their_field():
 def fake_run(tmp_path, monkeypatch):
     """`tuneoff run` with every model load answered by the fake: 8 test items, one batch of 8 in the
     evaluation (each item waits at least 0.16 s), single requests 0.02 s (plus the machine's overhead)."""
-    import tuneoff.runner as runner
+    import tuneoff.experiment.context as context
+    from tuneoff.experiment import run_experiment
     from tuneoff.compare.rebuild import comparison_from_store
 
     data = tmp_path / "test.tsv"
     data.write_text("label\tsentence\n" + "".join(f"{ex.target}\t{ex.input}\n" for ex in items(8)))
     backend = SlowBatchBackend()
-    monkeypatch.setattr(runner, "load_backend", lambda spec: backend)
+    monkeypatch.setattr(context, "load_backend", lambda spec: backend)
     spec = experiment(model="fake", batch_size=8, probe={"items": 4, "concurrency": 2},
                       constraints={"latency_p95_s": 0.12}, base_dir=str(tmp_path), output=str(tmp_path / "out"))
     spec["task"].update(test=str(data), input="sentence", target="label")
     store = Store(tmp_path / "store.sqlite")
-    experiment_id = runner.run_experiment(from_dict(Experiment, spec), store)
+    experiment_id = run_experiment(from_dict(Experiment, spec), store)
     return comparison_from_store(store, experiment_id)
 
 

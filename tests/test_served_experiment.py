@@ -20,7 +20,7 @@ from tuneoff.errors import TuneoffError
 from tuneoff.prompting import TaskContext, prepare
 from tuneoff.prompting.arm import PromptArm
 from tuneoff.records import Role
-from tuneoff.runner import run_experiment
+from tuneoff.experiment import run_experiment
 from tuneoff.serve import ServedArm, ServeOptions, ServerThread, arm_from_store, build
 from tuneoff.store import Store
 

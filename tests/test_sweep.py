@@ -21,7 +21,8 @@ from tuneoff.cli import build_app
 from tuneoff.config.experiment import load_experiment
 from tuneoff.errors import TuneoffError
 from tuneoff.store import Store, filesystem_type, journal_mode
-from tuneoff.sweep import plan, run_stored_unit, threads_per_job, waves
+from tuneoff.experiment import Unit, UnitKind, plan, waves
+from tuneoff.sweep import run_stored_unit, threads_per_job
 
 ROOT = Path(__file__).resolve().parents[1]
 GOOD = Path(__file__).parent / "fixtures" / "good"
@@ -82,6 +83,28 @@ def numbers(report: dict) -> dict:
             "tuning": [(a["name"], (a.get("tuning") or {}).get("chosen")) for a in report["arms"]]}
 
 
+TIMED = ("second", "latency", "throughput", "wall", "per_s", "p50", "p95")
+"""Metric names that are times: they differ between any two runs."""
+
+
+def stored(store_path: Path, experiment_id: int = 1) -> dict:
+    """What the store holds for an experiment, run by run: for every linked run (by role, arm and x;
+    run ids differ between executors) its metrics with their CIs, times left out, and its per-item
+    predictions (item, input, output, prediction, correct)."""
+    store = Store(store_path)
+    out = {}
+    for link in store.linked_runs(experiment_id):
+        if link["role"] in ("finetune", "repeat_train", "curve_train", "tuning", "probe"):
+            continue  # training and timing runs: their numbers are times and losses of the same seeds
+        metrics = {name: (row["value"], row["ci_low"], row["ci_high"])
+                   for name, row in store.metrics(link["run_id"]).items() if not any(t in name for t in TIMED)}
+        items = [(r["item"], r["example_id"], r["input"], r["output"], r["prediction"], r["correct"])
+                 for r in store.predictions(link["run_id"])]
+        out[(link["role"], link["arm"], link["x"])] = (metrics, items)
+    store.close()
+    return out
+
+
 def run_cli(*args: str) -> str:
     result = CliRunner().invoke(build_app(), ["run", *args], terminal_width=200)
     assert result.exit_code == 0, result.output
@@ -89,10 +112,10 @@ def run_cli(*args: str) -> str:
 
 
 def reference(tmp: Path, model: Path, full: bool) -> dict:
-    """The numbers of a single `tuneoff run --jobs 1` (today's runner, one process)."""
+    """The numbers of a single `tuneoff run` (the plan's units in order, in this process), and what it stored."""
     path = write(tmp, model, full)
-    run_cli(str(path), "--store", str(tmp / "store.sqlite"), "--jobs", "1")
-    return json.loads((tmp / "out" / "report.json").read_text())
+    run_cli(str(path), "--store", str(tmp / "store.sqlite"))
+    return {**json.loads((tmp / "out" / "report.json").read_text()), "stored": stored(tmp / "store.sqlite")}
 
 
 @pytest.fixture(scope="module")
@@ -136,12 +159,15 @@ def test_jobs_2_gives_the_numbers_of_jobs_1(single, tiny_dir, tmp_path):
     assert "10 units on 2 processes" in output and "arm:lora done" in output and "Recommendation:" in output
     parallel = json.loads((tmp_path / "out" / "report.json").read_text())
     assert numbers(parallel) == numbers(single)
+    # the store itself: every evaluation's metrics, CIs and per-item predictions, run for run
+    assert stored(tmp_path / "store.sqlite") == single["stored"]
+    assert len(single["stored"]) >= 12  # arms, repeats, curve points, consistency, flexibility, searches
     assert [a["name"] for a in parallel["arms"]] == ["zero-shot", "few-shot", "lora", "lora+few"]
     store = Store(tmp_path / "store.sqlite")
     units = store.units(1)
     assert len(units) == 10 and {u["status"] for u in units.values()} == {"done"}
-    assert json.loads(units["arm:lora"]["state_json"])["chosen"]["lora"]["learning_rate"] in (1e-3, 1e-2)
-    assert json.loads(units["arm:zero-shot"]["state_json"])["chosen_prompt"]["zero-shot"]["calibration"]
+    assert json.loads(units["arm:lora"]["state_json"])["arms"]["lora"]["chosen"]["learning_rate"] in (1e-3, 1e-2)
+    assert json.loads(units["arm:zero-shot"]["state_json"])["arms"]["zero-shot"]["prompt"]["calibration"]
     # one training per model folder: the arm's own model is also the curve's n=16 point
     assert store.db.execute("SELECT COUNT(*) FROM runs WHERE kind='finetune' AND status='done'").fetchone()[0] == \
         len({json.loads(r[0])["output_dir"] for r in store.db.execute(
@@ -168,11 +194,10 @@ def test_two_jobs_that_want_the_same_model_folder_train_it_once(tiny_dir, tmp_pa
 
 
 def test_a_failed_unit_is_reported_and_the_units_that_need_it_are_skipped(tmp_path):
-    from tuneoff.sweep import Unit
     from tuneoff.sweep.local import Job, schedule
 
     said = []
-    units = [Unit("arm:a"), Unit("arm:b", ("arm:a",)), Unit("arm:c")]
+    units = [Unit(UnitKind.ARM, "a"), Unit(UnitKind.ARM, "b", needs=("arm:a",)), Unit(UnitKind.ARM, "c")]
     # the store path is a folder: every job fails to start, with the store's one-line error
     failed = schedule(units, 2, 1, lambda u: Job(str(tmp_path), 1, u.name, str(tmp_path / f"{u.name}.log")), said.append)
     assert failed["arm:b"] == "skipped, it needs arm:a"
@@ -233,6 +258,7 @@ def test_an_emitted_slurm_array_run_line_by_line_gives_the_numbers_of_jobs_1(sin
     assert "Recommendation:" in done.stdout
     emitted = json.loads((tmp_path / "out" / "report.json").read_text())
     assert numbers(emitted) == numbers(single_small)
+    assert stored(db) == single_small["stored"]
     assert json.loads(Store(db).experiment(1)["summary_json"])["jobs"] == 4
 
 

@@ -16,7 +16,7 @@ from tuneoff.errors import TuneoffError
 from tuneoff.finetune import run_finetune
 from tuneoff.finetune.run import Selection
 from tuneoff.store import Store
-from tuneoff.tuning import candidates, rungs
+from tuneoff.experiment.tuning import candidates, rungs
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread

@@ -281,7 +281,7 @@ def run(
 
 
 def _run_and_report(exp, db, open_report: bool, full: bool = False) -> None:
-    from .runner import run_experiment
+    from .experiment import run_experiment
 
     experiment_id = run_experiment(exp, db, console)
     _report(db, experiment_id, exp.output_dir(), open_report, full)

@@ -302,13 +302,40 @@ class AdaptiveSummary(Record):
 
 
 @dataclass
-class UnitState(Record):
-    """What a finished unit of a sweep leaves for the units that need it (`experiment_units.state_json`):
-    the runner's in-memory choices, so a job in another process starts where a single run would be."""
+class ArmState(Record):
+    """What the work on one arm of an experiment leaves for later work (its repeats, curve points,
+    probes, the combined arms on its model): kept in memory by a single run, and in each finished
+    unit's record (`UnitState`) for the units of a sweep that need it."""
 
-    tuned: dict[str, str] = field(default_factory=dict)
-    """Fine-tune arm name -> its trained (or tuning-chosen) model directory."""
-    chosen: dict[str, dict] = field(default_factory=dict)
-    """Tuned fine-tune arm name -> the options its search chose (curve points and repeats train with them)."""
-    chosen_prompt: dict[str, dict] = field(default_factory=dict)
-    """Optimised prompt arm name -> the instruction and calibration its search chose."""
+    model: str | None = None
+    """A fine-tune arm's trained (or tuning-chosen) model directory."""
+    chosen: dict | None = None
+    """A tuned fine-tune arm: the options its search chose (curve points and repeats train with them)."""
+    prompt: dict | None = None
+    """A searched prompt arm: the instruction and calibration its search chose."""
+
+    def update(self, other: "ArmState") -> None:
+        """Take what `other` knows (a unit that ran later on the same arm)."""
+        for name in ("model", "chosen", "prompt"):
+            if getattr(other, name) is not None:
+                setattr(self, name, getattr(other, name))
+
+
+@dataclass
+class UnitState(Record):
+    """What a finished unit leaves for the units that need it (`experiment_units.state_json`): the
+    states of the arms it worked on, so a unit in another process starts where a single run would be."""
+
+    arms: dict[str, ArmState] = field(default_factory=dict)
+    """Arm name -> what this unit learnt about it (only the arms it changed)."""
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "UnitState":
+        if "arms" in data:
+            return cls({name: ArmState.from_dict(state) for name, state in data["arms"].items()})
+        # the layout before arm states (tuned / chosen / chosen_prompt maps): a sweep begun by an older tuneoff
+        arms: dict[str, ArmState] = {}
+        for key, field_name in (("tuned", "model"), ("chosen", "chosen"), ("chosen_prompt", "prompt")):
+            for name, value in (data.get(key) or {}).items():
+                setattr(arms.setdefault(name, ArmState()), field_name, value)
+        return cls(arms)

@@ -103,7 +103,7 @@ def test_missing_labels_file_and_model_fail_at_load_with_their_line(project, tmp
 
 
 def test_a_data_file_deleted_mid_experiment_is_one_clear_error(project, tmp_path, monkeypatch):
-    import tuneoff.runner as runner
+    import tuneoff.experiment.arms as runner
 
     flex = tmp_path / "flex.jsonl"
     shutil.copy(project["data"], flex)

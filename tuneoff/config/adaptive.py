@@ -1,6 +1,6 @@
 """`adaptive:` in an experiment: score the arms' test split in interleaved chunks of the same items and
 stop each arm once its comparison with the best arm is settled by an anytime-valid confidence
-sequence (`tuneoff.compare.sequential`); the scheduling lives in `tuneoff.adaptive`."""
+sequence (`tuneoff.compare.sequential`); the scheduling lives in `tuneoff.experiment.adaptive`."""
 
 from __future__ import annotations
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import string
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Sequence
 
@@ -23,6 +24,25 @@ from .task import TaskData, TaskSpec, load_task
 from .tuning import TuningSpec, grid
 
 SUPPORTED_VERSIONS = (1,)
+
+
+class ArmKind(str, Enum):
+    """What an arm changes: the prompt, the weights, or both (a prompt arm on a fine-tune arm's model)."""
+
+    PROMPT = "prompt"
+    FINETUNE = "finetune"
+    COMBINED = "combined"
+    """A prompt arm on the model a fine-tune arm of the experiment trained (`finetuned: ARM`)."""
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+    @property
+    def changes_weights(self) -> bool:
+        return self is not ArmKind.PROMPT
 
 
 @dataclass
@@ -61,8 +81,15 @@ class ArmEntry:
                                field="finetuned")
 
     @property
-    def kind(self) -> str:
-        return "finetune" if self.finetune is not None else ("combined" if self.finetuned else "prompt")
+    def kind(self) -> ArmKind:
+        if self.finetune is not None:
+            return ArmKind.FINETUNE
+        return ArmKind.COMBINED if self.finetuned else ArmKind.PROMPT
+
+    @property
+    def teacher(self) -> str | None:
+        """The arm whose answers a distilled fine-tune arm trains on (`finetune.teacher`)."""
+        return (self.finetune or {}).get("teacher")
 
 
 @dataclass

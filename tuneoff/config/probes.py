@@ -1,6 +1,6 @@
 """Checks an experiment runs on every arm besides its test evaluation: the serving probe (latency and
 throughput as a user would see them) and the out-of-domain test set. Plain config dataclasses, read
-from YAML with the experiment; the measuring lives in `tuneoff.evaluate.probe` and `tuneoff.runner`.
+from YAML with the experiment; the measuring lives in `tuneoff.evaluate.probe` and `tuneoff.experiment`.
 """
 
 from __future__ import annotations

@@ -21,10 +21,9 @@ from ..config.specs import to_dict
 from ..config.task import load_task
 from ..errors import TuneoffError
 from ..locks import hold
+from ..experiment import RunContext, plan, run_unit, unit_named
 from ..records import ExperimentSummary, UnitState
-from ..runner import RunContext
 from ..store import Store
-from .units import plan, run_unit, unit_named
 
 
 def anchored(exp: Experiment) -> Experiment:

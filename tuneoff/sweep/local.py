@@ -5,7 +5,7 @@ Workers are spawned (not forked: a forked copy of a process that has loaded torc
 thread pools) and each uses cores // N threads, so N jobs do not oversubscribe the machine. All of
 them write the one store: SQLite serialises the writes (WAL, a 30 s busy timeout, each chunk one
 transaction), an identical evaluation waits for the first and answers from its calls, and a model
-folder two jobs would both train is trained by the first (`runner.train_arm` waits on its claim).
+folder two jobs would both train is trained by the first (`experiment.arms.train_arm` waits on its claim).
 Each worker's output goes to a log file; the terminal shows units starting and ending.
 """
 
@@ -25,7 +25,7 @@ from ..errors import TuneoffError
 from ..locks import hold
 from ..store import Store
 from .job import finish_sweep, open_sweep, run_stored_unit, unit_file_name
-from .units import Unit, plan
+from ..experiment import Unit, plan
 
 
 @dataclass(frozen=True)

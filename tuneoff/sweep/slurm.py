@@ -24,7 +24,7 @@ from ..config.experiment import Experiment
 from ..errors import TuneoffError
 from ..store import NETWORK_FILESYSTEMS, Store, filesystem_type
 from .job import open_sweep
-from .units import plan, waves
+from ..experiment import plan, waves
 
 
 @dataclass(frozen=True)

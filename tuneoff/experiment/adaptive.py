@@ -1,7 +1,7 @@
 """Adaptive test evaluation (`adaptive:` in an experiment): the arms' test split in interleaved chunks
 of the same items, each arm stopping once its comparison with the best arm is settled.
 
-After every arm has trained and tuned (`tuneoff.runner`), the test split is shuffled with the spec's
+After every arm has trained and tuned (`arms.prepare_arm`), the test split is shuffled with the spec's
 seed and every running arm scores the next `chunk` items of that order. After each chunk (from
 `min_items` on) the leader is the running arm with the highest mean score, and each other running
 arm is compared with it on their paired items by the anytime-valid confidence sequence of
@@ -16,19 +16,15 @@ from __future__ import annotations
 
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
-
 import numpy as np
 
-from .compare.sequential import Settled, confidence_sequence, look
-from .config.experiment import ArmEntry, build_prompt_arm
-from .data import Example
-from .evaluate.engine import EvalSession, evaluation
-from .prompting import TaskContext
-from .records import AdaptiveStop, AdaptiveSummary, Role, StopReason
-
-if TYPE_CHECKING:
-    from .runner import RunContext
+from ..compare.sequential import Settled, confidence_sequence, look
+from ..config.experiment import ArmEntry, build_prompt_arm
+from ..data import Example
+from ..evaluate.engine import EvalSession, evaluation
+from ..prompting import TaskContext
+from ..records import AdaptiveStop, AdaptiveSummary, Role, StopReason
+from .context import RunContext
 
 
 def shuffled(items: list[Example], seed: int) -> list[Example]:
@@ -82,12 +78,12 @@ def evaluate_adaptively(ctx: RunContext) -> list[tuple[ArmEntry, int, list[Examp
 def items_scored(ctx: RunContext, arm: str) -> list[Example] | None:
     """The test items `arm` scored in this experiment's adaptive evaluation (its prefix of the shuffled
     order), from the stored stopping record, so a job in another process reads what this one did; None
-    without `adaptive:` (every item). Curve points score these, as repeats do (`runner.run_curves`)."""
+    without `adaptive:` (every item). Curve points score these, as repeats do (`studies.on_curve_items`)."""
     if ctx.exp.adaptive is None:
         return None
     links = ctx.store.linked_runs(ctx.experiment_id, Role.ADAPTIVE.value)
     stop = AdaptiveSummary.from_json(ctx.store.run(links[-1]["run_id"])["summary_json"]).stop(arm) if links else None
-    if stop is None:  # the arms unit runs before every curve point (`sweep.units.plan`): our bug
+    if stop is None:  # the arms unit runs before every curve point (`plan.plan`): our bug
         raise RuntimeError(f"no adaptive stopping record for arm {arm!r} of experiment {ctx.experiment_id}")
     return shuffled(ctx.data.test, ctx.exp.adaptive.seed)[:stop.items]
 
@@ -126,7 +122,7 @@ def _schedule(ctx: RunContext, lanes: dict[str, Lane], n: int) -> int:
 
 def _prepared(ctx: RunContext, entry: ArmEntry):
     """(backend, the PromptArm to score): an arm with `optimise` (tune: true) is searched on dev first."""
-    from .evaluate.optimise import optimise
+    from ..evaluate.optimise import optimise
 
     arm = build_prompt_arm(entry, ctx.exp.task, tuning=ctx.exp.tuning)
     backend = ctx.backend(ctx.weights_of(entry))
@@ -134,5 +130,5 @@ def _prepared(ctx: RunContext, entry: ArmEntry):
         return backend, arm
     with ctx.phase(f"{arm.name}: optimise"):
         optimised = optimise(backend, arm, ctx.data.train, ctx.data.dev, ctx.data, store=ctx.store)
-    ctx.record_search(entry.name, optimised)  # as `runner.evaluate_arm` does for a searched arm
+    ctx.record_search(entry.name, optimised)  # as `arms.evaluate_arm` does for a searched arm
     return backend, optimised.arm

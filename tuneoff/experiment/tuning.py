@@ -18,11 +18,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config.experiment import ArmEntry, build_finetune_arm, build_prompt_arm
-from .config.tuning import FinetuneTuning, grid
-from .data import digest
-from .finetune.outputs import is_finished
-from .records import Role, TrainStats, TuningSummary
+from ..config.experiment import ArmEntry, build_finetune_arm, build_prompt_arm
+from ..config.tuning import FinetuneTuning, grid
+from ..data import digest
+from ..finetune.outputs import is_finished
+from ..records import Role, TrainStats, TuningSummary
+from .context import RunContext
 
 
 @dataclass
@@ -48,7 +49,7 @@ class Trial:
 def candidates(entry: ArmEntry, spec: FinetuneTuning) -> list[dict]:
     """The arm's candidate options: its listed values; with none listed for the learning rate,
     the method's (or the arm's) rate and the spec's multiples of it."""
-    from .finetune.spec import DEFAULT_LR
+    from ..finetune.spec import DEFAULT_LR
 
     combos = grid(entry.finetune)
     if "learning_rate" in (entry.finetune or {}) and isinstance(entry.finetune["learning_rate"], list):
@@ -73,7 +74,7 @@ def rungs(n: int, max_epochs: int, halving: bool) -> list[int]:
     return points + [max_epochs]
 
 
-def tune_finetune(ctx, entry: ArmEntry) -> tuple[Path, dict]:
+def tune_finetune(ctx: RunContext, entry: ArmEntry) -> tuple[Path, dict]:
     """Search the arm's candidates on dev; returns (chosen model directory, chosen options)."""
     spec = ctx.exp.tuning.finetune
     options = candidates(entry, spec)
@@ -122,9 +123,9 @@ def _link_chosen(ctx, entry: ArmEntry, tuning_run: int, out: Path, train_run: in
 
 
 def _train_trial(ctx, entry: ArmEntry, trial: Trial, spec: FinetuneTuning, pause_at: int | None) -> None:
-    from .finetune import run_finetune
-    from .finetune.checkpoint import complete_checkpoints
-    from .finetune.run import Selection
+    from ..finetune import run_finetune
+    from ..finetune.checkpoint import complete_checkpoints
+    from ..finetune.run import Selection
 
     if is_finished(trial.out):
         meta = json.loads((trial.out / "tuneoff.json").read_text())
@@ -159,10 +160,10 @@ class DevScorer:
     tokenizer: object = field(default=None, repr=False)
 
     def __call__(self, model, epoch: int, step: int) -> float:
-        from .evaluate import evaluate
-        from .models import BackendInfo, load_tokenizer
-        from .models.local import TransformersBackend
-        from .prompting import TaskContext
+        from ..evaluate import evaluate
+        from ..models import BackendInfo, load_tokenizer
+        from ..models.local import TransformersBackend
+        from ..prompting import TaskContext
 
         self.tokenizer = self.tokenizer or load_tokenizer(self.base)
         info = BackendInfo(name=f"tune:{self.name}@step{step}", dtype="bfloat16-autocast" if self.bf16 else "float32",
@@ -176,8 +177,8 @@ class DevScorer:
 def training_format(ctx, entry: ArmEntry):
     """(formatter, chat model?): a fine-tune trains on exactly the prompt format its arm is evaluated
     with (chat messages, or completion text on a base model)."""
-    from .models.weights import is_chat_model
-    from .prompting import TaskContext, prepare
+    from ..models.weights import is_chat_model
+    from ..prompting import TaskContext, prepare
 
     chat = is_chat_model(entry.model or ctx.exp.model)
     prompter = prepare(build_prompt_arm(entry, ctx.exp.task), TaskContext.of(ctx.data), chat_model=chat)
