@@ -21,7 +21,7 @@ def comparison():
     few = arm("few-shot", "prompt", [1] * 70 + [0] * 30, tokens_in=600, spr=0.3)
     lora = arm("lora", "finetune", [1] * 90 + [0] * 10, setup=100)
     few.inputs = ["text"] * 100
-    few.inputs[75] = EVIL  # an item the arms disagree on: shown in the side-by-side sample
+    few.inputs[75] = EVIL  # an item the arms disagree on: shown in the item explorer
     few.tuning = {"trials": 7, "minutes": 1.5, "dev_metric": 0.71, "chosen": "shots=8, calibration=contextual", "of": None}
     lora.tuning = {"trials": 3, "minutes": 4.2, "dev_metric": 0.88, "chosen": "learning_rate=0.0005", "of": None}
     curves = [Curve("few-shot", "shots", [(0, 0.5, 0.4, 0.6), (8, 0.7, 0.6, 0.8)]),
@@ -35,7 +35,7 @@ def comparison():
 def test_report_escapes_dataset_text(comparison, tmp_path):
     paths = write_report(comparison, PriceTable(), tmp_path)
     html = paths["html"].read_text()
-    assert EVIL not in html and "&lt;script&gt;" in html
+    assert EVIL not in html and "\\u003cscript\\u003e" in html  # the explorer's data: text, escaped
     assert "demo $x$ &lt;b&gt;" in html
     assert html.count("<svg") >= 5  # scatter, curves, break-even, latency, 2 confusion matrices
 

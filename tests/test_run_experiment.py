@@ -141,6 +141,26 @@ def test_report_rerenders_from_the_store_alone(experiment, tmp_path):
     assert second["arms"] == first["arms"] and second["rows"] == first["rows"]
 
 
+def test_report_exports_every_item_with_raw_outputs_from_the_store(experiment, tmp_path):
+    path, db, _ = experiment
+    first = json.loads((path.parent / "out" / "report.json").read_text())
+    out = tmp_path / "items.jsonl"
+    result = CliRunner().invoke(build_app(), ["report", str(first["experiment_id"]), "--store", str(db),
+                                              "--output", str(tmp_path / "r"), "--items", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    store = Store(db)
+    arms = {a["name"]: a for a in first["arms"]}  # an earlier test may have re-run the experiment: read its own
+    cot = {r["example_id"]: r for r in store.predictions(arms["cot"]["run_id"])}
+    assert [r["id"] for r in rows] == arms["zero-shot"]["item_ids"] and set(rows[0]["arms"]) == set(arms)
+    for row in rows:  # the chain of thought's raw generation and its parsed answer, as stored
+        cell = row["arms"]["cot"]
+        assert cell["output"] == cot[row["id"]]["output"] and cell["prediction"] == cot[row["id"]]["prediction"]
+        assert cell["score"] == (1.0 if cell["prediction"] == row["target"] else 0.0)
+    html = (tmp_path / "r" / "report.html").read_text()
+    assert 'id="explorer-data"' in html and all(json.dumps(r["id"]) in html for r in rows)
+
+
 def test_bad_experiment_names_file_line_and_field(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("version: 1\nname: x\ntask:\n  name: t\n  train: a.tsv\narms:\n  - name: z\n    prompt:\n"

@@ -287,7 +287,8 @@ def _run_and_report(exp, db, open_report: bool, full: bool = False) -> None:
     _report(db, experiment_id, exp.output_dir(), open_report, full)
 
 
-def _report(db, experiment_id: int, outdir: Path, open_report: bool, full: bool = False) -> None:
+def _report(db, experiment_id: int, outdir: Path, open_report: bool, full: bool = False):
+    """Rebuild the comparison from the store, write the report files, print the summary; returns the comparison."""
     from .report import write_report
     from .compare.rebuild import comparison_from_store
 
@@ -306,6 +307,7 @@ def _report(db, experiment_id: int, outdir: Path, open_report: bool, full: bool 
         import webbrowser
 
         webbrowser.open(paths["html"].resolve().as_uri())
+    return comparison
 
 
 def comparison_prices(db, experiment_id: int):
@@ -320,12 +322,20 @@ def report(
     store: StoreOpt = None,
     open_report: Annotated[bool, typer.Option("--open", help="Open the HTML report in a browser.")] = False,
     full: FullOpt = False,
+    items: Annotated[Optional[Path], typer.Option(
+        "--items", help="Also write every test item x arm (raw output, parsed answer, score, flags) to this "
+                        ".jsonl or .csv file.")] = None,
 ) -> None:
     """Re-render an experiment's report from the store (no model is loaded)."""
     from .compare.rebuild import experiment_spec
 
     db = _store(store)
-    _report(db, experiment_id, output or experiment_spec(db, experiment_id).output_dir(), open_report, full)
+    comparison = _report(db, experiment_id, output or experiment_spec(db, experiment_id).output_dir(), open_report, full)
+    if items is not None:
+        from .report.items import item_matrix, write_items
+
+        matrix = item_matrix(comparison.arms)
+        console.print(f"Items: {write_items(matrix, items)} ({len(matrix.ids)} test items x {len(matrix.arms)} arms)")
 
 
 def demo(

@@ -12,7 +12,7 @@ the rebuild of all of it from the store.
     rebuild.py     comparison_from_store(): every number as a query over stored runs
 """
 
-from .arms import ArmSummary, Curve, OutOfDomain
+from .arms import ArmSummary, Curve, ItemFlag, OutOfDomain
 from .comparison import BreakEven, Comparison, Crossover, build_comparison
 from .costs import ArmCost, OneOff, Payback, cost_curve, monthly, one_off, one_off_parts, payback, per_request
 from .pairs import PairStats
@@ -20,7 +20,7 @@ from .stats import PairedTest, best, crossover, label_bias, paired_test
 from .table import head_to_head
 from .verdict import Verdict, recommend
 
-__all__ = ["ArmCost", "ArmSummary", "BreakEven", "Comparison", "Crossover", "Curve", "OneOff", "OutOfDomain",
+__all__ = ["ArmCost", "ArmSummary", "BreakEven", "Comparison", "Crossover", "Curve", "ItemFlag", "OneOff", "OutOfDomain",
            "PairStats", "PairedTest", "Payback", "Verdict", "best", "build_comparison", "cost_curve", "crossover",
            "head_to_head", "label_bias", "monthly", "one_off", "one_off_parts", "paired_test", "payback", "per_request",
            "recommend"]

@@ -4,10 +4,29 @@ records the store rebuild fills (`compare.rebuild`) and every later step reads."
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import IntFlag
 
 from ..records import AdaptiveStop, ProbeSummary
 from ..config.prices import PriceTable
 from .costs import ArmCost
+
+
+class ItemFlag(IntFlag):
+    """What went wrong with one item's answer, as bits (stored per item in `ArmSummary.flags`)."""
+
+    FORMAT = 1
+    """Format violation: no answer could be parsed from the output (or scoring failed)."""
+    HALLUCINATED = 2
+    """The answer is not one of the task's labels."""
+
+    @classmethod
+    def of(cls, extra: dict) -> int:
+        """The bits of a stored prediction's `extra` (`violation`, `hallucinated`)."""
+        return (cls.FORMAT if extra.get("violation") else 0) | (cls.HALLUCINATED if extra.get("hallucinated") else 0)
+
+    def names(self) -> list[str]:
+        return [n for flag, n in ((ItemFlag.FORMAT, "format violation"), (ItemFlag.HALLUCINATED, "hallucinated label"))
+                if self & flag]
 
 
 @dataclass
@@ -30,6 +49,10 @@ class ArmSummary:
     labels: list[str] | None = None
     inputs: list[str] = field(default_factory=list)
     """Item inputs (for the side-by-side sample in the report), aligned with `item_ids`."""
+    outputs: list[str] = field(default_factory=list)
+    """The model's raw output per item (the parsed answer is in `predictions`), aligned with `item_ids`."""
+    flags: list[int] = field(default_factory=list)
+    """`ItemFlag` bits per item, aligned with `item_ids`."""
     run_id: int | None = None
     trainable_parameters: int = 0
     total_parameters: int = 0

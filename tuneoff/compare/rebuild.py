@@ -17,7 +17,7 @@ from ..config.specs import from_dict
 from ..records import (AdaptiveSummary, EvalSummary, ExperimentSummary, OptimiseSummary, ProbeSummary, Role,
                        TrainStats, TuningSummary)
 from ..store import Store
-from .arms import ArmSummary, Curve, OutOfDomain
+from .arms import ArmSummary, Curve, ItemFlag, OutOfDomain
 from .costs import ArmCost, per_request
 from .comparison import Comparison, build_comparison
 from .stats import majority_rate, repeated_ci
@@ -74,6 +74,7 @@ def arm_summary(store: Store, exp: Experiment, entry: ArmEntry, by_role: Links, 
         item_ids=[r["example_id"] for r in rows], correct=[float(r["correct"] or 0.0) for r in rows],
         predictions=[r["prediction"] for r in rows], targets=[r["target"] for r in rows],
         labels=exp.task.label_list(), inputs=[r["input"] for r in rows], run_id=run_id,
+        outputs=[r["output"] for r in rows], flags=[ItemFlag.of(json.loads(r["extra_json"] or "{}")) for r in rows],
         format_violation_rate=_metric(metrics, "format_violation_rate"),
         hallucinated_label_rate=_metric(metrics, "hallucinated_label_rate"),
         tokens_in=_metric(metrics, "tokens_in_mean"), tokens_out=_metric(metrics, "tokens_out_mean"),

@@ -17,6 +17,9 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from ..compare import Comparison
 from ..config.prices import PriceTable
 from ..errors import TuneoffError
+from .items import explorer_json, item_matrix
+
+EXPLORER_JS = (Path(__file__).parent / "explorer.js").read_text(encoding="utf-8")
 
 
 def _plain(obj):
@@ -82,8 +85,10 @@ def to_html(c: Comparison, prices: PriceTable) -> str:
         charts["break_even"] = plots.break_even_chart(c)
     confusions = {name: plots.confusion(m["labels"], m["matrix"], f"{name}: confusion matrix")
                   for name, m in c.confusion.items()}
+    items = item_matrix(c.arms)
     return env.get_template("report.html.j2").render(c=c, charts=charts, confusions=confusions,
-                                                     names=[a.name for a in c.arms], prices=prices)
+                                                     names=[a.name for a in c.arms], prices=prices, items=items,
+                                                     explorer_data=explorer_json(items), explorer_js=EXPLORER_JS)
 
 
 def write_report(c: Comparison, prices: PriceTable, outdir: Path) -> dict[str, Path]:
