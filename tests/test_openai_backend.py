@@ -202,3 +202,13 @@ def test_an_evaluation_over_http_is_cached_in_the_store_like_a_local_one(tmp_pat
     assert sent == 5 and len(server.requests) == 5  # the second evaluation sent nothing
     assert (first.cache_misses, again.cache_hits) == (5, 5) and again.main.value == first.main.value == 1.0
     assert [c["tokens_in"] for c in store.calls(first.run_id)] == [9] * 5  # from the response's usage
+
+
+def test_a_json_schema_is_sent_as_response_format():
+    schema = {"type": "object", "properties": {"topic": {"type": "string"}}, "required": ["topic"]}
+    with Scripted([(200, {}, answer('{"topic": "x"}'))]) as server:
+        backend = load_backend(f"{server.url}?model=m")
+        out = backend.generate([CHAT], GenerationConfig(json_schema=json.dumps(schema)))
+    assert out[0].text == '{"topic": "x"}'
+    sent = server.requests[0][1]["response_format"]
+    assert sent["type"] == "json_schema" and sent["json_schema"]["schema"] == schema

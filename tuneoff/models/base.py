@@ -29,6 +29,9 @@ class GenerationConfig:
     """Seed for sampling, so a sampled run can be repeated."""
     stop: tuple[str, ...] = ()
     """Strings that end a completion; the returned text is cut before the first one."""
+    json_schema: str | None = None
+    """A JSON Schema (canonical JSON text) the reply must satisfy: local models decode under it
+    (`models.constrained`), served ones get it as `response_format`. None: free decoding."""
 
     def __post_init__(self):
         if self.max_new_tokens < 1:

@@ -190,7 +190,8 @@ class TransformersBackend:
 
     def generate_ids(self, encoded: Sequence[list[int]], config: GenerationConfig) -> list[Completion]:
         """`generate` on prompts already tokenised (a server's raw-text completions have no chat to render)."""
-        if self.info.batch_engine == "llamacpp":
+        # llama.cpp has no schema constraint here: constrained requests decode in transformers
+        if self.info.batch_engine == "llamacpp" and config.json_schema is None:
             return self.generator.generate(encoded, config)
         # length bucketing: neighbours in a batch have similar lengths, so little padding
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
@@ -205,7 +206,7 @@ class TransformersBackend:
         """One interactive request, where latency is what counts: the llama.cpp generator when the backend
         was given one (7x faster than transformers at batch 1 on CPU), else a batch of one. An evaluation always
         goes through `generate`, so its outputs never depend on how its items were chunked."""
-        if self.generator is not None:
+        if self.generator is not None and config.json_schema is None:
             return self.generator.generate([self.encode_prompt(chat)], config)[0]
         return self.generate([chat], config)[0]
 
@@ -215,6 +216,10 @@ class TransformersBackend:
         kwargs = dict(max_new_tokens=config.max_new_tokens, pad_token_id=pad, **sampling_kwargs(config))
         if config.stop:
             kwargs.update(stopping_criteria=[GeneratedTextStop(self.tokenizer, config.stop, input_ids.shape[1])])
+        if config.json_schema is not None:
+            from .constrained import json_schema_constraint
+
+            kwargs.update(prefix_allowed_tokens_fn=json_schema_constraint(self.tokenizer, config.json_schema))
         start = time.perf_counter()
         with torch.inference_mode():
             gen = self.model.generate(input_ids=input_ids, attention_mask=mask, **kwargs)

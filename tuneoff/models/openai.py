@@ -238,6 +238,10 @@ class OpenAICompatBackend:
             body["seed"] = config.seed
         if config.stop:
             body["stop"] = list(config.stop)[:4]  # the API takes at most four
+        if config.json_schema is not None:
+            # OpenAI's structured outputs; vLLM and llama.cpp's server take the same field
+            body["response_format"] = {"type": "json_schema", "json_schema": {
+                "name": "reply", "schema": json.loads(config.json_schema), "strict": True}}
         return body
 
     def _chat(self, chat: Chat, config: GenerationConfig) -> Completion:
