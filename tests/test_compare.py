@@ -142,9 +142,9 @@ def test_break_even_is_never_for_a_significantly_worse_fine_tune():
     from tuneoff.config.prices import Constraints
 
     prompt = arm("few-shot", "prompt", [1] * 90 + [0] * 10, tokens_in=600, spr=0.3)
-    worse = arm("lora", "finetune", [1] * 40 + [0] * 60, tokens_in=60, spr=0.05, setup=10)
+    worse = arm("lora", "finetune", [1] * 60 + [0] * 40, tokens_in=60, spr=0.05, setup=10)  # above majority 0.5
     be = build_comparison("x", "t", "m", [prompt, worse], PriceTable(), Constraints()).break_even
-    assert be.volume is None and be.reason.startswith("never at equal quality: lora scores 0.400 vs 0.900")
+    assert be.volume is None and be.reason.startswith("never at equal quality: lora scores 0.600 vs 0.900")
     assert be.cost_only_volume is not None and be.cost_only_volume > 0
     level = arm("lora", "finetune", [1] * 89 + [0] * 11, tokens_in=60, spr=0.05, setup=10)
     be = build_comparison("x", "t", "m", [prompt, level], PriceTable(), Constraints()).break_even

@@ -103,8 +103,10 @@ def test_rebuild_derives_the_comparison_from_the_stored_numbers(filled):
     assert [cur.axis for cur in c.curves] == ["n_train"] and [p[0] for p in c.curves[0].points] == [16, 64]
     # lora's 0.95 vs opt's 0.75 is 4 vs 0 discordant items of 20: not significant, and opt costs less
     assert c.verdict.choice == "prompt engineering" and c.verdict.arm == "opt"
-    assert "cheapest arm whose quality is not significantly below the best (lora)" in c.verdict.reasons[1]
-    assert "20 paired test items cannot tell that from chance" in c.verdict.reasons[2]  # 0.95 vs 0.75 is large
+    # the first sentence says the data cannot separate them, recommends by cost and names the test size
+    first = c.verdict.reasons[0]
+    assert first.startswith("NOT SIGNIFICANT: the test split cannot tell opt from the best fine-tuned arm, lora")
+    assert "so the recommendation rests on cost" in first and "paired test items would be needed" in first
     assert len(c.latencies["lora"]) == 20
 
 
@@ -129,12 +131,30 @@ def test_repeats_give_mean_std_a_wider_ci_and_flag_a_collapsed_run(filled):
     assert (lora.ci_high - lora.ci_low) > (single.ci_high - single.ci_low)  # run variance widens it
     assert lora.collapsed == [2]
     row = dict(c.rows)["Performance"]["lora"]
-    assert "± 0.247 over 3 runs" in row and "1 of 3 runs collapsed (at or below the majority-class rate)" in row
+    assert "± 0.247 over 3 seeds (0.950, 0.900, 0.500)" in row and "1 of 3 runs collapsed (at or below the majority-class rate)" in row
     assert c.test.b == "lora+few"  # lora's mean over its runs fell below the combined arm's 0.90
     from tuneoff.compare import paired_test
 
     opt = {a.name: a for a in c.arms}["opt"]
     assert paired_test(opt, lora).test == "paired bootstrap"  # per-item means over runs: graded scores
+    # the comparison's own tests (PairStats: table, verdict, break-even) resample lora's seeds with the items
+    from tuneoff.compare.pairs import PairStats
+    from tuneoff.config.prices import PriceTable
+
+    assert PairStats(PriceTable()).test(opt, lora).test.startswith("paired bootstrap over items and seeds: opt 1 run, lora 3 runs")
+    assert lora.run_scores and len(lora.run_scores) == 3
+
+
+def test_repeats_that_replay_the_same_answers_make_a_deterministic_arm(filled):
+    """A scored prompt with fixed demos answers the same on every repeat: no spread to report, one run."""
+    store, eid = filled
+    for x in (1, 2):
+        store.link_run(eid, eval_run(store, "opt", [1, 1, 1, 0] * 5, 0.2, 80), Role.REPEAT.value, "opt", x)
+    c = comparison_from_store(store, eid)
+    opt = {a.name: a for a in c.arms}["opt"]
+    assert opt.deterministic and opt.runs == [] and opt.metric_std is None
+    row = dict(c.rows)["Performance"]["opt"]
+    assert "deterministic (1 run" in row and "±" not in row
 
 
 def test_repeated_ci_widens_with_run_variance():

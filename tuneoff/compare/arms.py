@@ -96,6 +96,13 @@ class ArmSummary:
     and run variance (runs and items resampled together)."""
     collapsed: list[int] = field(default_factory=list)
     """Repeat indices whose metric fell to the majority-class rate or below: flagged, not averaged away silently."""
+    run_scores: list[list[float]] = field(default_factory=list)
+    """[runs, items] per-item scores of each repeat (aligned with `item_ids`): the paired test and the
+    verdict's stability resample seeds as well as items. Empty: run once."""
+    deterministic: bool = False
+    """Its repeats gave the very same answers (scored labels, fixed demos): one run says all there is."""
+    ran_on: str = ""
+    """Where the arm's test scores were computed: dtype and device/CPU (empty in older stores)."""
     flexibility: dict = field(default_factory=dict)
     """{"task": name, "score": x, "base_score": y, "drop": y - x} when measured."""
     prices: PriceTable | None = None

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from ..config.prices import Constraints, PriceTable
 from .arms import ArmSummary, Curve
+from .evidence import collapse_reason
 from .costs import OneOff, cost_curve, one_off_parts
 from .pairs import PairStats
 from .stats import PairedTest, best, confusion_matrix, crossover
@@ -78,7 +79,9 @@ def build_comparison(name: str, task: str, model: str, arms: list[ArmSummary], p
                      sample_size: int = 12) -> Comparison:
     """Assemble the table, paired test, crossover, break-even and verdict from arm summaries."""
     pairs = PairStats(prices)
-    prompt, tuned = best(arms, ["prompt"]), best(arms, ["finetune", "combined"])
+    # collapsed arms are no fair representative of their side: the headline test pairs the best of the rest
+    fair = [a for a in arms if collapse_reason(a) is None] or list(arms)
+    prompt, tuned = best(fair, ["prompt"]), best(fair, ["finetune", "combined"])
     test = pairs.test(prompt, tuned) if prompt and tuned else None
     curves = curves or []
     be = break_even(prompt, tuned, test, pairs, constraints) if prompt and tuned else None

@@ -6,6 +6,7 @@ from __future__ import annotations
 from ..config.prices import PriceTable
 from .arms import ArmSummary
 from .costs import Payback, payback
+from .evidence import repeated, seeded_test
 from .sequential import confidence_sequence
 from .stats import PairedTest, paired_scores, paired_test
 
@@ -19,11 +20,12 @@ class PairStats:
         self._paybacks: dict[tuple[str, str], Payback] = {}
 
     def test(self, a: ArmSummary, b: ArmSummary) -> PairedTest:
-        """McNemar (0/1 scores) or paired bootstrap of b - a on the items both arms scored; after an
-        adaptive evaluation, with the confidence sequence the stopping rule used beside it."""
+        """McNemar (0/1 scores) or paired bootstrap of b - a on the items both arms scored; a bootstrap over
+        items and seeds when either arm was repeated; after an adaptive evaluation, with the confidence
+        sequence the stopping rule used beside it."""
         key = (a.name, b.name)
         if key not in self._tests:
-            test = paired_test(a, b)
+            test = seeded_test(a, b) if repeated(a) or repeated(b) else paired_test(a, b)
             if a.adaptive is not None and b.adaptive is not None:  # both scored a prefix of one shuffled order
                 x, y = paired_scores(a, b)
                 test.sequence = confidence_sequence(y - x, a.adaptive.alpha)

@@ -99,25 +99,33 @@ def arm_summary(store: Store, exp: Experiment, entry: ArmEntry, by_role: Links, 
 
 
 def _add_repeats(store: Store, s: ArmSummary, by_role: Links, metric: str) -> None:
-    """Fold the arm's repeats in: mean metric, spread, a CI over runs and items, collapsed runs."""
+    """Fold the arm's repeats in: mean metric, spread, a CI over runs and items, collapsed runs. Repeats
+    that answered every item exactly as the first run (a deterministic prompt replayed from the call
+    cache) add nothing: the arm is marked deterministic and keeps its one run's figures."""
     links = sorted(by_role.get(Role.REPEAT, {}).get(s.name, []), key=lambda link: link["x"])
     if not links:
         return
     position = {item: k for k, item in enumerate(s.item_ids)}
-    matrix = [list(s.correct)]
+    matrix, same = [list(s.correct)], True
     s.runs = [s.metric]
     for link in links:
         rows = store.predictions(link["run_id"])
-        run = [0.0] * len(s.item_ids)
+        run, answers = [0.0] * len(s.item_ids), list(s.predictions)
         for r in rows:
             if r["example_id"] in position:
                 run[position[r["example_id"]]] = float(r["correct"] or 0.0)
+                answers[position[r["example_id"]]] = r["prediction"]
+        same = same and answers == list(s.predictions) and run == matrix[0]
         matrix.append(run)
         s.runs.append(store.metrics(link["run_id"])[metric]["value"])
+    if same and s.kind == "prompt":
+        s.runs, s.deterministic = [], True
+        return
     scores = np.array(matrix)
     s.metric, s.metric_std = float(np.mean(s.runs)), float(np.std(s.runs, ddof=1))
     s.ci_low, s.ci_high = repeated_ci(scores)
-    s.correct = scores.mean(axis=0).tolist()  # per-item mean over runs: the paired test uses it
+    s.run_scores = matrix  # the paired test and the verdict's stability resample seeds too
+    s.correct = scores.mean(axis=0).tolist()  # per-item mean over runs: the per-item view of the arm
     if s.labels:
         floor = majority_rate(s.targets)
         s.collapsed = [k for k, value in enumerate(s.runs) if value <= floor + 1e-9]

@@ -9,6 +9,7 @@ from typing import Sequence
 from ..config.prices import PriceTable
 from .arms import ArmSummary
 from .costs import one_off_parts, per_request
+from .evidence import collapse_reason
 from .stats import label_bias
 
 
@@ -68,11 +69,17 @@ def head_to_head(arms: Sequence[ArmSummary], prices: PriceTable) -> list[tuple[s
 
 def _performance_cell(a: ArmSummary) -> str:
     text = f"{a.metric_name} {a.metric:.3f} [{a.ci_low:.3f}, {a.ci_high:.3f}]"
-    if a.runs:
-        text = (f"{a.metric_name} {a.metric:.3f} ± {a.metric_std:.3f} over {len(a.runs)} runs "
+    if a.runs:  # each seed's value: a reader sees the spread, not only its summary
+        values = ", ".join(f"{v:.3f}" for v in a.runs)
+        text = (f"{a.metric_name} {a.metric:.3f} ± {a.metric_std:.3f} over {len(a.runs)} seeds ({values}) "
                 f"[{a.ci_low:.3f}, {a.ci_high:.3f}]")
+    elif a.deterministic:
+        text += "; deterministic (1 run: its repeats gave the same answers)"
     if a.collapsed:
         text += f"; {len(a.collapsed)} of {len(a.runs)} runs collapsed (at or below the majority-class rate)"
+    why = collapse_reason(a)
+    if why:
+        text += f"; NOT A FAIR REPRESENTATIVE of its side ({why})"
     return text
 
 

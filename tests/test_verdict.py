@@ -1,0 +1,143 @@
+"""The verdict says what the data can and cannot tell: the recommended arm against the best fair arm of
+the other side, collapsed arms left out and named, non-significance first with the test size needed,
+seeds resampled with items, and the recommendation's stability."""
+
+import numpy as np
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from tuneoff.cli import build_app
+from tuneoff.compare import build_comparison, recommend
+from tuneoff.compare.evidence import collapse_reason, needed_items, seeded_test, stability
+from tuneoff.compare.rebuild import comparison_from_store
+from tuneoff.config.prices import Constraints, PriceTable
+from tuneoff.store import Store
+
+from test_compare import COMPUTE_ONLY, arm
+from test_run_experiment import SST2_TASK
+
+
+def one_label(name, n=100, **kw):
+    """A prompt arm that answers `b` to everything: 0.5 on the alternating targets, never `a`."""
+    a = arm(name, "prompt", [i % 2 == 0 for i in range(n)], **kw)
+    a.predictions = ["b"] * n
+    return a
+
+
+def test_a_collapsed_arm_is_marked_and_never_the_comparison():
+    few = arm("few-shot", "prompt", [1] * 70 + [0] * 30, tokens_in=600, spr=0.30)
+    role = one_label("role", tokens_in=60, spr=0.05)  # cheapest, untuned, collapsed
+    lora = arm("lora", "finetune", [1] * 70 + [1] * 22 + [0] * 8, tokens_in=60, spr=0.05, setup=900)
+    assert collapse_reason(role).startswith("accuracy 0.500 at or below the majority-class rate 0.500")
+    assert collapse_reason(few) is None and collapse_reason(lora) is None
+    c = build_comparison("x", "t", "m", [few, role, lora], PriceTable(), Constraints(monthly_requests=100_000))
+    v = c.verdict
+    assert v.arm == "lora" and (v.test.a, v.test.b) == ("few-shot", "lora")  # the other side's best, not role
+    assert v.reasons[0].startswith("lora is significantly better than the best prompt arm, few-shot")
+    assert not any("lora - role" in r or "role - " in r for r in v.reasons)  # never tested against it
+    gap = next(r for r in v.reasons if r.startswith("gap in the prompt side's coverage"))
+    assert "role collapsed (accuracy 0.500 at or below the majority-class rate 0.500); it was run untuned" in gap
+    assert "NOT A FAIR REPRESENTATIVE" in dict(c.rows)["Performance"]["role"]
+    assert "NOT A FAIR REPRESENTATIVE" not in dict(c.rows)["Performance"]["few-shot"]
+    assert c.test.a == "few-shot"  # the report's headline paired test too
+
+
+def test_a_frequent_class_never_predicted_is_a_collapse_but_a_rare_one_is_not():
+    a = arm("a", "prompt", [1] * 80 + [0] * 20)
+    a.targets = ["x"] * 85 + ["y"] * 15
+    a.labels = ["x", "y", "z"]
+    a.predictions, a.metric = ["x"] * 100, 0.9  # above the majority rate, but one answer for everything
+    assert collapse_reason(a) == "never predicts y"
+    a.targets = ["x"] * 95 + ["y"] * 5  # 5% of the items: a good arm may miss a rare class
+    a.predictions, a.metric = ["x"] * 97 + ["y"] * 3, 0.97
+    assert collapse_reason(a) is None
+
+
+def test_a_non_significant_result_changes_the_first_sentence():
+    """The same two arms: on 100 items the gap is significant and the verdict leads with it; on 15 of
+    the items it is not, and the verdict says so first, recommends by cost, names the test size."""
+    few = arm("few-shot", "prompt", [1] * 70 + [0] * 30, tokens_in=600, spr=0.30)
+    lora = arm("lora", "finetune", [1] * 70 + [1] * 22 + [0] * 8, tokens_in=60, spr=0.05, setup=900)
+    c = Constraints(monthly_requests=100_000)
+    sure = recommend([few, lora], c, PriceTable())
+    assert sure.arm == "lora"
+    assert sure.reasons[0].startswith("lora is significantly better than the best prompt arm, few-shot")
+    small = [arm("few-shot", "prompt", few.correct[60:75], tokens_in=600, spr=0.30),
+             arm("lora", "finetune", lora.correct[60:75], tokens_in=60, spr=0.05, setup=900)]
+    unsure = recommend(small, c, PriceTable())
+    first = unsure.reasons[0]
+    # lora's people-days cost more than few-shot's tokens at this volume: by cost, few-shot
+    assert unsure.arm == "few-shot"
+    assert first.startswith("NOT SIGNIFICANT: the test split cannot tell few-shot from the best fine-tuned arm, lora")
+    assert "p=0.0625: not significant at 0.05" in first  # 0 vs 5 discordant: McNemar's smallest p on 5
+    need = needed_items(small[1], small[0])
+    assert f"about {need:,} paired test items would be needed" in first and need > 15
+    assert "so the recommendation rests on cost: few-shot" in first
+
+
+def test_served_vs_finetuned_p_0501_is_stated_as_not_significant():
+    """served-vs-finetuned's figures (10 vs 22 discordant of 100, p=0.0501): the verdict leads with it."""
+    served = arm("served-few-shot", "prompt", [1] * 62 + [1] * 10 + [0] * 22 + [0] * 6, tokens_in=175, spr=0.3)
+    lora = arm("lora", "finetune", [1] * 62 + [0] * 10 + [1] * 22 + [0] * 6, tokens_in=69, spr=0.05, setup=200)
+    v = recommend([served, lora], Constraints(monthly_requests=100_000), PriceTable(**COMPUTE_ONLY))
+    assert v.arm == "lora" and "p=0.0501: not significant at 0.05" in v.reasons[0]
+    assert v.reasons[0].startswith("NOT SIGNIFICANT")
+
+
+def test_needed_items_follows_connor_and_grows_with_discordance():
+    x = arm("x", "prompt", [1] * 60 + [0] * 20 + [1] * 10 + [0] * 10)
+    y = arm("y", "finetune", [1] * 60 + [1] * 20 + [0] * 10 + [0] * 10)  # 20 vs 10 discordant of 100
+    # Connor 1987: (1.96 sqrt(0.3) + 0.8416 sqrt(0.3 - 0.01))^2 / 0.01 = 233.1
+    assert needed_items(x, y) == 234
+    noisier_x = arm("x", "prompt", [1] * 15 + [0] * 25 + [1] * 40 + [0] * 20)
+    noisier = arm("y", "finetune", [0] * 15 + [1] * 25 + [1] * 40 + [0] * 20)  # 25 vs 15: the same +0.1
+    assert needed_items(noisier_x, noisier) > needed_items(x, y)
+    assert needed_items(x, x) is None  # no difference: no size separates them
+
+
+def test_a_seed_spread_widens_the_paired_test():
+    rng = np.random.default_rng(0)
+    base = (rng.random(200) < 0.7).astype(float)
+    better = np.where(rng.random(200) < 0.12, 1.0, base)  # ~+0.08
+    prompt = arm("p", "prompt", base)
+    steady = arm("ft", "finetune", better)
+    steady.run_scores = [list(better)] * 3
+    shaky = arm("ft", "finetune", better)
+    worse = np.where(rng.random(200) < 0.3, 0.0, better)
+    shaky.run_scores = [list(better), list(worse), list(better)]
+    t_steady, t_shaky = seeded_test(prompt, steady), seeded_test(prompt, shaky)
+    assert t_steady.test.startswith("paired bootstrap over items and seeds: p 1 run, ft 3 runs")
+    assert t_shaky.p_value > t_steady.p_value
+
+
+def test_stability_counts_resamples_where_the_recommended_arm_stays_best():
+    few = arm("few-shot", "prompt", [1] * 70 + [0] * 30)
+    lora = arm("lora", "finetune", [1] * 70 + [1] * 22 + [0] * 8)
+    twin = arm("twin", "finetune", [1] * 70 + [1] * 22 + [0] * 8)
+    s = stability(lora, [few, lora], few)
+    assert s.ahead == pytest.approx(1.0) and s.first == pytest.approx(1.0) and not s.seeds
+    s = stability(lora, [few, lora, twin], few)  # an identical arm ties: ties count for it
+    assert s.first == pytest.approx(1.0)
+    close = arm("close", "prompt", [1] * 70 + [1] * 2 + [0] * 28)  # +0.02 on 2 vs 0 discordant
+    s = stability(close, [few, close], few)
+    assert 0.5 < s.ahead <= 1.0 and "stays at or above few-shot in" in s.describe()
+
+
+def test_on_a_tiny_model_a_non_significant_result_leads_the_verdict(tiny_dir, tmp_path):
+    """End to end on a tiny random Llama: with 5 test items no paired test can reach p < 0.05 (McNemar's
+    smallest p on 5 discordant items is 0.0625), so the verdict's first sentence must say so."""
+    path = tmp_path / "ns.yaml"
+    path.write_text(yaml.safe_dump({
+        "version": 1, "name": "ns", "model": str(tiny_dir), "batch_size": 8, "output": str(tmp_path / "out"),
+        "task": {**SST2_TASK, "n_test": 5, "split_fraction": 0.25},
+        "arms": [{"name": "zero-shot", "prompt": {"mode": "score"}},
+                 {"name": "lora", "finetune": {"method": "lora", "n_train": 8, "epochs": 1, "batch_size": 8}}]}))
+    db = tmp_path / "store.sqlite"
+    result = CliRunner().invoke(build_app(), ["run", str(path), "--store", str(db)], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    v = comparison_from_store(Store(db), 1).verdict
+    assert not v.test.significant and v.test.n == 5
+    other = "prompt" if v.arm == "lora" else "fine-tuned"
+    assert v.reasons[0].startswith(f"NOT SIGNIFICANT: the test split cannot tell {v.arm} from the best {other} arm")
+    assert "paired test items would be needed" in v.reasons[0] or "no test size would separate them" in v.reasons[0]
