@@ -209,6 +209,7 @@ def test_repeats_rerun_arms_with_new_seeds_and_tuning_is_reported(tiny_dir, tmp_
                       "task": {**SST2_TASK, "n_test": 8, "split_fraction": 0.25},
                       "arms": [{"name": "random-few", "prompt": {"shots": 2, "demo_selection": "random",
                                                                  "mode": "score"}},
+                               {"name": "scored", "prompt": {"mode": "score"}},  # nothing random: 1 run
                                {"name": "lora", "finetune": {"method": "lora", "n_train": 8, "epochs": 1,
                                                              "batch_size": 8}}]}, tmp_path)
     assert sorted(link["arm"] for link in store.linked_runs(1, "repeat")) == ["lora", "random-few"]
@@ -217,5 +218,9 @@ def test_repeats_rerun_arms_with_new_seeds_and_tuning_is_reported(tiny_dir, tmp_
              if link["arm"] == "random-few" for r in store.predictions(link["run_id"])[:1]}
     assert len(demos) == 2  # a new seed drew other demos
     report = json.loads((tmp_path / "out" / "report.json").read_text())
-    assert all(len(a["runs"]) == 2 and a["metric_std"] is not None for a in report["arms"])
+    repeated = [a for a in report["arms"] if a["name"] != "scored"]
+    assert all(len(a["runs"]) == 2 and a["metric_std"] is not None for a in repeated)
+    scored = next(a for a in report["arms"] if a["name"] == "scored")
+    assert scored["runs"] == [] and scored["deterministic"] is True
+    assert "deterministic (1 run" in dict(report["rows"])["Performance"]["scored"]
     assert any("neither random-few nor lora was tuned on dev" in r for r in report["verdict"]["reasons"])

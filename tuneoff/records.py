@@ -87,6 +87,9 @@ class EvalSummary(Record):
     """{"name", "value"} of the task's main metric (see `main_metric`)."""
     warnings: list = field(default_factory=list)
     """Setup problems printed with the run (e.g. label words sharing their first token)."""
+    ran_on: str = ""
+    """Precision and machine of the scores, e.g. `bfloat16 on cpu (AMD EPYC 9R14)`; `server` for a served
+    model (empty in stores written before it was recorded). Precision moves label scores (BENCHMARKS.md 7)."""
 
     @property
     def main_metric(self) -> MainMetric | None:

@@ -100,7 +100,8 @@ class ArmSummary:
     """[runs, items] per-item scores of each repeat (aligned with `item_ids`): the paired test and the
     verdict's stability resample seeds as well as items. Empty: run once."""
     deterministic: bool = False
-    """Its repeats gave the very same answers (scored labels, fixed demos): one run says all there is."""
+    """Nothing in the arm is random (scored labels or greedy answers, fixed or similar demos) while repeats
+    were asked for: one run says all there is (`ArmEntry.repeat_draws`)."""
     ran_on: str = ""
     """Where the arm's test scores were computed: dtype and device/CPU (empty in older stores)."""
     flexibility: dict = field(default_factory=dict)

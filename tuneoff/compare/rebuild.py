@@ -82,12 +82,16 @@ def arm_summary(store: Store, exp: Experiment, entry: ArmEntry, by_role: Links, 
         seconds_per_request=_metric(metrics, "seconds_per_item"),
         eval_seconds=_metric(metrics, "seconds_per_item") * len(rows),
         prices=exp.prices_of(entry) if exp.prices_of(entry) is not exp.prices else None)
+    summary.ran_on = EvalSummary.from_json(run["summary_json"]).ran_on if run["summary_json"] else ""
     shots = int(spec.get("shots") or 0)
     summary.examples_used, summary.examples_note = shots, "demos per request"
     # demos drawn by similarity, at random or by label need the whole pool to draw from
     pool = sizes.get("train", shots) if spec.get("demo_selection", "first") != "first" else shots
     summary.examples_needed = pool if shots else 0
-    _add_repeats(store, summary, by_role, exp.task.metric)
+    if entry.repeat_draws():
+        _add_repeats(store, summary, by_role, exp.task.metric)
+    else:  # nothing in the arm is random: repeats (older stores ran them) replayed the same answers
+        summary.deterministic = exp.repeats_of(entry) > 1 or bool(by_role.get(Role.REPEAT, {}).get(entry.name))
     _add_training(store, summary, entry, by_role, shots)
     _add_optimisation(store, summary, entry, by_role, sizes)
     _add_tuning(store, summary, entry, by_role)
@@ -99,32 +103,26 @@ def arm_summary(store: Store, exp: Experiment, entry: ArmEntry, by_role: Links, 
 
 
 def _add_repeats(store: Store, s: ArmSummary, by_role: Links, metric: str) -> None:
-    """Fold the arm's repeats in: mean metric, spread, a CI over runs and items, collapsed runs. Repeats
-    that answered every item exactly as the first run (a deterministic prompt replayed from the call
-    cache) add nothing: the arm is marked deterministic and keeps its one run's figures."""
+    """Fold the arm's repeats in: mean metric, spread, a CI over runs and items, collapsed runs, and each
+    run's per-item scores (the paired tests and the verdict's stability resample seeds with items)."""
     links = sorted(by_role.get(Role.REPEAT, {}).get(s.name, []), key=lambda link: link["x"])
     if not links:
         return
     position = {item: k for k, item in enumerate(s.item_ids)}
-    matrix, same = [list(s.correct)], True
+    matrix = [list(s.correct)]
     s.runs = [s.metric]
     for link in links:
         rows = store.predictions(link["run_id"])
-        run, answers = [0.0] * len(s.item_ids), list(s.predictions)
+        run = [0.0] * len(s.item_ids)
         for r in rows:
             if r["example_id"] in position:
                 run[position[r["example_id"]]] = float(r["correct"] or 0.0)
-                answers[position[r["example_id"]]] = r["prediction"]
-        same = same and answers == list(s.predictions) and run == matrix[0]
         matrix.append(run)
         s.runs.append(store.metrics(link["run_id"])[metric]["value"])
-    if same and s.kind == "prompt":
-        s.runs, s.deterministic = [], True
-        return
     scores = np.array(matrix)
     s.metric, s.metric_std = float(np.mean(s.runs)), float(np.std(s.runs, ddof=1))
     s.ci_low, s.ci_high = repeated_ci(scores)
-    s.run_scores = matrix  # the paired test and the verdict's stability resample seeds too
+    s.run_scores = matrix
     s.correct = scores.mean(axis=0).tolist()  # per-item mean over runs: the per-item view of the arm
     if s.labels:
         floor = majority_rate(s.targets)

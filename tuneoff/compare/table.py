@@ -43,8 +43,12 @@ def head_to_head(arms: Sequence[ArmSummary], prices: PriceTable) -> list[tuple[s
         row("Test items (adaptive)", lambda a: a.adaptive.describe() if a.adaptive else f"{len(a.item_ids)} (all)")
     row("Control & consistency", lambda a: "; ".join(filter(None, [
         f"agreement {_pct(a.agreement)}" if a.agreement is not None else "",
-        f"spread ±{a.metric_spread:.3f}" if a.metric_spread is not None else "",
+        f"paraphrase spread ±{a.metric_spread:.3f}" if a.metric_spread is not None else "",
+        # a fine-tune's seed-to-seed spread sits beside a prompt's paraphrase spread: both are what a rerun moves
+        f"seed spread ±{a.metric_std:.3f} over {len(a.runs)} seeds" if a.runs else "",
         f"format violations {_pct(a.format_violation_rate)}"])))
+    if any(a.ran_on for a in arms):
+        row("Ran on", lambda a: a.ran_on or "not recorded")
     row("Cost per 1k requests", lambda a: _cost_cell(a, prices))
     row("One-off cost", lambda a: _one_off_cell(a, prices))
     if any(a.distillation for a in arms):
@@ -74,7 +78,7 @@ def _performance_cell(a: ArmSummary) -> str:
         text = (f"{a.metric_name} {a.metric:.3f} ± {a.metric_std:.3f} over {len(a.runs)} seeds ({values}) "
                 f"[{a.ci_low:.3f}, {a.ci_high:.3f}]")
     elif a.deterministic:
-        text += "; deterministic (1 run: its repeats gave the same answers)"
+        text += "; deterministic (1 run: nothing in it is random, a repeat gives the same answers)"
     if a.collapsed:
         text += f"; {len(a.collapsed)} of {len(a.runs)} runs collapsed (at or below the majority-class rate)"
     why = collapse_reason(a)

@@ -80,7 +80,7 @@ def recommend(arms: Sequence[ArmSummary], constraints: Constraints, prices: Pric
     reasons.append(stability(chosen, fair, rival).describe())
     reasons += _coverage_gaps(arms, unfair)
     reasons += _cost_reasons(fair, constraints, pairs)
-    reasons += _budget_reasons(fair)
+    reasons += _budget_reasons(arms, unfair)
     reasons += _adaptive_reasons(arms)
     if ruled:
         reasons.append("ruled out: " + "; ".join(f"{k} ({v})" for k, v in ruled.items()))
@@ -214,9 +214,11 @@ def _cost_reasons(feasible: Sequence[ArmSummary], c: Constraints, pairs: PairSta
             f"(you expect {c.monthly_requests:,.0f}: {side} it)"]
 
 
-def _budget_reasons(arms: Sequence[ArmSummary]) -> list[str]:
-    """Whether the two sides had comparable tuning budgets on dev (a fair comparison needs them)."""
-    prompt, tuned = best(arms, ["prompt"]), best(arms, ["finetune", "combined"])
+def _budget_reasons(arms: Sequence[ArmSummary], unfair: dict[str, str]) -> list[str]:
+    """Whether the two sides' best arms (fair ones where a side has any) had comparable tuning budgets on dev."""
+    fair = [a for a in arms if a.name not in unfair]
+    prompt = best(fair, ["prompt"]) or best(arms, ["prompt"])
+    tuned = best(fair, ["finetune", "combined"]) or best(arms, ["finetune", "combined"])
     if not prompt or not tuned:
         return []
     p, t = prompt.tuning, tuned.tuning

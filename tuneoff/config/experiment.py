@@ -86,6 +86,18 @@ class ArmEntry:
             return ArmKind.FINETUNE
         return ArmKind.COMBINED if self.finetuned else ArmKind.PROMPT
 
+    def repeat_draws(self) -> str:
+        """What a repeat of this arm draws anew, in words; empty for a deterministic prompt (scored labels
+        or greedy answers on first or similarity-chosen demos: a repeat would replay the call cache)."""
+        if self.kind is ArmKind.FINETUNE:
+            return "training seed (data order, adapter initialisation, subsample)"
+        p, draws = self.prompt or {}, []
+        if int(p.get("shots") or 0) and p.get("demo_selection", "first") in ("random", "stratified"):
+            draws.append("demo draw")
+        if p.get("mode", "generate") != "score" and float(p.get("temperature") or 0) > 0:
+            draws.append("sampled answers")
+        return " and ".join(draws)
+
     @property
     def teacher(self) -> str | None:
         """The arm whose answers a distilled fine-tune arm trains on (`finetune.teacher`)."""

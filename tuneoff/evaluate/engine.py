@@ -223,6 +223,18 @@ class ChunkRunner:
                 "call_id": ref.id, "extra": extra}
 
 
+def ran_on(backend: Backend) -> str:
+    """Precision and machine of an evaluation, for the report: scores move with the dtype (and, in the
+    last bits, with the CPU's kernels), so each arm's figure says where it was computed."""
+    from ..models.cpu import cpu_features
+
+    info = backend.info
+    if info.device == "remote":
+        return "a served model (precision and machine: the server's)"
+    where = f"{info.device} ({cpu_features().model or 'unknown CPU'})" if info.device == "cpu" else info.device
+    return f"{info.dtype} on {where}"
+
+
 def label_words(arm: PromptArm, labels: list[str]) -> list[str]:
     """The text scored for each label: its `label_words` entry, else the label itself."""
     words = arm.label_words or {}
@@ -368,7 +380,7 @@ class EvalSession:
         metrics = summarise(store, run_id, ctx, wall_seconds=wall)
         store.finish_run(run_id, "done", EvalSummary(wall, runner.hits, runner.misses, self.resumed,
                                                      MainMetric(ctx.metric, metrics[ctx.metric].value).to_dict(),
-                                                     self.warnings).to_dict())
+                                                     self.warnings, ran_on=ran_on(backend)).to_dict())
         self.finished = True
         predictions = [{**dict(r), "extra": json.loads(r["extra_json"])} for r in store.predictions(run_id)]
         return EvalResult(run_id, arm, self.split, metrics, predictions, runner.hits, runner.misses, self.resumed,

@@ -150,8 +150,11 @@ def evaluate_arm(ctx: RunContext, entry: ArmEntry, model: str | None = None, ove
 
 def run_repeats(ctx: RunContext, entry: ArmEntry) -> None:
     """Repeats 1..N-1 of an arm with new seeds: a fine-tune arm retrains (its chosen options, if
-    tuned) with seed + r; a prompt arm redraws demos and samples with seed + r. Deterministic prompts
-    (scored labels, first or similar demos) repeat from the call cache at no cost, with spread 0."""
+    tuned) with seed + r; a prompt arm redraws demos and samples with seed + r. A deterministic prompt
+    (scored labels or greedy answers, first or similar demos: `ArmEntry.repeat_draws` empty) is not
+    repeated: a repeat would replay its answers, and the report says "deterministic (1 run)"."""
+    if not entry.repeat_draws():
+        return
     for r in range(1, ctx.exp.repeats_of(entry)):
         if entry.kind is ArmKind.FINETUNE:
             seed = int((ctx.chosen(entry.name) or entry.finetune or {}).get("seed", 0)) + r
