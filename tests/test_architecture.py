@@ -34,6 +34,54 @@ def test_an_upward_import_breaks_the_contract(tmp_path):
     assert "tuneoff.errors is not allowed to import tuneoff.experiment" in result.stdout
 
 
+def import_cycles(package: str = "tuneoff") -> list[list[str]]:
+    """Groups of modules that import each other, directly or around a loop (Tarjan's strongly connected
+    components of the import graph), counting imports inside functions and under TYPE_CHECKING too."""
+    import grimp
+
+    graph = grimp.build_graph(package, exclude_type_checking_imports=False, cache_dir=None)
+    order, low, stack, on_stack, cycles = {}, {}, [], set(), []
+
+    def visit(module: str) -> None:
+        order[module] = low[module] = len(order)
+        stack.append(module)
+        on_stack.add(module)
+        for other in graph.find_modules_directly_imported_by(module):
+            if other not in order:
+                visit(other)
+                low[module] = min(low[module], low[other])
+            elif other in on_stack:
+                low[module] = min(low[module], order[other])
+        if low[module] == order[module]:
+            group = []
+            while not group or group[-1] != module:
+                group.append(stack.pop())
+                on_stack.discard(group[-1])
+            if len(group) > 1:
+                cycles.append(sorted(group))
+
+    for module in sorted(graph.modules):
+        if module not in order:
+            visit(module)
+    return cycles
+
+
+def test_no_module_imports_itself_around_a_loop():
+    """Not only rooms: no two modules of one room import each other either (a loop is a seam in the wrong place)."""
+    assert import_cycles() == []
+
+
+def test_the_cycle_check_sees_a_loop_inside_a_room(tmp_path, monkeypatch):
+    shutil.copytree(ROOT / "tuneoff", tmp_path / "tuneoff", ignore=shutil.ignore_patterns("__pycache__"))
+    spec = tmp_path / "tuneoff" / "models" / "spec.py"
+    spec.write_text(spec.read_text() + "\n\ndef _loop():\n    from . import weights  # noqa\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in [m for m in sys.modules if m == "tuneoff" or m.startswith("tuneoff.")]:
+        monkeypatch.delitem(sys.modules, name)
+    cycles = import_cycles()
+    assert any("tuneoff.models.spec" in group and "tuneoff.models.weights" in group for group in cycles)
+
+
 @pytest.mark.parametrize("what", ["examples/sst2.yaml", "examples/banking77.yaml", "examples/translation-task.yaml"])
 def test_reading_a_config_imports_neither_torch_nor_scipy(what):
     code = (f"import sys\nfrom tuneoff.config.experiment import load_experiment\n"

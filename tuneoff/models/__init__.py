@@ -15,8 +15,8 @@ import os
 
 from .base import Backend, BackendInfo, Completion, GenerationConfig, Score, engine_of
 from .options import DEFAULT_MODEL, DTYPES, ENGINES, canonical_dtype, check_engine
-from .registry import backend_kinds, create_backend, register_backend
-from .spec import ModelSpec
+from .registry import backend_kinds, register_backend
+from .spec import ModelSpec, create_backend
 from .weights import adapter_base, load_fast_tokenizer, load_model, load_tokenizer, resolve_dir
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a hub, even by accident

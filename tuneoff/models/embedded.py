@@ -20,6 +20,7 @@ from pathlib import Path
 
 from ..errors import MissingPackageError, TuneoffError, did_you_mean
 from ..home import tuneoff_home
+from ..records import MODEL_META
 
 COMPLETE_MARKER = ".tuneoff-complete"
 
@@ -155,7 +156,7 @@ def materialize_gguf(gguf: Path, cache: Path, progress=None) -> Path:
         plain.generation_config = quantized.generation_config
         plain.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        (tmp / "tuneoff.json").write_text(json.dumps({"source_gguf": str(gguf)}, indent=2))
+        (tmp / MODEL_META).write_text(json.dumps({"source_gguf": str(gguf)}, indent=2))
         (tmp / COMPLETE_MARKER).touch()
         del quantized, plain
         if cache.exists():  # a leftover without its marker: never trusted, replaced

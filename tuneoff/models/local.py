@@ -2,7 +2,7 @@
 
 It renders, encodes and generates here; scoring has its own module (`tuneoff.models.scoring`), and
 single requests may go to an optional llama.cpp generator handed in at construction
-(`tuneoff.models.llamacpp`). Registered as the `local` backend kind (`tuneoff.models.registry`).
+(`tuneoff.models.llamacpp`). The `local` backend kind builds it (`tuneoff.models.weights.load`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from .scoring import PACKED_SCORING, left_pad
 
 if TYPE_CHECKING:
     from .llamacpp import LlamaCppGenerator
-    from .spec import ModelSpec
 
 TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "int8": torch.float32}
 """Canonical dtype names (`tuneoff.models.options`) -> the torch dtype the weights load in; `auto` is decided
@@ -97,17 +96,6 @@ def resolve_attention(name: str, device: str) -> str | None:
             warnings.warn(f"attn_implementation flash_attention_2: {why}; using sdpa", stacklevel=2)
             return "sdpa"
     return name
-
-
-def load(spec: ModelSpec) -> TransformersBackend:
-    """The `local` backend kind's factory: weights from `embedded:NAME`, a directory or a `.gguf` file."""
-    from .llamacpp import generator_for
-    from .weights import load_model
-
-    model, tokenizer, info = load_model(spec)
-    generator, policy = generator_for(spec, info.device)
-    return TransformersBackend(model, tokenizer, info, batch_size=spec.batch_size, generator=generator,
-                               generator_policy=policy)
 
 
 def sampling_kwargs(config: GenerationConfig) -> dict:

@@ -18,15 +18,15 @@ import importlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Union
+from typing import TYPE_CHECKING, Any, Callable, Union
 
 from ..errors import TuneoffError, did_you_mean
 
 if TYPE_CHECKING:
     from .base import Backend
-    from .spec import ModelSpec
 
-Factory = Callable[["ModelSpec"], "Backend"]
+Factory = Callable[[Any], "Backend"]
+"""`factory(spec)`: a `ModelSpec` (which reads its kind from here, so this module names no spec class) -> a Backend."""
 
 LOCAL = "local"
 """The kind of specs without a registered prefix: paths to local weights."""
@@ -45,7 +45,8 @@ class BackendKind:
     def __post_init__(self):
         object.__setattr__(self, "prefixes", tuple(self.prefixes) or (f"{self.name}:",))
 
-    def load(self, spec: ModelSpec) -> Backend:
+    def load(self, spec: Any) -> Backend:
+        """A ready backend for `spec` (a `ModelSpec` of this kind)."""
         factory = self.factory
         if isinstance(factory, str):
             module, _, function = factory.partition(":")
@@ -54,7 +55,7 @@ class BackendKind:
 
 
 BUILTIN = (
-    BackendKind(LOCAL, "tuneoff.models.local:load", prefixes=("embedded:",)),  # and any path: see kind_of
+    BackendKind(LOCAL, "tuneoff.models.weights:load", prefixes=("embedded:",)),  # and any path: see kind_of
     BackendKind("openai", "tuneoff.models.openai:load", prefixes=("openai:", "http://", "https://")),
 )
 
@@ -80,6 +81,11 @@ def backend_kinds() -> list[str]:
     return list(BACKENDS)
 
 
+def backend_kind(kind: str) -> BackendKind:
+    """The registered kind of that name (`kind_of` names it)."""
+    return BACKENDS[kind]
+
+
 def kind_of(name: str) -> str:
     """The kind a spec string loads through; an unregistered `kind:` prefix is a user error."""
     for entry in BACKENDS.values():
@@ -92,7 +98,3 @@ def kind_of(name: str) -> str:
                            hint=f"{did_you_mean(scheme.group(1), known)} (or a local model directory or .gguf file)")
     return LOCAL
 
-
-def create_backend(spec: ModelSpec) -> Backend:
-    """A ready backend for a spec, built by its kind's factory."""
-    return BACKENDS[spec.kind].load(spec)

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..errors import TuneoffError
 from .options import DEFAULT_MODEL, canonical_dtype, check_attention, check_device, check_engine
+from .registry import backend_kind, kind_of
+
+if TYPE_CHECKING:
+    from .base import Backend
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,9 @@ class ModelSpec:
     @property
     def kind(self) -> str:
         """The registered backend kind this spec loads through (`local` for paths and `embedded:`)."""
-        from .registry import kind_of
-
         return kind_of(self.name)
+
+
+def create_backend(spec: ModelSpec) -> Backend:
+    """A ready backend for a spec, built by its kind's factory (`tuneoff.models.registry`)."""
+    return backend_kind(spec.kind).load(spec)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ..errors import TuneoffError
+from ..records import read_model_meta
 from .base import BackendInfo
 from .embedded import EMBEDDED, get_embedded, gguf_cache_dir, materialize, materialize_gguf
 from .options import DEFAULT_MODEL
@@ -95,8 +96,7 @@ def adapter_base(path: Path) -> str | None:
     (another machine's TUNEOFF_HOME) maps back to the embedded model, so a copied adapter still loads."""
     if not (path / "adapter_config.json").exists():
         return None
-    meta = path / "tuneoff.json"
-    recorded = json.loads(meta.read_text()).get("base") if meta.exists() else None
+    recorded = read_model_meta(path).get("base")
     recorded = recorded or json.loads((path / "adapter_config.json").read_text()).get("base_model_name_or_path")
     return local_base(recorded) if recorded else None
 
@@ -161,6 +161,18 @@ def load_fast_tokenizer(name: str = DEFAULT_MODEL):
     from tokenizers import Tokenizer
 
     return Tokenizer.from_file(str(path / "tokenizer.json"))
+
+
+def load(spec: ModelSpec):
+    """The `local` backend kind's factory (`registry.BUILTIN`): a `TransformersBackend` on the weights of
+    `embedded:NAME`, a directory or a `.gguf` file, with a llama.cpp generator where one serves."""
+    from .llamacpp import generator_for
+    from .local import TransformersBackend
+
+    model, tokenizer, info = load_model(spec)
+    generator, policy = generator_for(spec, info.device)
+    return TransformersBackend(model, tokenizer, info, batch_size=spec.batch_size, generator=generator,
+                               generator_policy=policy)
 
 
 def load_model(spec: ModelSpec, trainable: bool = False):

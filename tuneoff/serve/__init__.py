@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import TuneoffError
-from .app import Limits, create_app
+from .api import Limits
+from .app import create_app
 from .arms import ServedArm, arm_from_files, arm_from_store
 
 __all__ = ["Limits", "ServedArm", "ServerThread", "arm_from_files", "arm_from_store", "build", "create_app",

@@ -7,7 +7,7 @@ import asyncio
 import time
 
 from ..models.base import Completion
-from .app import (ApiError, ChatRequest, CompletionRequest, Limits, Sampling, config_of, error_response, new_id,
+from .api import (ApiError, ChatRequest, CompletionRequest, Limits, Sampling, config_of, error_response, new_id,
                   sse, stream_response)
 from .arms import ServedArm
 from .worker import Worker
