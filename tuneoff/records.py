@@ -10,9 +10,21 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T", bound="Record")
+
+MODEL_META = "tuneoff.json"
+"""The file a model folder written by tuneoff carries (a fine-tune's output, a merged adapter, an embedded
+GGUF model as transformers weights): written last, so its presence marks the folder finished."""
+
+
+def read_model_meta(folder: Path | str) -> dict:
+    """A model folder's `tuneoff.json` ({} when it has none): a fine-tune's {"run_id", "fingerprint",
+    "base", "arm", "task", "stats", ...} (`tuneoff.finetune.outputs`), an embedded model's {"source_gguf"}."""
+    path = Path(folder) / MODEL_META
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 class Role(str, Enum):

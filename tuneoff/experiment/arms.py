@@ -16,7 +16,7 @@ from ..data import digest
 from ..errors import TuneoffError
 from ..finetune.spec import RUNTIME_OPTIONS
 from ..locks import hold
-from ..records import Role
+from ..records import Role, read_model_meta
 from ..store import Store
 from .context import RunContext
 
@@ -86,7 +86,7 @@ def _training_run(store: Store, out: Path, arm: str) -> int:
     """This store's run for a finished model folder. The folder names the run that trained it, but
     maybe in another store (`--store A`, then `--store B`), where that id is missing or another run:
     then the training is recorded here as a run of its own, from the folder's stats."""
-    meta = json.loads((out / "tuneoff.json").read_text())
+    meta = read_model_meta(out)
     fp = meta.get("fingerprint", "")
     try:
         row = store.run(int(meta["run_id"]))

@@ -22,7 +22,7 @@ from ..config.experiment import ArmEntry, build_finetune_arm, build_prompt_arm
 from ..config.tuning import FinetuneTuning, grid
 from ..data import digest
 from ..finetune.outputs import is_finished
-from ..records import Role, TrainStats, TuningSummary
+from ..records import Role, TrainStats, TuningSummary, read_model_meta
 from .context import RunContext
 
 
@@ -117,7 +117,7 @@ def tune_finetune(ctx: RunContext, entry: ArmEntry) -> tuple[Path, dict]:
 
 def _link_chosen(ctx, entry: ArmEntry, tuning_run: int, out: Path, train_run: int | None = None) -> None:
     if train_run is None:
-        train_run = json.loads((out / "tuneoff.json").read_text())["run_id"]
+        train_run = read_model_meta(out)["run_id"]
     ctx.link(tuning_run, Role.TUNING, entry.name)
     ctx.link(train_run, Role.FINETUNE, entry.name)
 
@@ -128,7 +128,7 @@ def _train_trial(ctx, entry: ArmEntry, trial: Trial, spec: FinetuneTuning, pause
     from ..finetune.run import Selection
 
     if is_finished(trial.out):
-        meta = json.loads((trial.out / "tuneoff.json").read_text())
+        meta = read_model_meta(trial.out)
         trial.run_id, trial.stats = meta["run_id"], TrainStats.from_dict(meta["stats"])
         return
     arm = build_finetune_arm(entry, overrides={**trial.options, "epochs": spec.max_epochs})

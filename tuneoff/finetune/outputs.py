@@ -17,8 +17,8 @@ import shutil
 from pathlib import Path
 
 from ..errors import TuneoffError
-
-META = "tuneoff.json"
+from ..records import MODEL_META as META
+from ..records import read_model_meta
 
 
 def base_spec(model: str) -> str:
@@ -92,7 +92,7 @@ def merge(adapter_dir: Path, out_dir: Path, dtype: str = "float32") -> Path:
     model, tokenizer, _ = load_model(ModelSpec(str(adapter_dir), dtype=dtype, device="cpu"))  # merged on load
     tmp = out_dir.parent / f".tmp-{out_dir.name}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    meta_in = _read_meta(adapter_dir)
+    meta_in = read_model_meta(adapter_dir)
     write_model(model, tokenizer, tmp, {**meta_in, "base": adapter_base(adapter_dir), "merged_from": str(adapter_dir),
                                         "method": "lora+merge"})
     if out_dir.exists():
@@ -100,7 +100,3 @@ def merge(adapter_dir: Path, out_dir: Path, dtype: str = "float32") -> Path:
     os.rename(tmp, out_dir)  # the merged model appears whole or not at all
     return out_dir
 
-
-def _read_meta(directory: Path) -> dict:
-    path = directory / META
-    return json.loads(path.read_text()) if path.exists() else {}
