@@ -1,6 +1,7 @@
 """The house's shape, checked: rooms are layered (import-linter), a reintroduced cycle breaks the
 contract, reading configs stays light, and each list the user extends has one source of truth."""
 
+import re
 import shutil
 import subprocess
 import sys
@@ -80,6 +81,15 @@ def test_the_cycle_check_sees_a_loop_inside_a_room(tmp_path, monkeypatch):
         monkeypatch.delitem(sys.modules, name)
     cycles = import_cycles()
     assert any("tuneoff.models.spec" in group and "tuneoff.models.weights" in group for group in cycles)
+
+
+def test_kinds_are_compared_as_enums_outside_parsing_code():
+    """Arm, unit, run, job and training-step kinds are enums compared by identity (`kind is ArmKind.FINETUNE`);
+    a string comparison is left only where text is parsed: a data file's format, a request's field name."""
+    pattern = re.compile(r'kind ==|kind in \(|== "finetune"|== "prompt"')
+    found = sorted(str(path.relative_to(ROOT)) for path in (ROOT / "tuneoff").rglob("*")
+                   if path.suffix in (".py", ".j2") and pattern.search(path.read_text(encoding="utf-8")))
+    assert set(found) <= {"tuneoff/data/readers.py", "tuneoff/serve/app.py"}, found
 
 
 @pytest.mark.parametrize("what", ["examples/sst2.yaml", "examples/banking77.yaml", "examples/translation-task.yaml"])

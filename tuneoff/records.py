@@ -27,6 +27,41 @@ def read_model_meta(folder: Path | str) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
+class TextEnum(str, Enum):
+    """A str enum that prints, formats and serialises as its value (what `enum.StrEnum` does from 3.11):
+    stored rows, JSON and messages see `finetune`, code compares members."""
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+
+class RunKind(TextEnum):
+    """What a stored run is (`runs.kind`); `Store.start_run` takes no other."""
+
+    EVAL = "eval"
+    """An evaluation of an arm on a split (its predictions and metrics)."""
+    OPTIMISE = "optimise"
+    """A prompt arm's search on dev (the search run, and each candidate's evaluation)."""
+    TUNE = "tune"
+    """A dev evaluation of an in-training model (a fine-tune arm's search)."""
+    TUNING = "tuning"
+    """A fine-tune arm's search on dev (`TuningSummary`)."""
+    FINETUNE = "finetune"
+    """A training run (`TrainStats`)."""
+    DISTILL = "distill"
+    """A teacher's answers to a distilled arm's training inputs."""
+    CONSISTENCY = "consistency"
+    PROBE = "probe"
+    """A serving probe (`ProbeSummary`)."""
+    ADAPTIVE = "adaptive"
+    """An adaptive evaluation's stopping record (`AdaptiveSummary`)."""
+    ASK = "ask"
+    """One `tuneoff ask` call."""
+
+
 class Role(str, Enum):
     """What a run linked to an experiment is for (`experiment_runs.role`)."""
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from enum import IntFlag
 
 from ..records import AdaptiveStop, ProbeSummary
+from ..config.experiment import ArmKind
 from ..config.prices import PriceTable
 from .costs import ArmCost
 
@@ -118,7 +119,12 @@ class ArmSummary:
 
     @property
     def weights_changed(self) -> bool:
-        return self.kind in ("finetune", "combined")
+        return ArmKind(self.kind).changes_weights
+
+    @property
+    def approach(self) -> str:
+        """`prompting`, `fine-tuning` or `both`."""
+        return ArmKind(self.kind).approach
 
     def cost(self) -> ArmCost:
         return ArmCost(tokens_in=self.tokens_in, tokens_out=self.tokens_out,

@@ -12,7 +12,7 @@ import json
 
 import numpy as np
 
-from ..config.experiment import ArmEntry, Experiment
+from ..config.experiment import ArmEntry, ArmKind, Experiment
 from ..config.specs import from_dict
 from ..records import (AdaptiveSummary, EvalSummary, ExperimentSummary, OptimiseSummary, ProbeSummary, Role,
                        TrainStats, TuningSummary)
@@ -130,7 +130,7 @@ def _add_repeats(store: Store, s: ArmSummary, by_role: Links, metric: str) -> No
 
 
 def _add_training(store: Store, s: ArmSummary, entry: ArmEntry, by_role: Links, shots: int) -> None:
-    run_id = _last(by_role, Role.FINETUNE, entry.name if entry.kind == "finetune" else entry.finetuned)
+    run_id = _last(by_role, Role.FINETUNE, entry.name if entry.kind is ArmKind.FINETUNE else entry.finetuned)
     if run_id is None:
         return
     stats = TrainStats.from_json(store.run(run_id)["summary_json"])
@@ -155,13 +155,13 @@ def _add_optimisation(store: Store, s: ArmSummary, entry: ArmEntry, by_role: Lin
 def _add_tuning(store: Store, s: ArmSummary, entry: ArmEntry, by_role: Links) -> None:
     """The search an arm got: a fine-tune's trials (its whole time is development time), or a prompt
     arm's optimiser candidates; a combined arm shows its fine-tune's search."""
-    owner = entry.name if entry.kind == "finetune" else entry.finetuned
+    owner = entry.name if entry.kind is ArmKind.FINETUNE else entry.finetuned
     run_id = _last(by_role, Role.TUNING, owner)
     if run_id is not None:
         t = TuningSummary.from_json(store.run(run_id)["summary_json"])
         s.tuning = {"trials": len(t.trials), "minutes": t.seconds / 60, "dev_metric": t.dev_metric,
                     "chosen": t.chosen_text(), "of": owner if owner != entry.name else None}
-        if entry.kind == "finetune":
+        if entry.kind is ArmKind.FINETUNE:
             s.setup_seconds = max(s.setup_seconds, t.seconds)
         return
     run_id = _last(by_role, Role.OPTIMISE, entry.name)
@@ -268,6 +268,6 @@ def curves_from_links(store: Store, exp: Experiment, curve_links: dict) -> list[
         for link in links:
             m = store.metrics(link["run_id"])[exp.task.metric]
             points.append((int(link["x"]), m["value"], m["ci_low"], m["ci_high"]))
-        curves.append(Curve(arm, "n_train" if entry.kind == "finetune" else "shots", sorted(points)))
+        curves.append(Curve(arm, "n_train" if entry.kind is ArmKind.FINETUNE else "shots", sorted(points)))
     # demos curve first, as a single run links them: parallel jobs link in the order they finish
     return sorted(curves, key=lambda c: c.axis != "shots")

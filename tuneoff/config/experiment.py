@@ -9,12 +9,12 @@ from __future__ import annotations
 import re
 import string
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 from typing import Sequence
 
 from ..errors import TuneoffError, did_you_mean
 from ..models.options import DEFAULT_MODEL, canonical_dtype, check_device, check_engine
+from ..records import TextEnum
 from .adaptive import AdaptiveSpec
 from .overrides import apply_overrides, overridden_by
 from .prices import Constraints, PriceTable
@@ -26,7 +26,7 @@ from .tuning import TuningSpec, grid
 SUPPORTED_VERSIONS = (1,)
 
 
-class ArmKind(str, Enum):
+class ArmKind(TextEnum):
     """What an arm changes: the prompt, the weights, or both (a prompt arm on a fine-tune arm's model)."""
 
     PROMPT = "prompt"
@@ -34,15 +34,14 @@ class ArmKind(str, Enum):
     COMBINED = "combined"
     """A prompt arm on the model a fine-tune arm of the experiment trained (`finetuned: ARM`)."""
 
-    def __str__(self) -> str:
-        return self.value
-
-    def __format__(self, spec: str) -> str:
-        return format(self.value, spec)
-
     @property
     def changes_weights(self) -> bool:
         return self is not ArmKind.PROMPT
+
+    @property
+    def approach(self) -> str:
+        """The approach in words, as the report's arm list names it."""
+        return {ArmKind.PROMPT: "prompting", ArmKind.FINETUNE: "fine-tuning", ArmKind.COMBINED: "both"}[self]
 
 
 @dataclass
@@ -207,9 +206,9 @@ class Experiment:
         for i, arm in enumerate(self.arms):
             if names.count(arm.name) > 1:
                 raise TuneoffError(f"duplicate arm name '{arm.name}'", field=f"arms[{i}].name")
-            if arm.finetuned and self.arm(arm.finetuned) is None or (arm.finetuned and self.arm(arm.finetuned).kind != "finetune"):
+            if arm.finetuned and (self.arm(arm.finetuned) is None or self.arm(arm.finetuned).kind is not ArmKind.FINETUNE):
                 raise TuneoffError(f"'{arm.finetuned}' is not a fine-tune arm of this experiment", field=f"arms[{i}].finetuned",
-                                   hint="fine-tune arms: " + ", ".join(a.name for a in self.arms if a.kind == "finetune"))
+                                   hint="fine-tune arms: " + ", ".join(a.name for a in self.arms if a.kind is ArmKind.FINETUNE))
         self._check_name_and_output()
         if self.batch_size < 1:
             raise TuneoffError("must be >= 1", field="batch_size")
@@ -232,7 +231,7 @@ class Experiment:
         when marked `tune: true`."""
         if self.tuning is None:
             return False
-        return entry.tune is not False if entry.kind == "finetune" else bool(entry.tune)
+        return entry.tune is not False if entry.kind is ArmKind.FINETUNE else bool(entry.tune)
 
     def repeats_of(self, entry: ArmEntry) -> int:
         return entry.repeats if entry.repeats is not None else self.repeats
@@ -262,18 +261,19 @@ class Experiment:
         if c and (c.temperature < 0 or (c.temperature == 0 and c.seeds)):
             raise TuneoffError("must be > 0: seeds only differ when the model samples", field="consistency.temperature")
         if self.curves:
-            self._check_curve_arm("prompt_arm", "prompt", bool(self.curves.shots))
-            self._check_curve_arm("finetune_arm", "finetune", bool(self.curves.n_train))
+            self._check_curve_arm("prompt_arm", ArmKind.PROMPT, bool(self.curves.shots))
+            self._check_curve_arm("finetune_arm", ArmKind.FINETUNE, bool(self.curves.n_train))
 
-    def _check_curve_arm(self, key: str, kind: str, wanted: bool) -> None:
-        name = getattr(self.curves, key)
-        if name is not None and next((a for a in self.arms if a.name == name and a.kind == kind), None) is None:
+    def _check_curve_arm(self, key: str, kind: ArmKind, wanted: bool) -> None:
+        name, of_kind = getattr(self.curves, key), [a for a in self.arms if a.kind is kind]
+        if name is not None and name not in [a.name for a in of_kind]:
             raise TuneoffError(f"'{name}' is not a {kind} arm of this experiment", field=f"curves.{key}",
-                               hint=did_you_mean(name, [a.name for a in self.arms if a.kind == kind]))
-        default = any(a.kind == kind and (kind == "finetune" or (a.prompt or {}).get("shots", 0)) for a in self.arms)
+                               hint=did_you_mean(name, [a.name for a in of_kind]))
+        shots = kind is ArmKind.PROMPT  # the demos curve's default arm is one that shows demos
+        default = any(not shots or (a.prompt or {}).get("shots", 0) for a in of_kind)
         if wanted and name is None and not default:
-            what = "shots" if kind == "prompt" else "n_train"
-            raise TuneoffError(f"a curve over {what} needs a {kind} arm" + (" with shots > 0" if kind == "prompt" else ""),
+            what = "shots" if shots else "n_train"
+            raise TuneoffError(f"a curve over {what} needs a {kind} arm" + (" with shots > 0" if shots else ""),
                                field=f"curves.{what}", hint=f"add one, or name it in curves.{key}")
 
     def prices_of(self, entry: ArmEntry) -> PriceTable:
@@ -310,7 +310,7 @@ def _check_arm_model(arm: ArmEntry, i: int) -> None:
     """A served model can be prompted, not trained: training needs the weights here."""
     from ..models.registry import LOCAL, kind_of
 
-    if arm.model and arm.kind != "prompt" and kind_of(arm.model) != LOCAL:
+    if arm.model and arm.kind.changes_weights and kind_of(arm.model) != LOCAL:
         raise TuneoffError(f"'{arm.model}' is served over HTTP: a {arm.kind} arm needs local weights",
                            field=f"arms[{i}].model", hint="give it a local model (embedded:NAME or a directory)")
 

@@ -23,7 +23,7 @@ from ..config.experiment import ArmEntry, build_prompt_arm
 from ..data import Example
 from ..evaluate.engine import EvalSession, evaluation
 from ..prompting import TaskContext
-from ..records import AdaptiveStop, AdaptiveSummary, Role, StopReason
+from ..records import AdaptiveStop, AdaptiveSummary, Role, RunKind, StopReason
 from .context import RunContext
 
 
@@ -65,7 +65,7 @@ def evaluate_adaptively(ctx: RunContext) -> list[tuple[ArmEntry, int, list[Examp
         ctx.say(f"{name}: {main.name} {main.value:.3f} [{main.ci_low:.3f}, {main.ci_high:.3f}] ({result.cache_hits} "
                 f"cached, {result.cache_misses} new calls, {result.wall_seconds:.1f} s); {lane.stop.describe()}")
         out.append((lane.entry, result.run_id, order[:lane.stop.items]))
-    run_id = ctx.store.start_run("adaptive", arm="*", task=ctx.exp.task.name, split="test", model=ctx.exp.model,
+    run_id = ctx.store.start_run(RunKind.ADAPTIVE, arm="*", task=ctx.exp.task.name, split="test", model=ctx.exp.model,
                                  spec=asdict(spec), experiment_id=ctx.experiment_id)
     ctx.store.finish_run(run_id, "done", summary.to_dict())
     ctx.link(run_id, Role.ADAPTIVE, "*")

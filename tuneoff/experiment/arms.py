@@ -16,7 +16,7 @@ from ..data import digest
 from ..errors import TuneoffError
 from ..finetune.spec import RUNTIME_OPTIONS
 from ..locks import hold
-from ..records import Role, read_model_meta
+from ..records import Role, RunKind, read_model_meta
 from ..store import Store
 from .context import RunContext
 
@@ -92,12 +92,13 @@ def _training_run(store: Store, out: Path, arm: str) -> int:
         row = store.run(int(meta["run_id"]))
     except TuneoffError:
         row = None
-    if row is not None and row["kind"] == "finetune" and row["arm"] == arm and (not fp or row["fingerprint"] == fp):
+    if row is not None and RunKind(row["kind"]) is RunKind.FINETUNE and row["arm"] == arm and \
+            (not fp or row["fingerprint"] == fp):
         return int(row["id"])
     found = store.find_run(fp, statuses=("done",)) if fp else None
     if found is not None:
         return int(found["id"])
-    run_id = store.start_run("finetune", arm=arm, task=meta.get("task", ""), split="train", model=meta.get("base", ""),
+    run_id = store.start_run(RunKind.FINETUNE, arm=arm, task=meta.get("task", ""), split="train", model=meta.get("base", ""),
                              spec=meta.get("arm", {}), fingerprint=fp)
     store.finish_run(run_id, "done", {**meta.get("stats", {}), "output_dir": str(out), "trained_in_another_store": True})
     return run_id

@@ -22,7 +22,7 @@ from ..config.experiment import ArmEntry, build_finetune_arm, build_prompt_arm
 from ..config.tuning import FinetuneTuning, grid
 from ..data import digest
 from ..finetune.outputs import is_finished
-from ..records import Role, TrainStats, TuningSummary, read_model_meta
+from ..records import Role, RunKind, TrainStats, TuningSummary, read_model_meta
 from .context import RunContext
 
 
@@ -87,7 +87,7 @@ def tune_finetune(ctx: RunContext, entry: ArmEntry) -> tuple[Path, dict]:
             _link_chosen(ctx, entry, previous["id"], Path(summary.chosen_dir))
             return Path(summary.chosen_dir), summary.chosen
     began = time.perf_counter()
-    run_id = ctx.store.start_run("tuning", arm=entry.name, task=ctx.exp.task.name, split="dev",
+    run_id = ctx.store.start_run(RunKind.TUNING, arm=entry.name, task=ctx.exp.task.name, split="dev",
                                  model=entry.model or ctx.exp.model, spec={"candidates": options,
                                                                           "tuning": spec.__dict__},
                                  fingerprint=key, experiment_id=ctx.experiment_id)
@@ -170,7 +170,7 @@ class DevScorer:
                            chat=self.chat)
         backend = TransformersBackend(model, self.tokenizer, info, batch_size=self.ctx.exp.batch_size)
         result = evaluate(backend, self.arm, self.ctx.data.dev, TaskContext.of(self.ctx.data), store=self.ctx.store,
-                          split="dev", kind="tune")
+                          split="dev", kind=RunKind.TUNE)
         return float(result.main.value or 0.0)
 
 

@@ -20,6 +20,7 @@ import math
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -34,12 +35,21 @@ from .parallel import Processes
 from .spec import FinetuneArm
 
 
+class StepKind(str, Enum):
+    """What a `StepReport` reports (also the kind of the training event the store keeps for it)."""
+
+    TRAIN = "train"
+    """An optimizer step."""
+    EVAL = "eval"
+    """An evaluation (loss on the eval split, or the dev metric at an epoch end)."""
+    CHECKPOINT = "checkpoint"
+
+
 @dataclass
 class StepReport:
-    """What a hook sees: after each optimizer step (`train`), each eval, each checkpoint."""
+    """What a hook sees: after each optimizer step, each eval, each checkpoint."""
 
-    kind: str
-    """`train`, `eval` or `checkpoint`."""
+    kind: StepKind
     step: int
     total_steps: int
     state: TrainState
@@ -272,7 +282,7 @@ class Loop:
         s.step += 1
         s.last_loss = mean
         s.losses.append((s.step, mean))
-        self._emit("train", loss=mean, lr=lr, grad_norm=norm.item())
+        self._emit(StepKind.TRAIN, loss=mean, lr=lr, grad_norm=norm.item())
 
     def _non_finite(self, what: str, loss: float) -> None:
         where = f"the last good checkpoint is {self.last_checkpoint}" if self.last_checkpoint else \
@@ -306,13 +316,13 @@ class Loop:
         else:
             s.bad_evals += 1
             s.stopped_early = bool(self.patience and s.bad_evals >= self.patience)
-        self._emit("eval", loss=None)
+        self._emit(StepKind.EVAL, loss=None)
 
     def _evaluate(self) -> None:
         s = self.state
         loss = eval_loss(self.model, self.dev_set, self.arm, self.pad_id, self.device, self.processes)
         if self.scorer is not None:  # the dev metric selects; the loss is only recorded
-            self._emit("eval", loss=loss)
+            self._emit(StepKind.EVAL, loss=loss)
             return
         if s.best_eval is None or loss < s.best_eval:
             s.best_eval, s.best_step, s.bad_evals = loss, s.step, 0
@@ -321,7 +331,7 @@ class Loop:
             s.bad_evals += 1
             patience = self.arm.early_stopping_patience
             s.stopped_early = bool(patience and s.bad_evals >= patience)
-        self._emit("eval", loss=loss)
+        self._emit(StepKind.EVAL, loss=loss)
 
     def _save_best(self) -> None:
         if self.processes.is_main:
@@ -336,7 +346,7 @@ class Loop:
                                                    self.state, self.arm.save_total_limit, rng)
         group.wait()  # the others go on once the checkpoint is whole
         self.last_checkpoint = checkpoint_path(self.checkpoint_dir, self.state.step)
-        self._emit("checkpoint", path=self.last_checkpoint)
+        self._emit(StepKind.CHECKPOINT, path=self.last_checkpoint)
 
     def _finish(self) -> None:
         s = self.state
@@ -347,7 +357,7 @@ class Loop:
         if s.best_step is not None and s.best_step != s.step:
             load_best(self.checkpoint_dir, self.model)  # the output holds the best dev-loss weights
 
-    def _emit(self, kind: str, **fields) -> None:
+    def _emit(self, kind: StepKind, **fields) -> None:
         report = StepReport(kind=kind, step=self.state.step, total_steps=self.n_steps, state=self.state,
                             model=self.model, **fields)
         for hook in self.hooks:

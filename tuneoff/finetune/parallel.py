@@ -60,9 +60,9 @@ class Processes:
         (the arm's) only says whether the group runs on the CPU (gloo) or on CUDA (NCCL, one GPU each)."""
         if not launched():
             return cls()
-        for kind in ("FSDP", "DEEPSPEED"):  # (on a CPU accelerate would quietly run these as plain DDP)
-            if os.environ.get(f"ACCELERATE_USE_{kind}", "").lower() == "true":
-                _refuse(kind)
+        for plugin in ("FSDP", "DEEPSPEED"):  # (on a CPU accelerate would quietly run these as plain DDP)
+            if os.environ.get(f"ACCELERATE_USE_{plugin}", "").lower() == "true":
+                _refuse(plugin)
         from accelerate import Accelerator
 
         cpu = device == "cpu" or not torch.cuda.is_available()

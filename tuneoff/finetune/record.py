@@ -11,7 +11,7 @@ import torch
 from ..records import TrainStats
 from ..store import Store
 from .collate import EncodeReport
-from .loop import StepReport
+from .loop import StepKind, StepReport
 from .methods import ParamCounts
 
 
@@ -42,16 +42,16 @@ def store_hook(store: Store, run_id: int):
 
     def hook(r: StepReport) -> None:
         s = r.state
-        if r.kind == "train":
-            store.add_training_event(run_id, r.step, "train", loss=r.loss, lr=r.lr, tokens=s.tokens,
+        if r.kind is StepKind.TRAIN:
+            store.add_training_event(run_id, r.step, r.kind.value, loss=r.loss, lr=r.lr, tokens=s.tokens,
                                      seconds=s.seconds, payload={"grad_norm": r.grad_norm, "epoch": s.epoch,
                                                                  "label_tokens": s.label_tokens,
                                                                  "padded_tokens": s.padded_tokens})
-        elif r.kind == "eval":
-            store.add_training_event(run_id, r.step, "eval", loss=r.loss, tokens=s.tokens, seconds=s.seconds,
+        elif r.kind is StepKind.EVAL:
+            store.add_training_event(run_id, r.step, r.kind.value, loss=r.loss, tokens=s.tokens, seconds=s.seconds,
                                      payload={"best": s.best_eval, "bad_evals": s.bad_evals})
-        elif r.kind == "checkpoint":
-            store.add_training_event(run_id, r.step, "checkpoint", tokens=s.tokens, seconds=s.seconds,
+        elif r.kind is StepKind.CHECKPOINT:
+            store.add_training_event(run_id, r.step, r.kind.value, tokens=s.tokens, seconds=s.seconds,
                                      payload={"path": str(r.path)})
 
     return hook
@@ -88,7 +88,7 @@ class ProgressBar:
         return self
 
     def __call__(self, r: StepReport) -> None:
-        if self.progress is None or r.kind != "train":
+        if self.progress is None or r.kind is not StepKind.TRAIN:
             return
         tps = r.state.tokens / r.state.seconds if r.state.seconds else 0.0
         self.progress.update(self.task, completed=r.step, loss=f"{r.loss:.4f}", tps=f"{tps:.0f}")

@@ -49,10 +49,10 @@ def resolve_precision(name: str, device: str) -> str:
         return name
     if device.startswith("cuda"):
         return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
-    kind = cpu.cpu_features().kind
-    if kind == "bf16":
+    features = cpu.cpu_features()
+    if features.bf16:  # bf16 wins where both are there (`CpuFeatures.kind`)
         return "bfloat16"
-    return "int8" if kind == "int8" and AUTO_INT8 else "float32"
+    return "int8" if features.int8_dot and AUTO_INT8 else "float32"
 
 
 def resolve_dtype(name: str, device: str) -> torch.dtype:

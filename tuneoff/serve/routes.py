@@ -10,7 +10,7 @@ from ..models.base import Completion
 from .api import (ApiError, ChatRequest, CompletionRequest, Limits, Sampling, config_of, error_response, new_id,
                   sse, stream_response)
 from .arms import ServedArm
-from .worker import Worker
+from .worker import JobKind, Worker
 
 DONE = object()
 
@@ -48,13 +48,13 @@ class Handler:
         head = {"id": rid, "created": created, "model": self.arm.name}
         logprobs = None
         if self.arm.mode == "score":
-            result = await self.worker.run("score", ids, config, chat=chat)
+            result = await self.worker.run(JobKind.SCORE, ids, config, chat=chat)
         elif body.logprobs:
-            result, logprobs = await self.worker.run("logprobs", ids, config, top_logprobs=body.top_logprobs or 0)
+            result, logprobs = await self.worker.run(JobKind.LOGPROBS, ids, config, top_logprobs=body.top_logprobs or 0)
         elif body.stream and not self._extracts():
             return stream_response(self._chat_stream(head, ids, config, body))
         else:
-            result = await self.worker.run("generate", ids, config)
+            result = await self.worker.run(JobKind.GENERATE, ids, config)
         text = self.arm.answer(result.text)
         if body.stream:  # answers known only whole (scored, extracted) go out as one chunk
             return stream_response(_whole_chat_stream(head, text, result, body))
@@ -90,7 +90,7 @@ class Handler:
         def on_text(text: str) -> None:
             loop.call_soon_threadsafe(pieces.put_nowait, text)
 
-        task = asyncio.ensure_future(self.worker.run("stream", ids, config, on_text=on_text))
+        task = asyncio.ensure_future(self.worker.run(JobKind.STREAM, ids, config, on_text=on_text))
         task.add_done_callback(lambda t: pieces.put_nowait(DONE))
         while True:
             piece = await pieces.get()
@@ -150,7 +150,7 @@ class Handler:
     async def _echo(self, chat, ids: list[int], config, logprobs: int):
         """A completion with the prompt's token log-probabilities first. One greedy token (how clients ask
         for prompt scores) comes from the same forward pass; anything longer is generated as usual."""
-        entries, following = await self.worker.run("prompt", ids, config, top_logprobs=logprobs)
+        entries, following = await self.worker.run(JobKind.PROMPT, ids, config, top_logprobs=logprobs)
         if config.greedy and config.max_new_tokens == 1 and self.arm.mode != "score":
             result, generated = Completion(following["token"], len(ids), 1, 0.0, 1, "length"), _legacy_logprobs([following])
         else:
@@ -159,11 +159,11 @@ class Handler:
 
     async def _one(self, chat, ids: list[int], config, logprobs: int | None):
         if self.arm.mode == "score" and chat is not None:
-            return await self.worker.run("score", ids, config, chat=chat), None
+            return await self.worker.run(JobKind.SCORE, ids, config, chat=chat), None
         if logprobs is not None:
-            result, content = await self.worker.run("logprobs", ids, config, top_logprobs=logprobs)
+            result, content = await self.worker.run(JobKind.LOGPROBS, ids, config, top_logprobs=logprobs)
             return result, _legacy_logprobs(content)
-        return await self.worker.run("generate", ids, config), None
+        return await self.worker.run(JobKind.GENERATE, ids, config), None
 
 
 def _usage(c: Completion) -> dict:

@@ -15,6 +15,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Callable
 
 from ..models.base import Completion, GenerationConfig
@@ -24,12 +25,29 @@ STOP = object()
 """Queued by `close`: the worker finishes what came before it and ends."""
 
 
+class JobKind(str, Enum):
+    """What a request asks of the model."""
+
+    GENERATE = "generate"
+    SCORE = "score"
+    """The likeliest of the arm's labels (a score-mode arm)."""
+    LOGPROBS = "logprobs"
+    """Generation with each token's log-probability."""
+    PROMPT = "prompt"
+    """The prompt's own token log-probabilities (`echo` on /v1/completions)."""
+    STREAM = "stream"
+
+    @property
+    def batches(self) -> bool:
+        """Whether requests of this kind share a forward pass (a stream runs alone, token by token)."""
+        return self is not JobKind.STREAM
+
+
 @dataclass
 class Job:
     """One request's work and where its answer goes."""
 
-    kind: str
-    """`generate`, `score`, `stream` or `logprobs`."""
+    kind: JobKind
     ids: list[int]
     """The prompt's token ids."""
     config: GenerationConfig
@@ -41,6 +59,9 @@ class Job:
     on_text: Callable[[str], None] | None = None
     """Stream jobs: called with each new piece of text."""
     queued_at: float = field(default_factory=time.perf_counter)
+
+    def __post_init__(self):
+        self.kind = JobKind(self.kind)
 
 
 class Worker:
@@ -63,7 +84,7 @@ class Worker:
         self.jobs.put(STOP)
         self.thread.join(timeout=30)
 
-    async def run(self, kind: str, ids: list[int], config: GenerationConfig, **extra):
+    async def run(self, kind: JobKind | str, ids: list[int], config: GenerationConfig, **extra):
         """Queue a job from the event loop and await its result."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
@@ -81,7 +102,7 @@ class Worker:
             if job is STOP:
                 return
             batch = [job]
-            if job.kind in ("generate", "score", "logprobs", "prompt"):
+            if job.kind.batches:
                 batch += self._gather(job)
             self._run_or_split(batch)
 
@@ -116,19 +137,16 @@ class Worker:
         return more
 
     def _run(self, batch: list[Job]) -> None:
-        kind = batch[0].kind
         self.batches.append(len(batch))
-        if kind == "generate":
-            results = self.backend.generate_ids([j.ids for j in batch], batch[0].config)
-        elif kind == "score":
-            results = self._score(batch)
-        elif kind == "prompt":
-            results = prompt_logprobs(self.backend, [j.ids for j in batch], batch[0].top_logprobs)
-        elif kind == "stream":
-            results = [stream_generate(self.backend, batch[0].ids, batch[0].config, batch[0].on_text)]
-        else:
-            results = logprob_generate(self.backend, [j.ids for j in batch], batch[0].config, batch[0].top_logprobs)
-        for job, result in zip(batch, results):
+        first, ids = batch[0], [j.ids for j in batch]
+        runs = {
+            JobKind.GENERATE: lambda: self.backend.generate_ids(ids, first.config),
+            JobKind.SCORE: lambda: self._score(batch),
+            JobKind.PROMPT: lambda: prompt_logprobs(self.backend, ids, first.top_logprobs),
+            JobKind.STREAM: lambda: [stream_generate(self.backend, first.ids, first.config, first.on_text)],
+            JobKind.LOGPROBS: lambda: logprob_generate(self.backend, ids, first.config, first.top_logprobs),
+        }
+        for job, result in zip(batch, runs[first.kind]()):
             job.done(result)
 
     def _score(self, batch: list[Job]) -> list[Completion]:
