@@ -187,7 +187,7 @@ def _trade_off(ctx: _Context) -> list[str]:
 def _coverage_gaps(arms: Sequence[ArmSummary], unfair: dict[str, str]) -> list[str]:
     """Collapsed arms named: not fair representatives; an untuned prompt arm that collapsed is a gap in
     the prompt side's coverage (its strategy was not given a fair try), not evidence against prompting."""
-    gaps = [a for a in arms if a.name in unfair and a.kind == "prompt" and not a.tuning]
+    gaps = [a for a in arms if a.name in unfair and not a.weights_changed and not a.tuning]  # untuned prompt arms
     rest = [a for a in arms if a.name in unfair and a not in gaps]
     reasons = []
     if gaps:
