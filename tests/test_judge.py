@@ -70,14 +70,16 @@ def test_pairwise_asks_both_orders_and_a_fair_judge_agrees_with_the_metric(tmp_p
     assert all(first[i] == first[i + 1][::-1] for i in range(0, 24, 2))
     assert report.scores["good"]["value"] == 1.0 and report.scores["bad"]["value"] == 0.0
     r = report.reliability
-    assert r["position_flip_rate"] == 0.0 and r["self_agreement"] == 1.0 and r["off_format_rate"] == 0.0
+    assert r["position_flip_rate"]["value"] == 0.0 and r["self_agreement"]["value"] == 1.0
+    assert r["off_format_rate"]["value"] == 0.0 and r["position_flip_rate"]["n"] == 12
     assert r["metric_agreement"]["value"] == 1.0 and r["arm_rank_tau"] == pytest.approx(1.0)
 
 
 def test_a_judge_that_always_picks_the_first_position_flips_every_pair_and_scores_ties(tmp_path):
     report = judge_pass(ScriptedJudge(lambda shown, config: "A"), JudgeSpec(model="x", mode="pairwise", items=4),
                         outputs(4), Store(tmp_path / "s.sqlite"))
-    assert report.reliability["position_flip_rate"] == 1.0
+    flips = report.reliability["position_flip_rate"]
+    assert flips["value"] == 1.0 and flips["by_arm"] == {"good": 1.0, "mid": 1.0, "bad": 1.0}
     assert {a: s["value"] for a, s in report.scores.items()} == {"good": 0.5, "mid": 0.5, "bad": 0.5}
     assert report.reliability["metric_agreement"]["value"] == 0.5  # all ties: no better than a coin
 
@@ -91,19 +93,19 @@ def test_a_flip_is_a_tie_and_a_lean_is_not_a_flip():
 
 
 def test_a_guessing_judge_looks_weak_pointwise(tmp_path):
-    rng = random.Random(0)
+    greedy, sampled = random.Random(0), random.Random(1)
 
-    def guess(shown, config):  # greedy: a fixed pseudo-random grade per response; sampled: another guess
-        return str(rng.randint(1, 5)) if config.temperature > 0 else str(hash(shown[0]) % 5 + 1)
+    def guess(shown, config):  # a grade unrelated to the response, greedy or sampled
+        return str((sampled if config.temperature > 0 else greedy).randint(1, 5))
 
     report = judge_pass(ScriptedJudge(guess), JudgeSpec(model="x", items=30, repeat_items=30),
                         outputs(30), Store(tmp_path / "s.sqlite"))
     r = report.reliability
-    assert r["self_agreement"] < 0.5
+    assert r["self_agreement"]["value"] < 0.5
     assert r["position_flip_rate"] is None
     fair = judge_pass(ScriptedJudge(lambda shown, config: str(quality(shown[0]))),
                       JudgeSpec(model="x", items=30, repeat_items=30), outputs(30), Store(tmp_path / "t.sqlite"))
-    assert fair.reliability["self_agreement"] == 1.0 and fair.reliability["metric_agreement"]["value"] == 1.0
+    assert fair.reliability["self_agreement"]["value"] == 1.0 and fair.reliability["metric_agreement"]["value"] == 1.0
     assert r["metric_agreement"]["value"] < fair.reliability["metric_agreement"]["value"] - 0.2
 
 
@@ -112,7 +114,7 @@ def test_off_format_verdicts_are_retried_a_bounded_number_of_times_and_counted(t
     report = judge_pass(judge, JudgeSpec(model="x", items=3, retries=2, repeat_items=0), outputs(3),
                         Store(tmp_path / "s.sqlite"))
     assert len(judge.prompts) == 9 * 3
-    assert report.reliability["off_format_rate"] == 1.0 and report.scores["good"]["value"] is None
+    assert report.reliability["off_format_rate"]["value"] == 1.0 and report.scores["good"]["value"] is None
 
 
 def test_calls_are_cached_resumable_and_priced_apart(tmp_path, monkeypatch):

@@ -93,6 +93,8 @@ class Role(str, Enum):
     """The serving probe of an arm: single-request latency and throughput at a stated concurrency."""
     OOD = "ood"
     """The arm's evaluation on the out-of-domain test file (same labels and metric)."""
+    JUDGE = "judge"
+    """The judge pass over every arm's test outputs (linked under the arm name "")."""
     ADAPTIVE = "adaptive"
     """The stopping record of an adaptive test evaluation (kind `adaptive`, `AdaptiveSummary`), linked
     once per experiment under the arm name `*`."""

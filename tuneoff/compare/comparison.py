@@ -71,6 +71,8 @@ class Comparison:
     """The experiment's id in the store (`tuneoff report ID` re-renders it)."""
     one_off: dict[str, OneOff] = field(default_factory=dict)
     """{arm: its one-off cost by part (compute, labels, people)}: what the break-even charges."""
+    judge: dict | None = None
+    """The judge pass (`compare.judged`): spec, per-arm scores, reliability, cost; None without `judge:`."""
 
 
 def build_comparison(name: str, task: str, model: str, arms: list[ArmSummary], prices: PriceTable,

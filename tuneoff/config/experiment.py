@@ -18,6 +18,7 @@ from ..records import TextEnum
 from .adaptive import AdaptiveSpec
 from .overrides import apply_overrides, overridden_by
 from .prices import Constraints, PriceTable
+from .judge import JudgeSpec
 from .probes import OutOfDomainSpec, ProbeSpec
 from .specs import from_dict, located, read_yaml
 from .task import TaskData, TaskSpec, load_task
@@ -185,6 +186,9 @@ class Experiment:
     adaptive: AdaptiveSpec | None = None
     """Score the test split in interleaved chunks and stop each arm once its comparison with the best
     is settled by an anytime-valid test (see `tuneoff.config.adaptive`); absent: every arm scores it all."""
+    judge: JudgeSpec | None = None
+    """An LLM judge grading every arm's test outputs, with its own reliability figures
+    (see `tuneoff.config.judge`); absent: no judge pass."""
     prices: PriceTable = field(default_factory=PriceTable)
     constraints: Constraints = field(default_factory=Constraints)
     output: str = "tuneoff-runs/{name}"
@@ -223,6 +227,11 @@ class Experiment:
             _check_arm_model(arm, i)
             _check_teacher(self, arm, i)
         self.task.base_dir = self.base_dir
+        if self.judge is not None:
+            self.judge.check_arms(names)
+            self.judge.model = beside(self.judge.model, self.base_dir)
+            check_model(self.judge.model, "judge.model")
+            self.judge.base_dir = self.base_dir
         if self.flexibility:
             self.flexibility.task.base_dir = self.base_dir
 

@@ -249,10 +249,13 @@ def _pointwise(caller: Caller, spec: JudgeSpec, outputs, report: JudgeReport) ->
     grades = {(r.item, r.about["arm"]): float(r.verdict) for r in main if r.verdict is not None}
     for arm in outputs:
         report.scores[arm] = mean_ci([g for (_, a), g in grades.items() if a == arm])
-    firm = [(grades.get((r.item, r.about["arm"])), r.verdict) for r in again]
-    report.reliability["self_agreement"] = stats.rate([a == b for a, b in firm if a is not None and b is not None])
-    report.reliability["off_format_rate"] = stats.rate([r.verdict is None for r in main])
+    firm = [([r.about["arm"]], grades.get((r.item, r.about["arm"])), r.verdict) for r in again]
+    report.reliability["self_agreement"] = stats.by_arm([(arms, a == b) for arms, a, b in firm
+                                                         if a is not None and b is not None])
+    report.reliability["off_format_rate"] = stats.by_arm([([r.about["arm"]], r.verdict is None) for r in main])
     report.reliability["position_flip_rate"] = None  # pointwise shows one output: no position to flip
+    metric = _metric_scores(outputs)
+    report.reliability["metric_agreement"] = stats.concordance(grades, metric)
     return grades
 
 
@@ -279,13 +282,13 @@ def _pairwise(caller: Caller, spec: JudgeSpec, outputs, report: JudgeReport) -> 
     caller.verdicts(again, temperature=spec.repeat_temperature) if again else None
     caller.store_rows(main + again, 0)
     orders = {(r.item, *r.about["arms"], r.about["order"]): r.verdict for r in main}
-    verdicts, flips = {}, []
+    verdicts, flips = {}, []  # flips: ((arm a, arm b), flipped)
     for item, a, b, order in orders:
         if order == "AB":
             verdict, flipped = stats.combine_orders(orders[(item, a, b, "AB")], orders[(item, a, b, "BA")])
             if verdict is not None:
                 verdicts[(item, a, b)] = verdict
-                flips.append(flipped)
+                flips.append(((a, b), flipped))
     wins: dict[tuple[str, str], list[float]] = {}
     for (item, a, b), v in verdicts.items():
         wins.setdefault((item, a), []).append(1.0 if v == "A" else 0.5 if v == stats.TIE else 0.0)
@@ -293,17 +296,22 @@ def _pairwise(caller: Caller, spec: JudgeSpec, outputs, report: JudgeReport) -> 
     per_output = {k: float(np.mean(v)) for k, v in wins.items()}
     for arm in outputs:
         report.scores[arm] = mean_ci([s for (_, a), s in per_output.items() if a == arm])
-    report.reliability["position_flip_rate"] = stats.rate(flips)
-    firm = [(orders.get((r.item, *r.about["arms"], "AB")), r.verdict) for r in again]
-    report.reliability["self_agreement"] = stats.rate([a == b for a, b in firm if a is not None and b is not None])
-    report.reliability["off_format_rate"] = stats.rate([r.verdict is None for r in main])
-    report.reliability["pairs_judged"] = len(verdicts)
+    report.reliability["position_flip_rate"] = stats.by_arm(flips)
+    firm = [(r.about["arms"], orders.get((r.item, *r.about["arms"], "AB")), r.verdict) for r in again]
+    report.reliability["self_agreement"] = stats.by_arm([(arms, a == b) for arms, a, b in firm
+                                                         if a is not None and b is not None])
+    report.reliability["off_format_rate"] = stats.by_arm([(r.about["arms"], r.verdict is None) for r in main])
+    report.reliability["metric_agreement"] = stats.pairwise_concordance(verdicts, _metric_scores(outputs))
     return per_output
 
 
+def _metric_scores(outputs) -> dict[tuple[str, str], float]:
+    return {(o.item, arm): o.metric for arm, outs in outputs.items() for o in outs if o.metric is not None}
+
+
 def _agreements(spec: JudgeSpec, outputs, per_output: dict[tuple[str, str], float], report: JudgeReport) -> None:
-    metric = {(o.item, arm): o.metric for arm, outs in outputs.items() for o in outs if o.metric is not None}
-    report.reliability["metric_agreement"] = stats.concordance(per_output, metric)
+    """Arm-level rank agreement with the metric, and agreement with people when ratings are given."""
+    metric = _metric_scores(outputs)
     arms = [a for a in outputs if report.scores[a]["value"] is not None and any(k[1] == a for k in metric)]
     metric_means = [float(np.mean([v for (_, a), v in metric.items() if a == arm])) for arm in arms]
     report.reliability["arm_rank_tau"] = stats.kendall_tau([report.scores[a]["value"] for a in arms], metric_means)

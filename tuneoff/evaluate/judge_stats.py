@@ -38,6 +38,23 @@ def rate(flags: Sequence[bool]) -> float | None:
     return sum(flags) / len(flags) if flags else None
 
 
+class Tally:
+    """Agreement counts overall and per arm (each comparison counts for both its arms)."""
+
+    def __init__(self):
+        self.agree, self.pairs = 0.0, 0
+        self.arms: dict[str, list[float]] = {}
+
+    def add(self, value: float, *arms: str) -> None:
+        self.agree, self.pairs = self.agree + value, self.pairs + 1
+        for arm in arms:
+            self.arms.setdefault(arm, []).append(value)
+
+    def result(self) -> dict:
+        return {"value": self.agree / self.pairs if self.pairs else None, "pairs": self.pairs,
+                "by_arm": {a: sum(v) / len(v) for a, v in self.arms.items()}}
+
+
 def concordance(judge: Mapping[tuple[str, str], float], metric: Mapping[tuple[str, str], float]) -> dict:
     """For each item, each pair of arms the metric separates: does the judge order them the same way?
     `judge`/`metric`: (item id, arm) -> score. Judge ties count half (they neither agree nor disagree)."""
@@ -45,29 +62,37 @@ def concordance(judge: Mapping[tuple[str, str], float], metric: Mapping[tuple[st
     for item, arm in judge:
         if (item, arm) in metric:
             by_item.setdefault(item, []).append(arm)
-    agree = pairs = 0.0
+    tally = Tally()
     for item, arms in by_item.items():
         for a, b in combinations(sorted(arms), 2):
             m = metric[(item, a)] - metric[(item, b)]
             if m == 0:
                 continue
             j = judge[(item, a)] - judge[(item, b)]
-            pairs += 1
-            agree += 0.5 if j == 0 else float((j > 0) == (m > 0))
-    return {"value": agree / pairs if pairs else None, "pairs": int(pairs)}
+            tally.add(0.5 if j == 0 else float((j > 0) == (m > 0)), a, b)
+    return tally.result()
 
 
 def pairwise_concordance(verdicts: Mapping[tuple[str, str, str], str],
                          metric: Mapping[tuple[str, str], float]) -> dict:
     """Pairwise mode: (item, arm A, arm B) -> "A" | "B" | "tie" against the metric's order of A and B."""
-    agree = pairs = 0.0
+    tally = Tally()
     for (item, a, b), verdict in verdicts.items():
         if (item, a) not in metric or (item, b) not in metric or metric[(item, a)] == metric[(item, b)]:
             continue
-        pairs += 1
         metric_a = metric[(item, a)] > metric[(item, b)]
-        agree += 0.5 if verdict == TIE else float((verdict == "A") == metric_a)
-    return {"value": agree / pairs if pairs else None, "pairs": int(pairs)}
+        tally.add(0.5 if verdict == TIE else float((verdict == "A") == metric_a), a, b)
+    return tally.result()
+
+
+def by_arm(flags: Sequence[tuple[Sequence[str], bool]]) -> dict:
+    """A rate overall and per arm from (arms concerned, flag) pairs."""
+    arms: dict[str, list[bool]] = {}
+    for names, flag in flags:
+        for arm in names:
+            arms.setdefault(arm, []).append(flag)
+    return {"value": rate([f for _, f in flags]), "n": len(flags),
+            "by_arm": {a: rate(v) for a, v in arms.items()}}
 
 
 def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float | None:

@@ -7,6 +7,7 @@
     tuning.py    fine-tune arms tuned on dev (successive halving, epoch-end dev metric)
     adaptive.py  adaptive test evaluation: interleaved chunks, anytime-valid looks, stops
     studies.py   curve points, consistency, flexibility, the adaptive arms unit
+    judging.py   the judge pass over the arms' stored test outputs
     run.py       run_experiment (every unit in order) and run_unit (one unit, as a sweep's job does)
 """
 

@@ -11,6 +11,7 @@ unit as soon as its needs have finished. A change to what an experiment runs is 
     n_train:N     one point of the training-size curve (it trains a model)
     consistency   the paraphrase / seed probes
     flexibility   every fine-tuned model and the base model on the second task
+    judge         the judge pass over every arm's stored test outputs (`judging.py`)
 
 A combined arm needs the fine-tune it runs on; a distilled arm its teacher's model; a curve point,
 a consistency probe of a searched arm, needs that arm's search; flexibility needs every fine-tune.
@@ -34,6 +35,7 @@ class UnitKind(str, Enum):
     N_TRAIN = "n_train"
     CONSISTENCY = "consistency"
     FLEXIBILITY = "flexibility"
+    JUDGE = "judge"
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,8 @@ def plan(exp: Experiment) -> list[Unit]:
     if exp.flexibility:
         needs = _unique(tuple(_owner(exp, a.name) for a in exp.arms if a.kind is ArmKind.FINETUNE))
         units.append(Unit(UnitKind.FLEXIBILITY, needs=needs))
+    if exp.judge is not None:  # grades the arms' stored test outputs: after every arm has scored
+        units.append(Unit(UnitKind.JUDGE, needs=_unique(tuple(_owner(exp, a.name) for a in exp.arms))))
     return units
 
 

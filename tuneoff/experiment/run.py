@@ -22,6 +22,7 @@ from ..records import ExperimentSummary, UnitState
 from ..store import Store
 from .arms import prepare_arm, score_arm
 from .context import RunContext
+from .judging import run_judge
 from .plan import Unit, UnitKind, plan
 from .studies import n_train_point, run_adaptive, run_consistency, run_flexibility, shots_point
 
@@ -68,6 +69,8 @@ def run_unit(ctx: RunContext, unit: Unit, needed: tuple[UnitState, ...] | list[U
         n_train_point(ctx, entry, unit.x)
     elif unit.kind is UnitKind.CONSISTENCY:
         run_consistency(ctx)
+    elif unit.kind is UnitKind.JUDGE:
+        run_judge(ctx)
     else:
         run_flexibility(ctx)
     return UnitState({name: state for name, state in ctx.arms.items() if before.get(name) != state})

@@ -1,0 +1,71 @@
+"""The judge pass in the comparison: its scores per arm and its reliability, as table rows.
+
+Read from the experiment's `judge` run (`tuneoff.experiment.judging`): the per-arm scores, and beside
+them the figures that say how far to trust them. The judge's cost is its own row, never added to the
+arms' cost: grading is evaluation work, not serving.
+"""
+
+from __future__ import annotations
+
+import json
+
+from ..store import Store
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None else f"{100 * x:.0f}%"
+
+
+def judge_summary(store: Store, run_id: int) -> dict:
+    """The stored pass: spec, scores, reliability, cost (the judge run's summary)."""
+    run = store.run(run_id)
+    return {**json.loads(run["summary_json"] or "{}"), "spec": json.loads(run["spec_json"] or "{}"),
+            "model": run["model"]}
+
+
+def judge_rows(judge: dict, arms: list[str], metric: str) -> list[tuple[str, dict[str, str]]]:
+    """Rows: the judge's score per arm, its reliability on each arm's outputs, and its cost."""
+    spec, rel, cost = judge.get("spec", {}), judge.get("reliability", {}), judge.get("cost", {})
+    mode = spec.get("mode", "pointwise")
+    what = "win rate (ties half)" if mode == "pairwise" else f"grade {spec.get('scale', '1-5')}"
+    label = f"Judge: {spec.get('model', judge.get('model', ''))}, {mode} {what}"
+
+    def score(arm: str) -> str:
+        s = judge.get("scores", {}).get(arm)
+        if not s or s.get("value") is None:
+            return "n/a (no verdict)"
+        return f"{s['value']:.2f} [{s['ci_low']:.2f}, {s['ci_high']:.2f}] (n {s['n']})"
+
+    def part(key: str, arm: str) -> float | None:
+        value = rel.get(key)
+        return value.get("by_arm", {}).get(arm) if isinstance(value, dict) else None
+
+    def reliability(arm: str) -> str:
+        parts = [f"position flips {_pct(part('position_flip_rate', arm))}" if mode == "pairwise" else "",
+                 f"self-agreement {_pct(part('self_agreement', arm))}",
+                 f"agrees with {metric} {_pct(part('metric_agreement', arm))}",
+                 f"off-format {_pct(part('off_format_rate', arm))}"]
+        return "; ".join(p for p in parts if p)
+
+    overall = [f"position flips {_pct((rel.get('position_flip_rate') or {}).get('value'))}" if mode == "pairwise"
+               else "", f"self-agreement {_pct((rel.get('self_agreement') or {}).get('value'))}",
+               f"agrees with {metric} on {_pct((rel.get('metric_agreement') or {}).get('value'))} of "
+               f"{(rel.get('metric_agreement') or {}).get('pairs', 0)} pairs",
+               "arm ranking tau " + (f"{rel['arm_rank_tau']:.2f}" if rel.get("arm_rank_tau") is not None else "n/a"),
+               _human(rel.get("human"))]
+    rows = [(label, {a: score(a) for a in arms}),
+            ("Judge reliability (all arms: " + "; ".join(p for p in overall if p) + ")",
+             {a: reliability(a) for a in arms})]
+    calls = cost.get("calls", 0)
+    rows.append((f"Judge cost (apart from the arms'): {calls} calls, {cost.get('tokens_in', 0):,} tokens in, "
+                 f"{cost.get('machine_seconds', 0.0):.0f} s, ${cost.get('usd', 0.0):.4f}", {a: "" for a in arms}))
+    return rows
+
+
+def _human(human: dict | None) -> str:
+    if not human:
+        return "human ratings: none given"
+    rho = human.get("spearman")
+    kappa = human.get("kappa")
+    extra = f", Spearman {rho:.2f}" if rho is not None else f", kappa {kappa:.2f}" if kappa is not None else ""
+    return f"agrees with human ratings on {_pct(human.get('value'))} of pairs ({human.get('n', 0)} rated{extra})"
