@@ -347,6 +347,13 @@ class Store:
                 [{"run_id": run_id, "prediction": None, "correct": None, "call_id": None,
                   **r, "extra_json": json.dumps(r.get("extra", {}))} for r in rows])
 
+    def update_prediction_extras(self, run_id: int, extras: Iterable[tuple[int, dict]]) -> None:
+        """Rewrite the `extra` of stored predictions (item, extra): checks computed after the run
+        (grounding, output constraints) add their per-item flags there."""
+        with self.transaction():
+            self.db.executemany("UPDATE predictions SET extra_json=? WHERE run_id=? AND item=?",
+                                [(json.dumps(e), run_id, item) for item, e in extras])
+
     def predictions(self, run_id: int) -> list[sqlite3.Row]:
         return self.db.execute("SELECT * FROM predictions WHERE run_id=? ORDER BY item", (run_id,)).fetchall()
 

@@ -212,4 +212,28 @@ def corpus_field_scores(replies: Sequence[str | None], targets: Sequence[str]) -
         for k, ok in s.per_field.items():
             per.setdefault(k, []).append(ok)
     out.update({f"field:{k}": sum(v) / len(v) for k, v in sorted(per.items())})
+    out.update(field_rouge(replies, targets))
     return out
+
+
+def field_rouge(replies: Sequence[str | None], targets: Sequence[str]) -> dict[str, float]:
+    """Mean ROUGE-L F (rouge-score, stemmed) per free-text field of the targets (`field_rougeL:PATH`): a
+    summary inside JSON is judged as text, not by exact match. A field missing from a reply scores 0."""
+    try:
+        from rouge_score import rouge_scorer
+    except ImportError:  # rouge-score comes with the free-text metrics; without it the exact-match rows stay
+        return {}
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    sums: dict[str, list[float]] = {}
+    for reply, target in zip(replies, targets):
+        expected = leaves(parse_json(target))
+        try:
+            predicted = leaves(parse_json(reply))
+        except ValueError:
+            predicted = {}
+        for path, value in expected.items():
+            if isinstance(value, str) and len(value.split()) > 3:  # free text, not a code or a name
+                got = predicted.get(path)
+                score = scorer.score(value, got)["rougeL"].fmeasure if isinstance(got, str) else 0.0
+                sums.setdefault(path, []).append(score)
+    return {f"field_rougeL:{k}": sum(v) / len(v) for k, v in sorted(sums.items())}

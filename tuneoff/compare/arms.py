@@ -19,15 +19,21 @@ class ItemFlag(IntFlag):
     """Format violation: no answer could be parsed from the output (or scoring failed)."""
     HALLUCINATED = 2
     """The answer is not one of the task's labels."""
+    UNGROUNDED = 4
+    """Free text: the reply states a number, name or quote its input does not support (`grounding`)."""
+    CONSTRAINT = 8
+    """The reply breaks the task's output constraints (JSON Schema, regex, word limit)."""
 
     @classmethod
     def of(cls, extra: dict) -> int:
         """The bits of a stored prediction's `extra` (`violation`, `hallucinated`)."""
-        return (cls.FORMAT if extra.get("violation") else 0) | (cls.HALLUCINATED if extra.get("hallucinated") else 0)
+        return ((cls.FORMAT if extra.get("violation") else 0) | (cls.HALLUCINATED if extra.get("hallucinated") else 0)
+                | (cls.UNGROUNDED if extra.get("ungrounded") else 0) | (cls.CONSTRAINT if extra.get("format") else 0))
 
     def names(self) -> list[str]:
-        return [n for flag, n in ((ItemFlag.FORMAT, "format violation"), (ItemFlag.HALLUCINATED, "hallucinated label"))
-                if self & flag]
+        return [n for flag, n in ((ItemFlag.FORMAT, "format violation"), (ItemFlag.HALLUCINATED, "hallucinated label"),
+                                  (ItemFlag.UNGROUNDED, "unsupported content"),
+                                  (ItemFlag.CONSTRAINT, "breaks output constraints")) if self & flag]
 
 
 @dataclass

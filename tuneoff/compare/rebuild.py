@@ -20,7 +20,7 @@ from ..store import Store
 from .arms import ArmSummary, Curve, ItemFlag, OutOfDomain
 from .costs import ArmCost, per_request
 from .comparison import Comparison, build_comparison
-from .judged import judge_rows, judge_summary
+from .quality import check_rows, judge_rows, judge_summary
 from .stats import majority_rate, repeated_ci
 
 Links = dict[Role, dict[str, list]]
@@ -48,6 +48,7 @@ def comparison_from_store(store: Store, experiment_id: int) -> Comparison:
     comparison = build_comparison(exp.name, exp.task.name, exp.model, arms, exp.prices, exp.constraints, curves,
                                   latencies, saved.phases)
     comparison.experiment_id = experiment_id
+    comparison.rows += check_rows(store, arms)
     judge_links = by_role.get(Role.JUDGE, {}).get("")
     if judge_links:
         comparison.judge = judge_summary(store, judge_links[-1]["run_id"])

@@ -227,6 +227,7 @@ class Experiment:
             _check_arm_model(arm, i)
             _check_teacher(self, arm, i)
         self.task.base_dir = self.base_dir
+        self.task.output_format()  # a bad schema fails at load, naming its file and line
         if self.judge is not None:
             self.judge.check_arms(names)
             self.judge.model = beside(self.judge.model, self.base_dir)

@@ -49,6 +49,12 @@ class TaskSpec:
     """When dev/test files are missing: the fraction of `train` split off for each."""
     seed: int = 0
     """Seed for splits and subsamples."""
+    output: dict | None = None
+    """What every reply must look like: `{schema: FILE.json | {inline JSON Schema}, regex: RE, max_words: N}`
+    (`tuneoff.structured`); each reply is checked, and JSON targets get field-level scores."""
+    grounding: bool | None = None
+    """Check replies for content their input does not support (README "Grounding"); default: on for
+    free text (no label set), off for labels."""
     base_dir: str = field(default=".", repr=False)
     """Directory relative paths are resolved against (the experiment file's folder)."""
 
@@ -70,6 +76,16 @@ class TaskSpec:
             return None
         p = Path(name).expanduser()
         return p if p.is_absolute() else Path(self.base_dir) / p
+
+    def output_format(self):
+        """The task's `OutputFormat` (None without `output:`); a bad schema file names its file and line."""
+        from ..structured import OutputFormat
+
+        if self.output is None:
+            return None
+        if not isinstance(self.output, dict):
+            raise TuneoffError("must be a mapping: {schema: FILE, regex: RE, max_words: N}", field="task.output")
+        return OutputFormat.from_dict(self.output, base=Path(self.base_dir))
 
     def label_list(self) -> list[str] | None:
         if self.labels is None:

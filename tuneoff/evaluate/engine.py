@@ -61,6 +61,16 @@ class EvalResult:
         return next(iter(self.metrics.values()))
 
 
+def constrained_schema(arm: PromptArm, ctx: TaskContext) -> str | None:
+    """The JSON Schema a `constrained: true` arm decodes under (the task's `output.schema`)."""
+    if not arm.constrained:
+        return None
+    if ctx.output is None or ctx.output.json_schema is None:
+        raise TuneoffError("constrained decoding needs the task's output schema", field="constrained",
+                           hint="add `output: {schema: FILE.json}` to the task")
+    return ctx.output.schema_text
+
+
 def model_id(backend: Backend) -> str:
     """The model as the cache knows it: a spec in another precision, or another engine, gives other answers."""
     from ..models import engine_of
@@ -114,12 +124,15 @@ class ChunkRunner:
                            "end_of_turn": self.arm.score_end_of_turn}
         else:
             sampled = self.arm.temperature > 0
+            schema = constrained_schema(self.arm, self.ctx)
             self.config = GenerationConfig(max_new_tokens=self.arm.new_tokens, temperature=self.arm.temperature,
-                                           seed=self.arm.seed if sampled else None, stop=prompter.stop)
+                                           seed=self.arm.seed if sampled else None, stop=prompter.stop,
+                                           json_schema=schema)
             # a greedy answer does not depend on the seed: leaving it out lets seed variants share calls
             self.params = {"mode": "generate", "max_new_tokens": self.config.max_new_tokens,
                            "temperature": self.config.temperature, "top_p": self.config.top_p,
-                           "stop": list(self.config.stop), **({"seed": self.arm.seed} if sampled else {})}
+                           "stop": list(self.config.stop), **({"seed": self.arm.seed} if sampled else {}),
+                           **({"json_schema": schema} if schema else {})}
 
     def run(self, items: Sequence[tuple[int, Example]]) -> None:
         demos = self.prompter.demos_many([ex for _, ex in items])

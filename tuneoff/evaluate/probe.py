@@ -33,7 +33,7 @@ from ..prompting.strategies import Prompter, prepare
 from ..records import ProbeSummary
 from ..store import Store
 from .calibration import calibrate, reference_chats
-from .engine import label_words, model_id
+from .engine import constrained_schema, label_words, model_id
 from .scoring import argmax_label, normed, score_labels
 
 
@@ -60,7 +60,8 @@ class Server:
         else:
             sampled = self.arm.temperature > 0
             self.config = GenerationConfig(max_new_tokens=self.arm.new_tokens, temperature=self.arm.temperature,
-                                           seed=self.arm.seed if sampled else None, stop=tuple(self.arm.stop))
+                                           seed=self.arm.seed if sampled else None, stop=tuple(self.arm.stop),
+                                           json_schema=constrained_schema(self.arm, prompter.ctx))
 
     def answer(self, examples: Sequence[Example]) -> list[Answer]:
         """Requests that arrived together, answered together (one alone: the single-request path)."""

@@ -11,6 +11,7 @@ import json
 from ..metrics import MetricValue, cost_metrics, label_metrics, main_metric, rate
 from ..prompting.arm import TaskContext
 from ..store import Store
+from .checks import content_checks
 
 
 def summarise(store: Store, run_id: int, ctx: TaskContext, *, wall_seconds: float = 0.0,
@@ -25,6 +26,7 @@ def summarise(store: Store, run_id: int, ctx: TaskContext, *, wall_seconds: floa
         values += label_metrics(predictions, targets, ctx.labels, seed=seed)
         values.append(rate("hallucinated_label_rate", [bool(e.get("hallucinated")) for e in extras]))
     values.append(rate("format_violation_rate", [bool(e.get("violation")) for e in extras]))
+    values += content_checks(store, run_id, rows, extras, ctx, seed=seed)
     values += cost_metrics([r["tokens_in"] or 0 for r in rows], [r["tokens_out"] or 0 for r in rows],
                            [r["latency_s"] or 0.0 for r in rows], [r["batch_size"] or 1 for r in rows])
     cached = sum(bool(e.get("cached")) for e in extras)

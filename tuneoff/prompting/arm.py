@@ -17,6 +17,7 @@ from typing import Literal, Sequence
 from ..data import Example
 from ..errors import TuneoffError, did_you_mean
 from ..models.chat import CompletionFormat, PromptFormat
+from ..structured import OutputFormat
 from .answers import EXTRACTORS
 from .templates import Template
 
@@ -137,6 +138,9 @@ class PromptArm:
     """Strings that end a reply early."""
     temperature: float = 0.0
     """0 = greedy; above 0 samples (seeded by `seed`)."""
+    constrained: bool = False
+    """Constrained decoding: every reply is generated under the task's `output.schema` (local models:
+    a JSON-Schema logits processor, lm-format-enforcer; served models: `response_format`)."""
     seed: int = 0
     """Seed for sampling and for random demo selection."""
     optimise: OptimiseSpec | None = None
@@ -158,6 +162,9 @@ class PromptArm:
         if self.mode != "score" and (self.calibration != "none" or self.label_words):
             raise TuneoffError("calibration and label_words apply to label scoring", field="calibration"
                                if self.calibration != "none" else "label_words", hint="use mode: score")
+        if self.constrained and (self.mode == "score" or self.chain_of_thought):
+            raise TuneoffError("constrained decoding generates the reply under a JSON Schema", field="constrained",
+                               hint="use mode: generate without chain_of_thought")
         if self.mode == "score" and self.chain_of_thought:
             raise TuneoffError("score mode ranks labels directly; it cannot reason first", field="mode",
                                hint="use mode: generate with chain_of_thought, or drop chain_of_thought")
@@ -245,6 +252,11 @@ class TaskContext:
     """The task's default instruction (arms without their own use it)."""
     pool: tuple[Example, ...] = ()
     """Training examples demos are drawn from."""
+    output: OutputFormat | None = None
+    """The task's output constraints (JSON Schema, regex, word limit): replies are checked against them,
+    and an arm with `constrained: true` decodes under the schema."""
+    grounding: bool = False
+    """Check replies for content their input does not support (on by default for free text)."""
 
     def __post_init__(self):
         from ..metrics import get_metric
@@ -261,8 +273,10 @@ class TaskContext:
         """From a loaded `TaskData`; a `TaskContext` passes through."""
         if isinstance(task, TaskContext):
             return task
+        grounding = task.spec.grounding if task.spec.grounding is not None else not task.labels
         return cls(name=task.spec.name, labels=tuple(task.labels) if task.labels else None,
-                   metric=task.spec.metric, instruction=task.spec.instruction, pool=tuple(task.train))
+                   metric=task.spec.metric, instruction=task.spec.instruction, pool=tuple(task.train),
+                   output=task.spec.output_format(), grounding=grounding)
 
 
 def demo_examples(demos: Sequence[dict]) -> list[Example]:

@@ -1,8 +1,9 @@
-"""The judge pass in the comparison: its scores per arm and its reliability, as table rows.
+"""Rows on what free text and structured replies are worth beyond the main metric: grounding in the
+input, the task's output constraints and field scores (`tuneoff.evaluate.checks`), and the judge pass.
 
-Read from the experiment's `judge` run (`tuneoff.experiment.judging`): the per-arm scores, and beside
-them the figures that say how far to trust them. The judge's cost is its own row, never added to the
-arms' cost: grading is evaluation work, not serving.
+The judge rows come from the experiment's `judge` run (`tuneoff.experiment.judging`): the per-arm
+scores, and beside them the figures that say how far to trust them. The judge's cost is its own row,
+never added to the arms' cost: grading is evaluation work, not serving.
 """
 
 from __future__ import annotations
@@ -69,3 +70,50 @@ def _human(human: dict | None) -> str:
     kappa = human.get("kappa")
     extra = f", Spearman {rho:.2f}" if rho is not None else f", kappa {kappa:.2f}" if kappa is not None else ""
     return f"agrees with human ratings on {_pct(human.get('value'))} of pairs ({human.get('n', 0)} rated{extra})"
+
+
+def _rate_cell(m, name: str) -> str | None:
+    row = m.get(name)
+    if row is None or row["value"] is None:
+        return None
+    ci = f" [{_pct(row['ci_low'])}, {_pct(row['ci_high'])}]" if row["ci_low"] is not None else ""
+    return f"{100 * row['value']:.1f}%{ci}"
+
+
+def check_rows(store: Store, arms: list) -> list[tuple[str, dict[str, str]]]:
+    """Grounding and output-format rows for the arms whose evaluation stored those checks."""
+    metrics = {a.name: store.metrics(a.run_id) for a in arms if a.run_id is not None}
+    rows = []
+    if any("unsupported_content_rate" in m for m in metrics.values()):
+        rows.append(("Unsupported content (replies stating a number, name or quote their input lacks; "
+                     "lower is better)", {a: _grounding_cell(m) for a, m in metrics.items()}))
+    if any("constraint_violation_rate" in m for m in metrics.values()):
+        rows.append(("Output format (task's constraints; lower is better) and JSON fields",
+                     {a: _format_cell(m) for a, m in metrics.items()}))
+    return rows
+
+
+def _grounding_cell(m) -> str:
+    main = _rate_cell(m, "unsupported_content_rate")
+    if main is None:
+        return "not checked"
+    units = m["unsupported_unit_share"]["value"] if "unsupported_unit_share" in m else None
+    refs = _rate_cell(m, "unreferenced_content_rate")
+    examples = json.loads(m["unsupported_content_rate"]["extra_json"] or "{}").get("examples", [])
+    text = f"{main}; {_pct(units)} of units"
+    text += f"; not in any reference {refs}" if refs else ""
+    return text + (f"; e.g. {', '.join(examples[:3])}" if examples else "")
+
+
+def _format_cell(m) -> str:
+    parts = [f"violations {_rate_cell(m, 'constraint_violation_rate')}"]
+    if "schema_violation_rate" in m:
+        parts.append(f"schema {_rate_cell(m, 'schema_violation_rate')}")
+    if "field_f1" in m:
+        parts.append(f"field F1 {m['field_f1']['value']:.2f} (P {m['field_precision']['value']:.2f}, "
+                     f"R {m['field_recall']['value']:.2f})")
+        per = [(name.split(":", 1)[1], row["value"]) for name, row in m.items() if name.startswith("field:")]
+        parts += [f"{field} {value:.2f}" for field, value in per]
+        rouge = [(name.split(":", 1)[1], row["value"]) for name, row in m.items() if name.startswith("field_rougeL:")]
+        parts += [f"{field} ROUGE-L {value:.3f}" for field, value in rouge]
+    return "; ".join(parts)
