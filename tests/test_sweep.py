@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 from tuneoff.cli import build_app
 from tuneoff.config.experiment import load_experiment
 from tuneoff.errors import TuneoffError
+from tuneoff.records import ExperimentRuns, Role, UnitState
 from tuneoff.store import Store, filesystem_type, journal_mode
 from tuneoff.experiment import Unit, UnitKind, plan, waves
 from tuneoff.sweep import run_stored_unit, threads_per_job
@@ -168,6 +169,10 @@ def test_jobs_2_gives_the_numbers_of_jobs_1(single, tiny_dir, tmp_path):
     assert len(units) == 10 and {u["status"] for u in units.values()} == {"done"}
     assert json.loads(units["arm:lora"]["state_json"])["arms"]["lora"]["chosen"]["learning_rate"] in (1e-3, 1e-2)
     assert json.loads(units["arm:zero-shot"]["state_json"])["arms"]["zero-shot"]["prompt"]["calibration"]
+    # each unit's record: the runs it linked (as the store's links say) and its timings
+    lora = UnitState.from_json(units["arm:lora"]["state_json"])
+    assert {(link.role, link.arm) for link in lora.runs} >= {(Role.ARM, "lora"), (Role.TUNING, "lora")}
+    assert set(lora.runs) <= set(ExperimentRuns.read(store, 1).links) and lora.phases["lora: tune"] > 0
     # one training per model folder: the arm's own model is also the curve's n=16 point
     assert store.db.execute("SELECT COUNT(*) FROM runs WHERE kind='finetune' AND status='done'").fetchone()[0] == \
         len({json.loads(r[0])["output_dir"] for r in store.db.execute(

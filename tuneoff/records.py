@@ -11,7 +11,10 @@ import json
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Iterable, TypeVar
+
+if TYPE_CHECKING:
+    from .store import Store
 
 T = TypeVar("T", bound="Record")
 
@@ -98,6 +101,49 @@ class Role(str, Enum):
     ADAPTIVE = "adaptive"
     """The stopping record of an adaptive test evaluation (kind `adaptive`, `AdaptiveSummary`), linked
     once per experiment under the arm name `*`."""
+
+
+@dataclass(frozen=True)
+class Link:
+    """One run linked to an experiment (`experiment_runs`): what it is for, for which arm, at which x."""
+
+    run_id: int
+    role: Role
+    arm: str
+    """The arm's name (`*` for the adaptive stopping record, `base` for the base model's flexibility run)."""
+    x: int | None = None
+    """A curve point's k or n, a repeat's index."""
+
+    def __post_init__(self):
+        object.__setattr__(self, "role", Role(self.role))  # a stored string back to the enum
+
+
+class ExperimentRuns:
+    """An experiment's linked runs read back from the store, by role and arm in link order (a rerun's
+    link comes later and counts): the one readback the comparison (`compare.rebuild`), `serve
+    --experiment` and the runner's later units use."""
+
+    def __init__(self, links: Iterable[Link]):
+        self.links = list(links)
+        self._by: dict[Role, dict[str, list[Link]]] = {}
+        for link in self.links:
+            self._by.setdefault(link.role, {}).setdefault(link.arm, []).append(link)
+
+    @classmethod
+    def read(cls, store: Store, experiment_id: int) -> ExperimentRuns:
+        return cls(Link(int(r["run_id"]), r["role"], r["arm"], r["x"]) for r in store.linked_runs(experiment_id))
+
+    def arms(self, role: Role) -> dict[str, list[Link]]:
+        """Arm name -> its links in `role`, arms in the order they were first linked."""
+        return self._by.get(role, {})
+
+    def of(self, role: Role, arm: str | None) -> list[Link]:
+        return self._by.get(role, {}).get(arm, []) if arm else []
+
+    def last(self, role: Role, arm: str | None) -> int | None:
+        """The run id last linked to `arm` in `role`, if any."""
+        links = self.of(role, arm)
+        return links[-1].run_id if links else None
 
 
 class Record:
@@ -375,16 +421,22 @@ class ArmState(Record):
 
 @dataclass
 class UnitState(Record):
-    """What a finished unit leaves for the units that need it (`experiment_units.state_json`): the
-    states of the arms it worked on, so a unit in another process starts where a single run would be."""
+    """What a unit produced (`experiment_units.state_json`), one record for the runner and the sweep:
+    the states of the arms it worked on (so a unit in another process starts where a single run would
+    be), the runs it linked and its timings."""
 
     arms: dict[str, ArmState] = field(default_factory=dict)
     """Arm name -> what this unit learnt about it (only the arms it changed)."""
+    runs: list[Link] = field(default_factory=list)
+    """The runs it linked to the experiment (evaluations, trainings, searches, probes), in order."""
+    phases: dict[str, float] = field(default_factory=dict)
+    """Seconds of each phase it timed (loads, training, evaluation, probes)."""
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "UnitState":
         if "arms" in data:
-            return cls({name: ArmState.from_dict(state) for name, state in data["arms"].items()})
+            return cls({name: ArmState.from_dict(state) for name, state in data["arms"].items()},
+                       [Link(**link) for link in data.get("runs", [])], dict(data.get("phases", {})))
         # the layout before arm states (tuned / chosen / chosen_prompt maps): a sweep begun by an older tuneoff
         arms: dict[str, ArmState] = {}
         for key, field_name in (("tuned", "model"), ("chosen", "chosen"), ("chosen_prompt", "prompt")):

@@ -14,8 +14,8 @@ import numpy as np
 
 from ..config.experiment import ArmEntry, ArmKind, Experiment
 from ..config.specs import from_dict
-from ..records import (AdaptiveSummary, EvalSummary, ExperimentSummary, OptimiseSummary, ProbeSummary, Role,
-                       TrainStats, TuningSummary)
+from ..records import (AdaptiveSummary, EvalSummary, ExperimentRuns, ExperimentSummary, OptimiseSummary, ProbeSummary,
+                       Role, TrainStats, TuningSummary)
 from ..store import Store
 from .arms import ArmSummary, Curve, ItemFlag, OutOfDomain
 from .costs import ArmCost, per_request
@@ -23,8 +23,8 @@ from .comparison import Comparison, build_comparison
 from .quality import check_rows, judge_rows, judge_summary
 from .stats import majority_rate, repeated_ci
 
-Links = dict[Role, dict[str, list]]
-"""role -> arm name -> its linked runs, in link order (the last one counts)."""
+Links = ExperimentRuns
+"""The experiment's linked runs by role and arm, in link order (the last one counts)."""
 
 
 def experiment_spec(store: Store, experiment_id: int) -> Experiment:
@@ -34,15 +34,13 @@ def experiment_spec(store: Store, experiment_id: int) -> Experiment:
 
 def comparison_from_store(store: Store, experiment_id: int) -> Comparison:
     exp = experiment_spec(store, experiment_id)
-    by_role: Links = {}
-    for link in store.linked_runs(experiment_id):
-        by_role.setdefault(Role(link["role"]), {}).setdefault(link["arm"], []).append(link)
+    by_role = ExperimentRuns.read(store, experiment_id)
     saved = ExperimentSummary.from_json(store.experiment(experiment_id)["summary_json"])
     arms = [arm_summary(store, exp, entry, by_role, saved.sizes) for entry in exp.arms
-            if entry.name in by_role.get(Role.ARM, {})]
+            if entry.name in by_role.arms(Role.ARM)]
     add_distillation(store, exp, arms, by_role)
     add_adaptive(store, arms, by_role)
-    curves = curves_from_links(store, exp, by_role.get(Role.CURVE, {}))
+    curves = curves_from_links(store, exp, by_role.arms(Role.CURVE))
     latencies = {a.name: a.probe.single_seconds if a.probe else
                  [c["latency_s"] for c in store.predictions_with_costs(a.run_id)] for a in arms}
     comparison = build_comparison(exp.name, exp.task.name, exp.model, arms, exp.prices, exp.constraints, curves,
@@ -63,8 +61,7 @@ def _metric(metrics, name: str, default: float = 0.0) -> float:
 
 def _last(by_role: Links, role: Role, arm: str | None) -> int | None:
     """The run id last linked to `arm` in `role`, if any."""
-    links = by_role.get(role, {}).get(arm) if arm else None
-    return links[-1]["run_id"] if links else None
+    return by_role.last(role, arm)
 
 
 def arm_summary(store: Store, exp: Experiment, entry: ArmEntry, by_role: Links, sizes: dict) -> ArmSummary:
@@ -97,7 +94,7 @@ def arm_summary(store: Store, exp: Experiment, entry: ArmEntry, by_role: Links, 
     if entry.repeat_draws():
         _add_repeats(store, summary, by_role, exp.task.metric)
     else:  # nothing in the arm is random: repeats (older stores ran them) replayed the same answers
-        summary.deterministic = exp.repeats_of(entry) > 1 or bool(by_role.get(Role.REPEAT, {}).get(entry.name))
+        summary.deterministic = exp.repeats_of(entry) > 1 or bool(by_role.of(Role.REPEAT, entry.name))
     _add_training(store, summary, entry, by_role, shots)
     _add_optimisation(store, summary, entry, by_role, sizes)
     _add_tuning(store, summary, entry, by_role)
@@ -111,20 +108,20 @@ def arm_summary(store: Store, exp: Experiment, entry: ArmEntry, by_role: Links, 
 def _add_repeats(store: Store, s: ArmSummary, by_role: Links, metric: str) -> None:
     """Fold the arm's repeats in: mean metric, spread, a CI over runs and items, collapsed runs, and each
     run's per-item scores (the paired tests and the verdict's stability resample seeds with items)."""
-    links = sorted(by_role.get(Role.REPEAT, {}).get(s.name, []), key=lambda link: link["x"])
+    links = sorted(by_role.of(Role.REPEAT, s.name), key=lambda link: link.x)
     if not links:
         return
     position = {item: k for k, item in enumerate(s.item_ids)}
     matrix = [list(s.correct)]
     s.runs = [s.metric]
     for link in links:
-        rows = store.predictions(link["run_id"])
+        rows = store.predictions(link.run_id)
         run = [0.0] * len(s.item_ids)
         for r in rows:
             if r["example_id"] in position:
                 run[position[r["example_id"]]] = float(r["correct"] or 0.0)
         matrix.append(run)
-        s.runs.append(store.metrics(link["run_id"])[metric]["value"])
+        s.runs.append(store.metrics(link.run_id)[metric]["value"])
     scores = np.array(matrix)
     s.metric, s.metric_std = float(np.mean(s.runs)), float(np.std(s.runs, ddof=1))
     s.ci_low, s.ci_high = repeated_ci(scores)
@@ -272,8 +269,8 @@ def curves_from_links(store: Store, exp: Experiment, curve_links: dict) -> list[
         entry = exp.arm(arm)
         points = []
         for link in links:
-            m = store.metrics(link["run_id"])[exp.task.metric]
-            points.append((int(link["x"]), m["value"], m["ci_low"], m["ci_high"]))
+            m = store.metrics(link.run_id)[exp.task.metric]
+            points.append((int(link.x), m["value"], m["ci_low"], m["ci_high"]))
         curves.append(Curve(arm, "n_train" if entry.kind is ArmKind.FINETUNE else "shots", sorted(points)))
     # demos curve first, as a single run links them: parallel jobs link in the order they finish
     return sorted(curves, key=lambda c: c.axis != "shots")

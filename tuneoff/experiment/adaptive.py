@@ -23,7 +23,7 @@ from ..config.experiment import ArmEntry, build_prompt_arm
 from ..data import Example
 from ..evaluate.engine import EvalSession, evaluation
 from ..prompting import TaskContext
-from ..records import AdaptiveStop, AdaptiveSummary, Role, RunKind, StopReason
+from ..records import AdaptiveStop, AdaptiveSummary, ExperimentRuns, Role, RunKind, StopReason
 from .context import RunContext
 
 
@@ -81,8 +81,8 @@ def items_scored(ctx: RunContext, arm: str) -> list[Example] | None:
     without `adaptive:` (every item). Curve points score these, as repeats do (`studies.on_curve_items`)."""
     if ctx.exp.adaptive is None:
         return None
-    links = ctx.store.linked_runs(ctx.experiment_id, Role.ADAPTIVE.value)
-    stop = AdaptiveSummary.from_json(ctx.store.run(links[-1]["run_id"])["summary_json"]).stop(arm) if links else None
+    run_id = ExperimentRuns.read(ctx.store, ctx.experiment_id).last(Role.ADAPTIVE, "*")
+    stop = AdaptiveSummary.from_json(ctx.store.run(run_id)["summary_json"]).stop(arm) if run_id is not None else None
     if stop is None:  # the arms unit runs before every curve point (`plan.plan`): our bug
         raise RuntimeError(f"no adaptive stopping record for arm {arm!r} of experiment {ctx.experiment_id}")
     return shuffled(ctx.data.test, ctx.exp.adaptive.seed)[:stop.items]

@@ -13,7 +13,7 @@ from pathlib import Path
 from ..config.experiment import ArmEntry, ArmKind, Experiment
 from ..config.task import TaskData
 from ..models import ModelSpec, load_backend
-from ..records import ArmState, Role
+from ..records import ArmState, Link, Role
 from ..store import Store
 
 
@@ -31,6 +31,8 @@ class RunContext:
     arms: dict[str, ArmState] = field(default_factory=dict)
     """arm name -> what its work so far left: trained model, tuning's choices, a prompt search's choice."""
     phases: dict = field(default_factory=dict)
+    links: list[Link] = field(default_factory=list)
+    """The runs this process linked to the experiment, in order (a unit's share goes to its `UnitState`)."""
     ood: TaskData | None = None
     """The out-of-domain test set (`exp.ood`), loaded and validated before any model call."""
 
@@ -86,6 +88,7 @@ class RunContext:
 
     def link(self, run_id: int, role: Role, arm: str, x: int | None = None) -> None:
         self.store.link_run(self.experiment_id, run_id, role.value, arm, x)
+        self.links.append(Link(run_id, role, arm, x))
 
     def record_search(self, arm: str, optimised, x: int | None = None) -> None:
         """What a prompt arm's dev search leaves behind: its link, the chosen prompt (a later unit or

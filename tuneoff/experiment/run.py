@@ -52,11 +52,12 @@ def _run_experiment(exp: Experiment, store: Store, console=None) -> int:
 
 def run_unit(ctx: RunContext, unit: Unit, needed: tuple[UnitState, ...] | list[UnitState] = ()) -> UnitState:
     """Do one unit's work in `ctx`, after taking in the states the units it needs left (a sweep's
-    process starts empty; a single run has them in `ctx` already); returns the arm states it changed."""
+    process starts empty; a single run has them in `ctx` already); returns what it produced: the arm
+    states it changed, the runs it linked and the seconds of its phases."""
     for state in needed:
         for name, arm in state.arms.items():
             ctx.state(name).update(arm)
-    before = copy.deepcopy(ctx.arms)
+    before, linked, timed = copy.deepcopy(ctx.arms), len(ctx.links), dict(ctx.phases)
     entry = ctx.exp.arm(unit.arm) if unit.arm else None
     if unit.kind is UnitKind.ARM:
         prepare_arm(ctx, entry)
@@ -73,5 +74,7 @@ def run_unit(ctx: RunContext, unit: Unit, needed: tuple[UnitState, ...] | list[U
         run_judge(ctx)
     else:
         run_flexibility(ctx)
-    return UnitState({name: state for name, state in ctx.arms.items() if before.get(name) != state})
+    return UnitState(arms={name: state for name, state in ctx.arms.items() if before.get(name) != state},
+                     runs=ctx.links[linked:],
+                     phases={k: v - timed.get(k, 0.0) for k, v in ctx.phases.items() if v != timed.get(k)})
 

@@ -23,7 +23,7 @@ from ..prompting import TaskContext, prepare
 from ..prompting.answers import parse_reply
 from ..prompting.arm import PromptArm
 from ..prompting.strategies import Prompter
-from ..records import Role
+from ..records import ExperimentRuns, Role
 from ..store import Store
 
 
@@ -99,11 +99,11 @@ def arm_from_store(store: Store, experiment_id: int, arm: str, name: str | None 
     row = store.experiment(experiment_id)  # a missing id is a TuneoffError there
     spec = json.loads(row["spec_json"])
     exp = from_dict(Experiment, spec, "", f"experiment {experiment_id}")
-    runs = {r["arm"]: r for r in store.linked_runs(experiment_id, Role.ARM.value)}
-    if arm not in runs:
+    runs = ExperimentRuns.read(store, experiment_id)
+    if runs.last(Role.ARM, arm) is None:
         raise TuneoffError(f"experiment {experiment_id} has no evaluated arm '{arm}'", field="arm",
-                           hint=did_you_mean(arm, sorted(runs)))
-    run = store.run(runs[arm]["run_id"])
+                           hint=did_you_mean(arm, sorted(runs.arms(Role.ARM))))
+    run = store.run(runs.last(Role.ARM, arm))
     prompt_arm = from_dict(PromptArm, json.loads(run["spec_json"]), "arm") if run["spec_json"] else \
         build_prompt_arm(exp.arm(arm), exp.task)
     ctx = TaskContext.of(load_task(exp.task))
