@@ -110,7 +110,8 @@ class Link:
     run_id: int
     role: Role
     arm: str
-    """The arm's name (`*` for the adaptive stopping record, `base` for the base model's flexibility run)."""
+    """The arm's name (`*` for the adaptive stopping record, `base` for the base model's flexibility run,
+    empty for the experiment's judge pass)."""
     x: int | None = None
     """A curve point's k or n, a repeat's index."""
 
@@ -138,7 +139,7 @@ class ExperimentRuns:
         return self._by.get(role, {})
 
     def of(self, role: Role, arm: str | None) -> list[Link]:
-        return self._by.get(role, {}).get(arm, []) if arm else []
+        return self._by.get(role, {}).get(arm, []) if arm is not None else []
 
     def last(self, role: Role, arm: str | None) -> int | None:
         """The run id last linked to `arm` in `role`, if any."""

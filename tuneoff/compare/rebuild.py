@@ -47,9 +47,9 @@ def comparison_from_store(store: Store, experiment_id: int) -> Comparison:
                                   latencies, saved.phases)
     comparison.experiment_id = experiment_id
     comparison.rows += check_rows(store, arms)
-    judge_links = by_role.get(Role.JUDGE, {}).get("")
-    if judge_links:
-        comparison.judge = judge_summary(store, judge_links[-1]["run_id"])
+    judge_run = by_role.last(Role.JUDGE, "")
+    if judge_run is not None:
+        comparison.judge = judge_summary(store, judge_run)
         comparison.rows += judge_rows(comparison.judge, [a.name for a in arms], exp.task.metric)
     return comparison
 
