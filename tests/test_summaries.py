@@ -85,7 +85,20 @@ def test_rebuild_reads_every_role_through_the_records(filled):
     assert (lora.trainable_parameters, lora.total_parameters, lora.setup_seconds) == (1000, 100000, 50.0)
     assert lora.examples_used == 64 and lora.training_tokens == 4000
     assert arms["lora+few"].setup_seconds == 50.0  # a combined arm carries its fine-tune's training
-    assert arms["opt"].optimise_calls == 27 and arms["opt"].examples_needed == 500 + 40
+    # the label rule: the optimiser's bootstrapped demo sets reach the 500 training rows, and it scored its
+    # candidates on min(dev_items 40, budget 30) dev items
+    assert arms["opt"].optimise_calls == 27 and arms["opt"].examples_needed == 500 + 30
+    assert arms["opt"].label_parts == {"demo pool": 500, "dev (prompt search)": 30}
+    assert arms["lora"].label_parts == {"training": 64} and arms["zero-shot"].label_parts == {}
+    # a combined arm with similar demos reaches the whole training split; its 64 training rows are part
+    # of it and charged once
+    from tuneoff.compare.rebuild import _charge_labels
+
+    combined = arms["lora+few"]
+    combined.label_parts = {"demo pool": 500, "training": 64, "dev (fine-tune search)": 40}
+    _charge_labels(combined)
+    assert combined.label_parts == {"demo pool": 436, "training": 64, "dev (fine-tune search)": 40}
+    assert combined.examples_needed == 540
     assert lora.flexibility == {"task": "sst2", "score": 0.4, "base_score": 0.5, "drop": pytest.approx(0.1),
                                 "weights_of": None}
     assert arms["lora+few"].flexibility["weights_of"] == "lora"

@@ -141,3 +141,47 @@ def test_on_a_tiny_model_a_non_significant_result_leads_the_verdict(tiny_dir, tm
     other = "prompt" if v.arm == "lora" else "fine-tuned"
     assert v.reasons[0].startswith(f"NOT SIGNIFICANT: the test split cannot tell {v.arm} from the best {other} arm")
     assert "paired test items would be needed" in v.reasons[0] or "no test size would separate them" in v.reasons[0]
+
+
+def test_break_even_is_never_when_prompts_are_equally_long():
+    """Machine-time costs 1% apart (two 70-token prompts) are timing noise: no break-even of 10^8 requests."""
+    from tuneoff.compare.costs import ArmCost, payback
+
+    p = PriceTable(hardware_per_hour=0.10)
+    few = ArmCost(tokens_in=73, tokens_out=0, seconds_per_request=0.0487)
+    lora = ArmCost(tokens_in=70, tokens_out=0, seconds_per_request=0.0482, finetuned=True, one_off_seconds=170)
+    be = payback(few, lora, p)
+    assert be.volume is None and be.reason.startswith("never: the per-request costs are equal within measurement noise")
+    short = ArmCost(tokens_in=67, tokens_out=0, seconds_per_request=0.0459, finetuned=True, one_off_seconds=170)
+    long = ArmCost(tokens_in=289, tokens_out=0, seconds_per_request=0.3375)
+    assert payback(long, short, p).volume is not None  # a 4x shorter prompt is a real saving
+    api = PriceTable(mode="api", input_per_1k_tokens=1.0, output_per_1k_tokens=1.0)
+    assert payback(few, lora, api).volume is not None  # token prices are exact: 3 tokens saved is real
+
+
+def test_comparable_budgets_is_a_stated_rule_not_a_word_next_to_9x():
+    few = arm("few-shot", "prompt", [1] * 70 + [0] * 30)
+    lora = arm("lora+few-shot", "combined", [1] * 72 + [0] * 28)
+    few.tuning = {"trials": 6, "minutes": 1.0, "dev_metric": 0.7, "chosen": "shots=8"}
+    lora.tuning = {"trials": 2, "minutes": 9.8, "dev_metric": 0.8, "chosen": "lr"}
+    reasons = recommend([few, lora], Constraints(), PriceTable()).reasons
+    budget = next(r for r in reasons if r.startswith("tuning budgets"))
+    assert budget.startswith("tuning budgets NOT comparable (10x more time on lora+few-shot)")
+    assert "neither spends more than 3x the other's minutes" in budget
+    lora.tuning["minutes"] = 2.0
+    budget = next(r for r in recommend([few, lora], Constraints(), PriceTable()).reasons if r.startswith("tuning"))
+    assert budget.startswith("tuning budgets comparable: few-shot 6 candidates / 1.0 min")
+
+
+def test_changes_are_signed_and_labels_are_charged_by_part():
+    from tuneoff.compare import head_to_head
+    from tuneoff.compare.arms import OutOfDomain
+
+    lora = arm("lora", "finetune", [1] * 85 + [0] * 15)
+    lora.ood = OutOfDomain("reviews-ood", 0.95, 0.875, 1.0, 40, 0.855, 0.855 - 0.95)
+    lora.flexibility = {"task": "banking77", "score": 0.18, "base_score": 0.06, "drop": 0.06 - 0.18}
+    lora.label_parts, lora.examples_needed = {"training": 256, "dev (fine-tune search)": 100}, 356
+    rows = dict(head_to_head([lora], PriceTable()))
+    assert "change +0.095 vs in-domain 0.855" in rows["Out of domain"]["lora"]
+    assert "(change +0.120)" in rows["Flexibility"]["lora"] and "drop" not in rows["Flexibility"]["lora"]
+    assert "labels $35.60 (256 training + 100 dev (fine-tune search) = 356 x $0.1000)" in rows["One-off cost"]["lora"]

@@ -67,7 +67,11 @@ class ArmSummary:
     """Demos shown per request (prompt arms) or training examples (fine-tuned arms)."""
     examples_note: str = ""
     examples_needed: int = 0
-    """Labelled examples the arm needs in all: demo pool, training set, dev items for optimising."""
+    """Labelled examples the arm consumed in all: the sum of `label_parts` (the label rule)."""
+    label_parts: dict[str, int] = field(default_factory=dict)
+    """The label rule, by part: `training` examples, the `demo pool` it can reach (beyond its training
+    examples: the same split), `dev (prompt search)` / `dev (fine-tune search)` items used to tune or
+    select it. Every arm, either side, is charged for each labelled example it consumed."""
     format_violation_rate: float = 0.0
     hallucinated_label_rate: float = 0.0
     tokens_in: float = 0.0

@@ -13,7 +13,7 @@ from .evidence import collapse_reason
 from .costs import OneOff, cost_curve, one_off_parts
 from .pairs import PairStats
 from .stats import PairedTest, best, confusion_matrix, crossover
-from .table import head_to_head, side_by_side
+from .table import head_to_head, label_parts_text, side_by_side
 from .verdict import Verdict, recommend
 
 
@@ -73,6 +73,8 @@ class Comparison:
     """{arm: its one-off cost by part (compute, labels, people)}: what the break-even charges."""
     judge: dict | None = None
     """The judge pass (`compare.judged`): spec, per-arm scores, reliability, cost; None without `judge:`."""
+    labels: dict[str, str] = field(default_factory=dict)
+    """{arm: the labelled examples it is charged for, by part (`256 training + 100 dev (fine-tune search) = 356`)}."""
 
 
 def build_comparison(name: str, task: str, model: str, arms: list[ArmSummary], prices: PriceTable,
@@ -93,6 +95,7 @@ def build_comparison(name: str, task: str, model: str, arms: list[ArmSummary], p
                             recommend(arms, constraints, prices, pairs), latencies or {}, confusion,
                             side_by_side(arms, sample_size), phases or {})
     comparison.one_off = {a.name: one_off_parts(a.cost(), prices) for a in arms}
+    comparison.labels = {a.name: label_parts_text(a) for a in arms if a.label_parts}
     return comparison
 
 

@@ -100,10 +100,28 @@ class Payback:
     reason: str
 
 
+NOISE = 0.10
+"""Machine-time costs closer than this (relative), or prompts this close in length, are the same cost:
+timing noise would otherwise turn a 1% gap into a break-even of a hundred million requests a month."""
+
+
+def _same_within_noise(a: ArmCost, b: ArmCost, prices: PriceTable, ca: float, cb: float) -> bool:
+    """Both arms priced by measured machine time, and their costs or prompt lengths within NOISE."""
+    if _own(a, prices).mode != "hardware" or _own(b, prices).mode != "hardware":
+        return False  # token prices are exact: any gap is real
+    close_cost = abs(ca - cb) <= NOISE * max(ca, cb)
+    close_prompt = abs(a.tokens_in - b.tokens_in) <= NOISE * max(a.tokens_in, b.tokens_in, 1e-9)
+    return close_cost or close_prompt
+
+
 def payback(incumbent: ArmCost, challenger: ArmCost, prices: PriceTable) -> Payback:
     """Volume where the challenger's (usually fine-tuned) lower per-request cost pays back its one-off cost."""
     c_inc, c_ch = per_request(incumbent, prices), per_request(challenger, prices)
     fixed = (one_off(challenger, prices) - one_off(incumbent, prices)) / prices.horizon_months
+    if fixed > 0 and _same_within_noise(incumbent, challenger, prices, c_inc, c_ch):
+        return Payback(None, f"never: the per-request costs are equal within measurement noise (${c_ch:.2e} vs "
+                             f"${c_inc:.2e}; prompts of {challenger.tokens_in:.0f} and {incumbent.tokens_in:.0f} "
+                             "tokens), so a higher one-off cost is never repaid")
     if c_ch >= c_inc:
         if c_ch == c_inc and fixed <= 0:
             return Payback(0.0, "cheaper or equal at any volume (same per-request cost, no higher one-off)")

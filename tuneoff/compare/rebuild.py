@@ -12,7 +12,7 @@ import json
 
 import numpy as np
 
-from ..config.experiment import ArmEntry, ArmKind, Experiment
+from ..config.experiment import ArmEntry, ArmKind, Experiment, build_prompt_arm
 from ..config.specs import from_dict
 from ..records import (AdaptiveSummary, EvalSummary, ExperimentRuns, ExperimentSummary, OptimiseSummary, ProbeSummary,
                        Role, TrainStats, TuningSummary)
@@ -90,14 +90,15 @@ def arm_summary(store: Store, exp: Experiment, entry: ArmEntry, by_role: Links, 
     summary.examples_used, summary.examples_note = shots, "demos per request"
     # demos drawn by similarity, at random or by label need the whole pool to draw from
     pool = sizes.get("train", shots) if spec.get("demo_selection", "first") != "first" else shots
-    summary.examples_needed = pool if shots else 0
+    summary.label_parts = {"demo pool": pool} if shots else {}
     if entry.repeat_draws():
         _add_repeats(store, summary, by_role, exp.task.metric)
     else:  # nothing in the arm is random: repeats (older stores ran them) replayed the same answers
         summary.deterministic = exp.repeats_of(entry) > 1 or bool(by_role.of(Role.REPEAT, entry.name))
     _add_training(store, summary, entry, by_role, shots)
-    _add_optimisation(store, summary, entry, by_role, sizes)
-    _add_tuning(store, summary, entry, by_role)
+    _add_optimisation(store, summary, entry, by_role, sizes, exp)
+    _add_tuning(store, summary, entry, by_role, sizes)
+    _charge_labels(summary)
     _add_consistency(store, summary, entry, by_role)
     _add_flexibility(store, summary, entry, by_role)
     _add_probe(store, summary, entry, by_role)
@@ -141,10 +142,21 @@ def _add_training(store: Store, s: ArmSummary, entry: ArmEntry, by_role: Links, 
     s.setup_seconds, s.training_tokens = stats.seconds, stats.tokens
     s.examples_used = stats.examples
     s.examples_note = f"training examples{f' + {shots} demos per request' if shots else ''}"
-    s.examples_needed = stats.examples
+    s.label_parts["training"] = stats.examples
 
 
-def _add_optimisation(store: Store, s: ArmSummary, entry: ArmEntry, by_role: Links, sizes: dict) -> None:
+def _charge_labels(s: ArmSummary) -> None:
+    """The label rule: an arm is charged for every labelled example it consumed, once. Its demo pool and
+    its training examples come from one split, so the pool is charged beyond the training examples."""
+    parts = s.label_parts
+    if "demo pool" in parts and "training" in parts:
+        parts["demo pool"] = max(parts["demo pool"] - parts["training"], 0)
+    s.label_parts = {k: v for k, v in parts.items() if v}
+    s.examples_needed = sum(s.label_parts.values())
+
+
+def _add_optimisation(store: Store, s: ArmSummary, entry: ArmEntry, by_role: Links, sizes: dict,
+                      exp: Experiment) -> None:
     run_id = _last(by_role, Role.OPTIMISE, entry.name)
     if run_id is None:
         return
@@ -152,10 +164,16 @@ def _add_optimisation(store: Store, s: ArmSummary, entry: ArmEntry, by_role: Lin
     s.optimise_calls = OptimiseSummary.from_json(run["summary_json"]).calls_spent
     s.setup_seconds += (run["finished_at"] or run["started_at"]) - run["started_at"]
     s.examples_note += f" (optimised on dev with {s.optimise_calls} calls)"
-    s.examples_needed = max(s.examples_needed, sizes.get("train", 0)) + sizes.get("dev", 0)
+    spec = build_prompt_arm(entry, exp.task, tuning=exp.tuning).optimise
+    dev = sizes.get("dev", 0)
+    if spec is not None:  # candidates are scored on the first dev_items of dev, within the call budget
+        dev = min(dev or spec.dev_items, spec.dev_items, spec.budget)
+        if spec.demo_sets:  # bootstrapped demo sets draw from the labelled training split
+            s.label_parts["demo pool"] = max(s.label_parts.get("demo pool", 0), sizes.get("train", 0))
+    s.label_parts["dev (prompt search)"] = dev
 
 
-def _add_tuning(store: Store, s: ArmSummary, entry: ArmEntry, by_role: Links) -> None:
+def _add_tuning(store: Store, s: ArmSummary, entry: ArmEntry, by_role: Links, sizes: dict) -> None:
     """The search an arm got: a fine-tune's trials (its whole time is development time), or a prompt
     arm's optimiser candidates; a combined arm shows its fine-tune's search."""
     owner = entry.name if entry.kind is ArmKind.FINETUNE else entry.finetuned
@@ -166,6 +184,7 @@ def _add_tuning(store: Store, s: ArmSummary, entry: ArmEntry, by_role: Links) ->
                     "chosen": t.chosen_text(), "of": owner if owner != entry.name else None}
         if entry.kind is ArmKind.FINETUNE:
             s.setup_seconds = max(s.setup_seconds, t.seconds)
+        s.label_parts["dev (fine-tune search)"] = sizes.get("dev", 0)  # every trial is scored on the whole dev split
         return
     run_id = _last(by_role, Role.OPTIMISE, entry.name)
     if run_id is not None:

@@ -63,7 +63,7 @@ def head_to_head(arms: Sequence[ArmSummary], prices: PriceTable) -> list[tuple[s
     row("Time to first result", lambda a: f"{a.setup_seconds + a.eval_seconds:.0f} s")
     row("Flexibility", lambda a: (
         f"{a.flexibility['task']}: {a.flexibility['score']:.3f} vs base {a.flexibility['base_score']:.3f} "
-        f"(drop {a.flexibility['drop']:+.3f})"
+        f"(change {-a.flexibility['drop']:+.3f})"
         + (f", {a.flexibility['weights_of']}'s weights" if a.flexibility.get("weights_of") else "") if a.flexibility else
         ("same weights serve any task (prompt swap)" if not a.weights_changed else "not measured")))
     if any(a.ood for a in arms):
@@ -110,11 +110,19 @@ def _usd(x: float) -> str:
     return f"${x:.4f}" if x < 1 else f"${x:,.2f}"
 
 
+def label_parts_text(a: ArmSummary) -> str:
+    """`256 training + 100 dev (fine-tune search) = 356`: the label rule's parts of one arm."""
+    parts = " + ".join(f"{n:,} {k}" for k, n in a.label_parts.items())
+    if not parts or len(a.label_parts) == 1 and a.examples_needed == sum(a.label_parts.values()):
+        return parts or f"{a.examples_needed:,}"
+    return f"{parts} = {a.examples_needed:,}"
+
+
 def _one_off_cell(a: ArmSummary, prices: PriceTable) -> str:
     own = a.prices or prices
     p = one_off_parts(a.cost(), prices)
     return (f"{_usd(p.total)} = compute {_usd(p.compute)} + labels {_usd(p.labels)} "
-            f"({a.examples_needed} x {_usd(own.label_per_example)}) + people {_usd(p.people)} "
+            f"({label_parts_text(a)} x {_usd(own.label_per_example)}) + people {_usd(p.people)} "
             f"({p.hours:g} h x {_usd(own.engineer_per_hour)}/h)"
             + (f" + teacher calls {_usd(p.other)}" if p.other else ""))
 
@@ -140,7 +148,7 @@ def _ood_cell(a: ArmSummary) -> str:
     if o is None:
         return "not measured"
     return (f"{o.task}: {a.metric_name} {o.value:.3f} [{o.ci_low:.3f}, {o.ci_high:.3f}] on {o.n} items; "
-            f"drop {o.drop:+.3f} vs in-domain {o.in_domain:.3f}")
+            f"change {-o.drop:+.3f} vs in-domain {o.in_domain:.3f}")
 
 
 def _distillation_cell(a: ArmSummary) -> str:

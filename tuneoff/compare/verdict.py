@@ -214,6 +214,11 @@ def _cost_reasons(feasible: Sequence[ArmSummary], c: Constraints, pairs: PairSta
             f"(you expect {c.monthly_requests:,.0f}: {side} it)"]
 
 
+BUDGET_RATIO = 3.0
+"""Tuning budgets are called comparable when each side tried at least 2 candidates on the same dev split
+and neither spent more than this many times the other's minutes (stated in the verdict with the figures)."""
+
+
 def _budget_reasons(arms: Sequence[ArmSummary], unfair: dict[str, str]) -> list[str]:
     """Whether the two sides' best arms (fair ones where a side has any) had comparable tuning budgets on dev."""
     fair = [a for a in arms if a.name not in unfair]
@@ -230,10 +235,16 @@ def _budget_reasons(arms: Sequence[ArmSummary], unfair: dict[str, str]) -> list[
         return [f"tuning budgets NOT comparable: {side.name} was tuned on dev ({side.tuning['trials']} candidates, "
                 f"{side.tuning['minutes']:.1f} min), {other.name} was not"]
     ratio = max(p["minutes"], t["minutes"]) / max(min(p["minutes"], t["minutes"]), 1e-9)
-    verdict = "comparable" if p["trials"] > 1 and t["trials"] > 1 else "NOT comparable (one side tried one candidate)"
+    more = prompt if p["minutes"] > t["minutes"] else tuned
+    if p["trials"] < 2 or t["trials"] < 2:
+        verdict = "NOT comparable (one side tried one candidate)"
+    elif ratio > BUDGET_RATIO:
+        verdict = f"NOT comparable ({ratio:.0f}x more time on {more.name})"
+    else:
+        verdict = "comparable"
     return [f"tuning budgets {verdict}: {prompt.name} {p['trials']} candidates / {p['minutes']:.1f} min, "
-            f"{tuned.name} {t['trials']} candidates / {t['minutes']:.1f} min on the same dev split"
-            + (f" ({ratio:.0f}x more time on one side)" if ratio >= 5 else "")]
+            f"{tuned.name} {t['trials']} candidates / {t['minutes']:.1f} min on the same dev split (the rule: each "
+            f"side tries at least 2 candidates and neither spends more than {BUDGET_RATIO:g}x the other's minutes)"]
 
 
 def _adaptive_reasons(arms: Sequence[ArmSummary]) -> list[str]:

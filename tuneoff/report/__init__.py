@@ -69,9 +69,19 @@ def _one_off_markdown(c: Comparison, esc) -> list[str]:
     if not c.one_off:
         return []
     lines = ["One-off cost by part:", "", "| arm | compute | labels | people | total |", "|---|---|---|---|---|"]
-    lines += [f"| {esc(n)} | ${o.compute:.2f} | ${o.labels:.2f} | ${o.people:.2f} ({o.hours:g} h) | ${o.total:.2f} |"
-              for n, o in c.one_off.items()]
-    return lines + [""]
+    lines += [f"| {esc(n)} | ${o.compute:.2f} | ${o.labels:.2f}{_labels(c, n, esc)} | ${o.people:.2f} ({o.hours:g} h) "
+              f"| ${o.total:.2f} |" for n, o in c.one_off.items()]
+    return lines + ["", LABEL_RULE, ""]
+
+
+LABEL_RULE = ("The label rule: each arm is charged for every labelled example it consumed, once: its training "
+              "examples, the demo pool it can reach, and the dev items used to tune or select it (either side); "
+              "the shared test split is not charged.")
+
+
+def _labels(c: Comparison, arm: str, esc) -> str:
+    text = c.labels.get(arm)
+    return f" ({esc(text)})" if text else ""
 
 
 def to_html(c: Comparison, prices: PriceTable) -> str:
@@ -88,7 +98,8 @@ def to_html(c: Comparison, prices: PriceTable) -> str:
     items = item_matrix(c.arms)
     return env.get_template("report.html.j2").render(c=c, charts=charts, confusions=confusions,
                                                      names=[a.name for a in c.arms], prices=prices, items=items,
-                                                     explorer_data=explorer_json(items), explorer_js=EXPLORER_JS)
+                                                     explorer_data=explorer_json(items), explorer_js=EXPLORER_JS,
+                                                     label_rule=LABEL_RULE)
 
 
 def write_report(c: Comparison, prices: PriceTable, outdir: Path) -> dict[str, Path]:
