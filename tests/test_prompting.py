@@ -261,3 +261,32 @@ def test_optimiser_finds_demos_that_help_and_returns_a_new_arm():
     with pytest.raises(TuneoffError) as err:
         optimise(backend, arm, reviews("train", 20), [], ctx)
     assert err.value.field == "optimise"
+
+
+class FormatLearner(Learner):
+    """Reads the review right only when told the answer's form (as SmolLM2-135M on SST-2 does more often)."""
+
+    def _reply(self, chat):
+        told = any("Answer with one word: negative or positive." in m["content"] for m in chat)
+        text = chat[-1]["content"]
+        if text.startswith("Paraphrase this instruction"):
+            return super()._reply(chat)
+        return ("negative" if "bad" in text else "positive") if told else "positive"
+
+
+def test_the_search_tries_answer_formats_and_keeps_the_one_that_helps():
+    from tuneoff.config.tuning import PromptTuning
+
+    options = PromptTuning(budget=200, dev_items=6, paraphrases=1).optimise_options()
+    assert options["answer_formats"] == ["Answer with one word.", "Answer with one word: {{ labels | join(' or ') }}."]
+    spec = OptimiseSpec(**{**options, "bootstrap": 8})
+    arm = PromptArm(name="opt", instruction="Is the review good?", optimise=spec)
+    result = optimise(FormatLearner(), arm, reviews("train", 20), reviews("dev", 10), TaskContext(labels=("negative", "positive")))
+    tried = [t.instruction for t in result.trials]
+    assert tried[:3] == ["Is the review good?", "Is the review good? Answer with one word.",
+                         "Is the review good? Answer with one word: negative or positive."]
+    assert result.arm.instruction == "Is the review good? Answer with one word: negative or positive."
+    assert result.dev_score == 1.0 and result.trials[0].score == 0.5
+    with pytest.raises(TuneoffError) as err:
+        OptimiseSpec(label_words=["great"])
+    assert err.value.field == "optimise.label_words[0]"

@@ -185,3 +185,15 @@ def test_changes_are_signed_and_labels_are_charged_by_part():
     assert "change +0.095 vs in-domain 0.855" in rows["Out of domain"]["lora"]
     assert "(change +0.120)" in rows["Flexibility"]["lora"] and "drop" not in rows["Flexibility"]["lora"]
     assert "labels $35.60 (256 training + 100 dev (fine-tune search) = 356 x $0.1000)" in rows["One-off cost"]["lora"]
+
+
+def test_a_tuning_row_shows_the_dev_noise_of_chosen_and_runner_up():
+    from tuneoff.compare import head_to_head
+
+    zero = arm("zero-shot", "prompt", [1] * 70 + [0] * 30)
+    zero.tuning = {"trials": 4, "minutes": 0.1, "dev_metric": 0.625, "chosen": "calibration=contextual", "of": None,
+                   "dev_n": 40, "runner_up": 0.6}
+    cell = dict(head_to_head([zero], PriceTable()))["Tuning on dev"]["zero-shot"]
+    assert "dev 0.625 [0.470, 0.758] on 40 dev items" in cell  # Wilson 95% interval
+    assert "runner-up dev 0.600: inside the chosen's CI, the two cannot be told apart" in cell
+    assert "WARNING: 40 dev items are too few to separate candidates closer than ±0.14" in cell

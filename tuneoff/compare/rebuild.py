@@ -181,7 +181,8 @@ def _add_tuning(store: Store, s: ArmSummary, entry: ArmEntry, by_role: Links, si
     if run_id is not None:
         t = TuningSummary.from_json(store.run(run_id)["summary_json"])
         s.tuning = {"trials": len(t.trials), "minutes": t.seconds / 60, "dev_metric": t.dev_metric,
-                    "chosen": t.chosen_text(), "of": owner if owner != entry.name else None}
+                    "chosen": t.chosen_text(), "of": owner if owner != entry.name else None,
+                    "dev_n": sizes.get("dev", 0), "runner_up": _runner_up([tr.get("best") for tr in t.trials])}
         if entry.kind is ArmKind.FINETUNE:
             s.setup_seconds = max(s.setup_seconds, t.seconds)
         s.label_parts["dev (fine-tune search)"] = sizes.get("dev", 0)  # every trial is scored on the whole dev split
@@ -191,9 +192,22 @@ def _add_tuning(store: Store, s: ArmSummary, entry: ArmEntry, by_role: Links, si
         run = store.run(run_id)
         o = OptimiseSummary.from_json(run["summary_json"])
         chosen = o.chosen or {}
+        instruction = str(chosen.get("instruction") or "the task's instruction").replace("{% raw %}", "").replace(
+            "{% endraw %}", "")
+        words = chosen.get("label_words")
         s.tuning = {"trials": len(o.trials), "minutes": ((run["finished_at"] or run["started_at"]) - run["started_at"]) / 60,
                     "dev_metric": o.dev_score, "of": None,
-                    "chosen": f"shots={chosen.get('shots', 0)}, calibration={chosen.get('calibration', 'none')}"}
+                    "chosen": f"instruction \"{instruction[:90]}\", shots={chosen.get('shots', 0)}, "
+                              f"calibration={chosen.get('calibration', 'none')}"
+                              + (f", label words {words}" if words else ""),
+                    "dev_n": s.label_parts.get("dev (prompt search)", 0),
+                    "runner_up": _runner_up([tr.get("score") for tr in o.trials])}
+
+
+def _runner_up(scores: list) -> float | None:
+    """The second-best candidate's dev score (None with fewer than two scored candidates)."""
+    values = sorted((float(v) for v in scores if v is not None), reverse=True)
+    return values[1] if len(values) > 1 else None
 
 
 def _add_consistency(store: Store, s: ArmSummary, entry: ArmEntry, by_role: Links) -> None:

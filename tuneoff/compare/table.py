@@ -87,14 +87,31 @@ def _performance_cell(a: ArmSummary) -> str:
     return text
 
 
+def wilson(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score 95% interval of a proportion p observed on n items (a tuning trial keeps only its value)."""
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
 def _tuning_cell(a: ArmSummary) -> str:
     t = a.tuning
     if not t:
         return "none (run as written)"
     via = f" ({t['of']}'s weights)" if t.get("of") else ""
     plural = "s" if t["trials"] != 1 else ""
-    return (f"{t['trials']} candidate{plural}, {t['minutes']:.1f} min; chosen {t['chosen']}: dev {t['dev_metric']:.3f}"
-            + via)
+    text = f"{t['trials']} candidate{plural}, {t['minutes']:.1f} min; chosen {t['chosen']}: dev {t['dev_metric']:.3f}"
+    n = t.get("dev_n") or 0
+    if n and t.get("dev_metric") is not None and a.metric_name == "accuracy":
+        low, high = wilson(t["dev_metric"], n)
+        text += f" [{low:.3f}, {high:.3f}] on {n} dev items"
+        if t.get("runner_up") is not None:
+            close = low <= t["runner_up"] <= high
+            text += (f"; runner-up dev {t['runner_up']:.3f}"
+                     + (": inside the chosen's CI, the two cannot be told apart on this dev split" if close else ""))
+        if high - low > 0.2:  # a 95% CI this wide cannot separate candidates a few points apart
+            text += f"; WARNING: {n} dev items are too few to separate candidates closer than ±{(high - low) / 2:.2f}"
+    return text + via
 
 
 def _cost_cell(a: ArmSummary, prices: PriceTable) -> str:

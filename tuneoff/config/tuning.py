@@ -41,6 +41,10 @@ class FinetuneTuning:
             raise TuneoffError("multiples must be > 0", field="tuning.finetune.learning_rates")
 
 
+ANSWER_FORMATS = ("Answer with one word.", "Answer with one word: {{ labels | join(' or ') }}.")
+"""What a person's first prompt says about the answer's form; tried by default in a prompt search."""
+
+
 @dataclass
 class PromptTuning:
     """How prompt arms marked `tune: true` are tuned (the optimiser, generalised)."""
@@ -59,12 +63,18 @@ class PromptTuning:
     demo_sets: int = 0
     """Bootstrapped demo sets to try (DSPy-style: demos the model answered right); each costs a
     bootstrap pass over training examples."""
+    answer_formats: list[str] = field(default_factory=lambda: list(ANSWER_FORMATS))
+    """Answer-format sentences tried appended to the instruction (Jinja2, `labels` in scope); [] turns
+    them off."""
+    label_words: list[dict] = field(default_factory=list)
+    """Score-mode arms: verbalisers to try ({label: word}); the labels themselves always come first."""
 
     def optimise_options(self) -> dict:
         """The `optimise:` options a `tune: true` arm gets (see `tuneoff.prompting.arm.OptimiseSpec`)."""
         return {"budget": self.budget, "dev_items": self.dev_items, "paraphrases": self.paraphrases,
                 "shot_counts": list(self.shots), "calibrations": list(self.calibration),
-                "demo_sets": self.demo_sets}
+                "demo_sets": self.demo_sets, "answer_formats": list(self.answer_formats),
+                "label_words": [dict(w) for w in self.label_words]}
 
     def __post_init__(self):
         if self.budget < 1 or self.dev_items < 1:

@@ -6,7 +6,9 @@ examples and keep, as demos, the ones it got right (with its own reasoning when 
 search is coordinate-wise (instruction first, then the demo count and bootstrapped demos under the
 best instruction, then label-score calibration under the best of those), every
 candidate is scored on the same dev items, and a step starts only if the worst case (every item a
-model call) still fits the budget. The input arm is never changed: a new arm comes back.
+model call) still fits the budget. Answer-format sentences appended
+to the instruction are tried right after the user's instructions, verbalisers (label words) before
+calibration. The input arm is never changed: a new arm comes back.
 """
 
 from __future__ import annotations
@@ -210,6 +212,10 @@ def optimise(backend: Backend, arm: PromptArm, train: Sequence[Example], dev: Se
     for source in spec.instructions:
         search.score(base.replace(instruction=source), "arm")
     instruction = Template(resolve_instruction(base, ctx), "instruction").render({"labels": list(ctx.labels or [])})
+    for j, source in enumerate(spec.answer_formats if instruction else []):
+        # how the answer should look often moves a small model more than how the task is worded
+        suffix = Template(source, f"optimise.answer_formats[{j}]").render({"labels": list(ctx.labels or [])})
+        search.score(base.replace(instruction=literal(f"{instruction} {suffix}")), "arm")
     n = min(spec.paraphrases, budget.remaining // (len(dev) + 1))
     if n > 0 and instruction:
         for text in write_paraphrases(backend, instruction, n, spec, store, run_id, budget):
@@ -224,6 +230,10 @@ def optimise(backend: Backend, arm: PromptArm, train: Sequence[Example], dev: Se
     for j, demos in enumerate(bootstrap_demo_sets(search, best_instruction, train, spec, k)):
         search.score(best_instruction.replace(demos=demos, shots=0, demo_format=base.demo_format), f"bootstrap-{j + 1}")
     if base.mode == "score":
+        for words in spec.label_words:  # verbalisers under the best prompt so far
+            best = search.best[1] if search.best else base
+            if words != (best.label_words or {}):
+                search.score(best.replace(label_words=dict(words)), "label-words")
         for method in spec.calibrations:  # calibration last: it corrects whichever prompt won
             best = search.best[1] if search.best else base
             if method != best.calibration:

@@ -48,6 +48,13 @@ class OptimiseSpec:
     """Demo counts tried under the best instruction, with the arm's own demo selection."""
     calibrations: list[str] = field(default_factory=list)
     """Score mode: calibration methods tried last (`none`, `contextual`, `pmi`)."""
+    answer_formats: list[str] = field(default_factory=list)
+    """Answer-format sentences (Jinja2, `labels` in scope) each tried appended to the instruction, right
+    after the user's instructions: "Answer with one word." took SmolLM2-135M's SST-2 zero-shot from 0.565
+    to 0.775 on the demo's test items (BENCHMARKS.md 8)."""
+    label_words: list[dict] = field(default_factory=list)
+    """Score mode: verbalisers tried under the best prompt ({label: word}, e.g. {positive: great,
+    negative: terrible}); the labels themselves are always the first candidate."""
     paraphrase_temperature: float = 0.8
     """Sampling temperature for the model-written paraphrases (greedy would write one)."""
     seed: int = 0
@@ -66,6 +73,12 @@ class OptimiseSpec:
             raise TuneoffError("must be > 0 (paraphrases are sampled)", field="optimise.paraphrase_temperature")
         for i, source in enumerate(self.instructions):
             Template(source, f"optimise.instructions[{i}]")
+        for i, source in enumerate(self.answer_formats):
+            Template(source, f"optimise.answer_formats[{i}]")
+        for i, words in enumerate(self.label_words):
+            if not isinstance(words, dict) or not words:
+                raise TuneoffError("must be a mapping {label: word}", field=f"optimise.label_words[{i}]",
+                                   hint="e.g. {positive: great, negative: terrible}")
         if any(k < 0 for k in self.shot_counts):
             raise TuneoffError("must be >= 0", field="optimise.shot_counts")
         bad = [c for c in self.calibrations if c not in ("none", "contextual", "pmi")]
