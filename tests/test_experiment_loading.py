@@ -97,3 +97,29 @@ def test_a_relative_model_path_resolves_beside_the_experiment_file_from_any_fold
     with pytest.raises(TuneoffError, match="no model at 'elsewhere/none'"):
         load_experiment("project/exp.yaml", ["model=elsewhere/none"])
     assert load_experiment("project/exp.yaml", ["model=elsewhere"]).model == "elsewhere"
+
+
+def test_arm_options_are_parsed_once_into_dataclasses_and_a_bad_one_names_its_line(tmp_path):
+    from tuneoff.config.specs import to_dict
+    from tuneoff.finetune.spec import FinetuneArm
+    from tuneoff.prompting.arm import PromptArm
+
+    exp = load_experiment(DEMO, ["arms.lora.finetune.learning_rate=[2.0e-4, 6.0e-4]"])
+    few, lora = exp.arm("few-shot").options, exp.arm("lora").options
+    assert isinstance(few.prompt, PromptArm) and few.prompt.shots == 8 and few.prompt.optimise is not None
+    assert few.finetune == () and few.seed == 0
+    # a listed learning rate: two candidate configurations for tuning
+    assert [type(c) for c in lora.finetune] == [FinetuneArm, FinetuneArm]
+    assert sorted(c.learning_rate for c in lora.finetune) == [2.0e-4, 6.0e-4] and lora.teacher is None
+    assert set(to_dict(exp)["arms"][0]) == {"name", "prompt", "finetune", "finetuned", "model", "prices", "repeats",
+                                            "tune"}  # stored as written
+    text = DEMO.read_text()
+    bad = text.replace("prompt: {shots: 8, demo_selection: similar, mode: score}\n  - name: chain",
+                       "prompt: {shots: many, demo_selection: similar, mode: score}\n  - name: chain")
+    assert bad != text
+    path = tmp_path / "exp.yaml"
+    path.write_text(bad.replace("data/", str(DEMO.parent / "data") + "/"))
+    with pytest.raises(TuneoffError) as err:
+        load_experiment(path)
+    line = next(i for i, row in enumerate(bad.splitlines(), 1) if "shots: many" in row)
+    assert err.value.field == "arms[1].prompt.shots" and err.value.line == line

@@ -262,7 +262,7 @@ def add_distillation(store: Store, exp: Experiment, arms: list[ArmSummary], by_r
     by_name = {a.name: a for a in arms}
     for student in arms:
         run_id = _last(by_role, Role.DISTILL, student.name)
-        teacher_name = (exp.arm(student.name).finetune or {}).get("teacher")
+        teacher_name = exp.arm(student.name).teacher
         if run_id is None or not teacher_name:
             continue
         m, n = store.metrics(run_id), len(store.predictions(run_id))

@@ -10,7 +10,7 @@ import re
 import string
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from ..errors import TuneoffError, did_you_mean
 from ..models.options import DEFAULT_MODEL, canonical_dtype, check_device, check_engine
@@ -23,6 +23,10 @@ from .probes import OutOfDomainSpec, ProbeSpec
 from .specs import from_dict, located, read_yaml
 from .task import TaskData, TaskSpec, load_task
 from .tuning import TuningSpec, grid
+
+if TYPE_CHECKING:
+    from ..finetune.spec import FinetuneArm
+    from ..prompting.arm import PromptArm
 
 SUPPORTED_VERSIONS = (1,)
 
@@ -43,6 +47,26 @@ class ArmKind(TextEnum):
     def approach(self) -> str:
         """The approach in words, as the report's arm list names it."""
         return {ArmKind.PROMPT: "prompting", ArmKind.FINETUNE: "fine-tuning", ArmKind.COMBINED: "both"}[self]
+
+
+@dataclass(frozen=True)
+class ArmOptions:
+    """An arm's options as dataclasses, parsed once when its experiment is read (errors name the
+    file, line and field); later code reads these, never the YAML's dicts."""
+
+    prompt: PromptArm
+    """How the arm is prompted, as declared (with the prompt side's search when `tune: true`)."""
+    finetune: tuple[FinetuneArm, ...] = ()
+    """A fine-tune arm's candidate configurations: one, or the product of the lists tuning searches."""
+
+    @property
+    def teacher(self) -> str | None:
+        return self.finetune[0].teacher if self.finetune else None
+
+    @property
+    def seed(self) -> int:
+        """The seed repeats count from: the fine-tune's (a fine-tune arm), else the prompt's."""
+        return self.finetune[0].seed if self.finetune else self.prompt.seed
 
 
 @dataclass
@@ -98,10 +122,26 @@ class ArmEntry:
             draws.append("sampled answers")
         return " and ".join(draws)
 
+    _options = None  # (not a field: the YAML's form is what is stored) set by `parse`
+
+    @property
+    def options(self) -> ArmOptions:
+        """The arm's options as dataclasses (parsed by its experiment)."""
+        if self._options is None:  # an entry outside an experiment: our bug
+            raise RuntimeError(f"arm {self.name!r} was not parsed by an experiment")
+        return self._options
+
+    def parse(self, task: TaskSpec, tuning: TuningSpec | None, i: int) -> None:
+        """Build the arm's PromptArm and FinetuneArm candidates once; errors name `arms[i].prompt.FIELD`."""
+        prompt = build_prompt_arm(self, task, where=f"arms[{i}].prompt", tuning=tuning)
+        candidates = grid(self.finetune) if self.finetune is not None else []
+        self._options = ArmOptions(prompt, tuple(build_finetune_arm(self, where=f"arms[{i}].finetune", overrides=o)
+                                                 for o in candidates))
+
     @property
     def teacher(self) -> str | None:
         """The arm whose answers a distilled fine-tune arm trains on (`finetune.teacher`)."""
-        return (self.finetune or {}).get("teacher")
+        return self.options.teacher
 
 
 @dataclass
@@ -214,6 +254,8 @@ class Experiment:
                 raise TuneoffError(f"'{arm.finetuned}' is not a fine-tune arm of this experiment", field=f"arms[{i}].finetuned",
                                    hint="fine-tune arms: " + ", ".join(a.name for a in self.arms if a.kind is ArmKind.FINETUNE))
         self._check_name_and_output()
+        for i, arm in enumerate(self.arms):
+            arm.parse(self.task, self.tuning, i)
         if self.batch_size < 1:
             raise TuneoffError("must be >= 1", field="batch_size")
         self._check_probes()
@@ -280,7 +322,7 @@ class Experiment:
             raise TuneoffError(f"'{name}' is not a {kind} arm of this experiment", field=f"curves.{key}",
                                hint=did_you_mean(name, [a.name for a in of_kind]))
         shots = kind is ArmKind.PROMPT  # the demos curve's default arm is one that shows demos
-        default = any(not shots or (a.prompt or {}).get("shots", 0) for a in of_kind)
+        default = any(not shots or a.options.prompt.shots for a in of_kind)
         if wanted and name is None and not default:
             what = "shots" if shots else "n_train"
             raise TuneoffError(f"a curve over {what} needs a {kind} arm" + (" with shots > 0" if shots else ""),
@@ -303,7 +345,7 @@ class Experiment:
 
 def _check_teacher(exp: Experiment, arm: ArmEntry, i: int) -> None:
     """A distilled arm's teacher is another arm of the experiment, not itself a distilled one."""
-    teacher = (arm.finetune or {}).get("teacher")
+    teacher = arm.teacher
     if teacher is None:
         return
     where = f"arms[{i}].finetune.teacher"
@@ -311,7 +353,7 @@ def _check_teacher(exp: Experiment, arm: ArmEntry, i: int) -> None:
     if found is None or found is arm:
         raise TuneoffError(f"'{teacher}' is not another arm of this experiment", field=where,
                            hint=did_you_mean(str(teacher), [a.name for a in exp.arms if a is not arm]))
-    if (found.finetune or {}).get("teacher"):
+    if found.teacher:
         raise TuneoffError(f"'{teacher}' is itself distilled: a teacher must be a prompt or plain fine-tune arm",
                            field=where)
 
@@ -389,21 +431,17 @@ def check_model(name: str, field: str) -> None:
 
 
 def check_arm_options(exp: Experiment) -> None:
-    """Build every arm's PromptArm/FinetuneArm now, so a typo fails before any model call."""
+    """What the arms' options (parsed with the experiment: `ArmEntry.parse`) ask of the rest of the file,
+    and their templates rendered once, so a typo fails before any model call."""
     for i, entry in enumerate(exp.arms):
-        arm = build_prompt_arm(entry, exp.task, where=f"arms[{i}].prompt", tuning=exp.tuning)
         if entry.tune and exp.tuning is None:
             raise TuneoffError("`tune: true` needs the experiment's `tuning:` section (the budget)",
                                field=f"arms[{i}].tune", hint="add `tuning: {}` for the default budgets")
-        if entry.finetune is not None:
-            candidates = grid(entry.finetune)
-            if len(candidates) > 1 and not exp.tuned(entry):
-                raise TuneoffError("a list of values is a set of candidates: it needs the experiment's "
-                                   "`tuning:` section (and the arm not opted out)", field=f"arms[{i}].finetune",
-                                   hint="add `tuning: {}`")
-            for options in candidates:
-                build_finetune_arm(entry, where=f"arms[{i}].finetune", overrides=options)
-        dry_render(arm, exp.task, where=f"arms[{i}].prompt")
+        if len(entry.options.finetune) > 1 and not exp.tuned(entry):
+            raise TuneoffError("a list of values is a set of candidates: it needs the experiment's "
+                               "`tuning:` section (and the arm not opted out)", field=f"arms[{i}].finetune",
+                               hint="add `tuning: {}`")
+        dry_render(entry.options.prompt, exp.task, where=f"arms[{i}].prompt")
 
 
 def dry_render(arm, task: TaskSpec, where: str) -> None:

@@ -158,11 +158,12 @@ def run_repeats(ctx: RunContext, entry: ArmEntry) -> None:
         return
     for r in range(1, ctx.exp.repeats_of(entry)):
         if entry.kind is ArmKind.FINETUNE:
-            seed = int((ctx.chosen(entry.name) or entry.finetune or {}).get("seed", 0)) + r
+            chosen = ctx.chosen(entry.name)  # a tuned arm's options, else its own
+            seed = int(chosen.get("seed", 0) if chosen else entry.options.seed) + r
             out = train_arm(ctx, entry, overrides={"seed": seed}, role=Role.REPEAT_TRAIN, x=r)
             evaluate_arm(ctx, entry, model=str(out), role=Role.REPEAT, x=r)
         else:
-            seed = int((entry.prompt or {}).get("seed", 0)) + r
+            seed = entry.options.seed + r
             chosen = ctx.chosen_prompt(entry.name) or {}
             evaluate_arm(ctx, entry, overrides={**chosen, "seed": seed}, role=Role.REPEAT, x=r)
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from ..config.experiment import ArmEntry, ArmKind, Experiment, build_prompt_arm
+from ..config.experiment import ArmEntry, ArmKind, Experiment
 from ..errors import TuneoffError, did_you_mean
 
 
@@ -98,7 +98,7 @@ def curve_arms(exp: Experiment) -> tuple[ArmEntry | None, ArmEntry | None]:
     if spec is None:
         return None, None
     prompt = exp.arm(spec.prompt_arm) if spec.prompt_arm else next(
-        (a for a in exp.arms if a.kind is ArmKind.PROMPT and (a.prompt or {}).get("shots", 0) > 0), None)
+        (a for a in exp.arms if a.kind is ArmKind.PROMPT and a.options.prompt.shots > 0), None)
     tune = exp.arm(spec.finetune_arm) if spec.finetune_arm else next(
         (a for a in exp.arms if a.kind is ArmKind.FINETUNE), None)
     return prompt, tune
@@ -107,7 +107,7 @@ def curve_arms(exp: Experiment) -> tuple[ArmEntry | None, ArmEntry | None]:
 def consistency_arms(exp: Experiment) -> list[ArmEntry]:
     """The arms the experiment's `consistency` lists, and every arm that declares its own paraphrases or seeds."""
     listed = exp.consistency.arms if exp.consistency else []
-    return [a for a in exp.arms if a.name in listed or (a.prompt or {}).get("paraphrases") or (a.prompt or {}).get("seeds")]
+    return [a for a in exp.arms if a.name in listed or a.options.prompt.paraphrases or a.options.prompt.seeds]
 
 
 def _owner(exp: Experiment, arm: str) -> str:
@@ -133,7 +133,7 @@ def _choices(exp: Experiment, entry: ArmEntry) -> tuple[str, ...]:
     if entry.kind is ArmKind.FINETUNE:
         searched = exp.tuned(entry) and not entry.teacher
     else:
-        searched = build_prompt_arm(entry, exp.task, tuning=exp.tuning).optimise is not None
+        searched = entry.options.prompt.optimise is not None
     return (_owner(exp, entry.name),) if searched else ()
 
 
