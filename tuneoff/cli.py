@@ -35,6 +35,8 @@ TaskModelOpt = Annotated[Optional[str], typer.Option(
     "--model", "-m", help="Model spec: embedded:NAME, a model/adapter dir, or a .gguf (default: the experiment's "
                           "model, the arm's own when it names one; else the embedded default).")]
 DtypeOpt = Annotated[str, typer.Option("--dtype", help="float32, bfloat16, int8 (CPU evaluation), or auto (bf16 where the CPU/GPU has it).")]
+DecodeOpt = Annotated[str, typer.Option("--decode", help="eager, or compiled: static KV cache + torch.compile'd "
+                                                          "decode step (compiles once per shape bucket).")]
 FullOpt = Annotated[bool, typer.Option("--full", help="Print every dimension of the comparison for every arm "
                                                     "(wide: needs ~200 columns), not the compact summary.")]
 
@@ -72,6 +74,7 @@ def ask(
     prompt_format: Annotated[str, typer.Option("--format", help="chat (a user message), completion (text the "
                                                "model continues), or auto: chat for chat models, completion "
                                                "for base models.")] = "auto",
+    decode: DecodeOpt = "eager",
     store: StoreOpt = None,
 ) -> None:
     """Ask one prompt to a model; the call is kept in the run store."""
@@ -80,7 +83,7 @@ def ask(
     from .models.chat import resolve_format
 
     resolve_format(prompt_format, chat_model=True)  # a misspelt format fails before the model loads
-    spec = ModelSpec(model, dtype=dtype, engine=engine)
+    spec = ModelSpec(model, dtype=dtype, engine=engine, decode=decode)
     db = _store(store)
     with err_console.status(f"loading {model} (a first load dequantises the GGUF: ~20 s)"):
         backend = load_backend(spec)
@@ -368,6 +371,7 @@ def serve(
     max_request_bytes: Annotated[int, typer.Option(help="Largest request body.")] = 1_000_000,
     batch_size: Annotated[int, typer.Option(help="Most requests per micro-batch.")] = 32,
     dtype: DtypeOpt = "float32",
+    decode: DecodeOpt = "eager",
     store: StoreOpt = None,
 ) -> None:
     """Serve a model or an arm over an OpenAI-compatible API (/v1/chat/completions, /v1/completions)."""
@@ -381,7 +385,8 @@ def serve(
         served.model = model or served.model
     else:
         served = arm_from_files(model or DEFAULT_MODEL, Path(arm) if arm else None, task, name)
-    options = ServeOptions(host=host, port=port, api_key_env=api_key_env, dtype=dtype, batch_size=batch_size,
+    options = ServeOptions(host=host, port=port, api_key_env=api_key_env, dtype=dtype, decode=decode,
+                           batch_size=batch_size,
                            limits=Limits(max_tokens=max_tokens, max_request_bytes=max_request_bytes))
     run_server(served, options, say=lambda text: err_console.print(text, highlight=False))
 

@@ -76,7 +76,9 @@ def model_id(backend: Backend) -> str:
     from ..models import engine_of
 
     engine = engine_of(backend, batched=True)
-    return f"{backend.info.name}|{backend.info.dtype}" + ("|llamacpp" if engine == "llamacpp" else "")
+    compiled = engine != "llamacpp" and getattr(backend.info, "decode", "eager") == "compiled"
+    return f"{backend.info.name}|{backend.info.dtype}" + ("|llamacpp" if engine == "llamacpp" else "") + \
+        ("|compiled" if compiled else "")
 
 
 def run_fingerprint(backend: Backend, arm: PromptArm, examples: Sequence[Example], ctx: TaskContext,

@@ -101,6 +101,9 @@ class BackendInfo:
     batch_engine: str = "transformers"
     """What serves batched generation (evaluations). Another engine gives other answers, so `llamacpp`
     here is part of the model's cache key (`tuneoff.evaluate.engine.model_id`)."""
+    decode: str = "eager"
+    """How transformers decodes (`tuneoff.models.decode`): `eager`, or `compiled` (static cache, compiled
+    step), whose bf16 answers can differ from eager's at near-ties, so it is part of the cache key."""
     chat: bool = True
     """A chat model (it has a chat template and is not marked as a base model). Prompts in format `auto`
     go to a chat model as messages and to a base model as completion text (`tuneoff.models.chat`)."""

@@ -18,6 +18,7 @@ from ..errors import TuneoffError
 from . import cpu, scoring
 from .base import BackendInfo, Completion, GenerationConfig, Prompt, Score
 from .chat import plain_render
+from .decode import StaticDecoder, check_decode
 from .options import canonical_dtype, check_attention, check_device
 from .scoring import PACKED_SCORING, left_pad
 
@@ -120,9 +121,10 @@ class TransformersBackend:
 
     def __init__(self, model, tokenizer, info: BackendInfo, batch_size: int = 16, use_chat_template: bool = True,
                  reuse_prefix: bool = True, packed: bool | None = None,
-                 generator: LlamaCppGenerator | None = None, generator_policy: str = "never"):
+                 generator: LlamaCppGenerator | None = None, generator_policy: str = "never",
+                 decode: str = "eager"):
         """`generator`: an optional llama.cpp engine for generation; `generator_policy` (GENERATOR_POLICIES)
-        says when it serves."""
+        says when it serves. `decode`: `eager` or `compiled` (`tuneoff.models.decode`)."""
         if generator_policy not in GENERATOR_POLICIES or (generator is None and generator_policy != "never"):
             raise ValueError(f"generator_policy {generator_policy!r} with generator {generator!r}")
         self.model = model.eval()
@@ -139,10 +141,11 @@ class TransformersBackend:
         self.prefixes = scoring.PrefixCache(model)
         self.generator = generator if generator_policy != "never" else None
         self.generator_policy = generator_policy
+        self.decoder = StaticDecoder(model) if check_decode(decode) == "compiled" else None
         # the info says which engine serves what (`engine_of`, the cache key): a copy, the caller's stays as given
         self.info = dataclasses.replace(
             info, chat=self.use_chat_template, engine="llamacpp" if self.generator is not None else "transformers",
-            batch_engine="llamacpp" if generator_policy == "always" else "transformers")
+            batch_engine="llamacpp" if generator_policy == "always" else "transformers", decode=decode)
 
     # -- text ---------------------------------------------------------------------------------
     def render(self, messages: Prompt, add_generation_prompt: bool = True) -> str:
@@ -209,8 +212,7 @@ class TransformersBackend:
 
             kwargs.update(prefix_allowed_tokens_fn=json_schema_constraint(self.tokenizer, config.json_schema))
         start = time.perf_counter()
-        with torch.inference_mode():
-            gen = self.model.generate(input_ids=input_ids, attention_mask=mask, **kwargs)
+        gen = self.run_generate(input_ids, mask, **kwargs)
         seconds = time.perf_counter() - start
         new = gen[:, input_ids.shape[1]:].tolist()
         eos = _eos_ids(self.model, self.tokenizer)
@@ -223,6 +225,18 @@ class TransformersBackend:
             results.append(Completion(text=text, tokens_in=len(prompt), tokens_out=n, seconds=seconds,
                                       batch_size=len(batch), finish_reason=finish))
         return results
+
+    def run_generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kwargs):
+        """`model.generate` through this backend's decode path: eager, or the static-cache compiled one."""
+        with torch.inference_mode():
+            if self.decoder is not None:
+                return self.decoder.generate(input_ids, attention_mask, **kwargs)
+            return self.model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+
+    @property
+    def compile_seconds(self) -> float:
+        """Seconds the compiled decode path's first calls took (compile included); 0 when eager."""
+        return self.decoder.compile_seconds if self.decoder is not None else 0.0
 
     # -- scoring ------------------------------------------------------------------------------
     def loglikelihood(self, chats: Sequence[Prompt], continuations: Sequence[str]) -> list[Score]:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..errors import TuneoffError
+from .decode import check_decode
 from .options import DEFAULT_MODEL, canonical_dtype, check_attention, check_device, check_engine
 from .registry import backend_kind, kind_of
 
@@ -36,6 +37,10 @@ class ModelSpec:
     `flash_attention_2` on CUDA with flash-attn installed, else SDPA with a warning. Label scoring packs
     rows with custom masks that FlashAttention does not take: keep `auto` for evaluation."""
 
+    decode: str = "eager"
+    """`eager` (default) or `compiled`: transformers generation with a static KV cache and a torch.compile'd
+    decode step (`tuneoff.models.decode`); compile time is paid once per shape bucket."""
+
     def __post_init__(self):
         if not self.name:
             raise TuneoffError("a model spec cannot be empty", field="model")
@@ -43,6 +48,7 @@ class ModelSpec:
         check_engine(self.engine)
         check_device(self.device)
         check_attention(self.attn_implementation)
+        check_decode(self.decode)
         if self.batch_size < 1:
             raise TuneoffError("must be >= 1", field="batch_size")
         _ = self.kind  # an unknown `kind:` prefix is a user error now, not at load time

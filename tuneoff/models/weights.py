@@ -172,7 +172,7 @@ def load(spec: ModelSpec):
     model, tokenizer, info = load_model(spec)
     generator, policy = generator_for(spec, info.device)
     return TransformersBackend(model, tokenizer, info, batch_size=spec.batch_size, generator=generator,
-                               generator_policy=policy)
+                               generator_policy=policy, decode=spec.decode)
 
 
 def load_model(spec: ModelSpec, trainable: bool = False):

@@ -39,6 +39,8 @@ class ServeOptions:
     """Environment variable holding the key clients must send (`Authorization: Bearer KEY`); none: no key."""
     limits: Limits = Limits()
     dtype: str = "float32"
+    decode: str = "eager"
+    """`eager` or `compiled` (static KV cache + compiled decode step: `tuneoff.models.decode`)."""
     batch_size: int = 32
     """Most requests in one micro-batch."""
     window_ms: float = 10.0
@@ -60,7 +62,8 @@ def build(arm: ServedArm, options: ServeOptions):
     from ..models.local import TransformersBackend
     from .worker import Worker
 
-    spec = ModelSpec(arm.model, dtype=options.dtype, engine="transformers", batch_size=options.batch_size)
+    spec = ModelSpec(arm.model, dtype=options.dtype, engine="transformers", batch_size=options.batch_size,
+                     decode=options.decode)
     if spec.kind != "local":
         raise TuneoffError(f"arm '{arm.name}' runs on '{arm.model}', a model served elsewhere: tuneoff serve "
                            "serves local weights", field="model",

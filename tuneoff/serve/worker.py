@@ -181,7 +181,6 @@ def _generate_kwargs(backend, ids: list[int], config: GenerationConfig) -> dict:
 
 def stream_generate(backend, ids: list[int], config: GenerationConfig, on_text: Callable[[str], None]) -> Completion:
     """Generate one prompt, handing text to `on_text` as it is decoded; stop strings end it early."""
-    import torch
     from transformers import TextStreamer
 
     from ..models.local import GeneratedTextStop
@@ -204,8 +203,7 @@ def stream_generate(backend, ids: list[int], config: GenerationConfig, on_text: 
     if config.stop:
         kwargs["stopping_criteria"] = [GeneratedTextStop(backend.tokenizer, config.stop, len(ids))]
     began = time.perf_counter()
-    with torch.inference_mode():
-        out = backend.model.generate(streamer=streamer, **kwargs)
+    out = backend.run_generate(kwargs.pop("input_ids"), kwargs.pop("attention_mask"), streamer=streamer, **kwargs)
     new = out[0, len(ids):].tolist()
     text = _cut("".join(sent), config.stop)
     finish = "length" if len(new) >= config.max_new_tokens and not any(s in "".join(sent) for s in config.stop) \
@@ -223,11 +221,11 @@ def logprob_generate(backend, prompts: list[list[int]], config: GenerationConfig
 
     tokenizer = backend.tokenizer
     kwargs = _generate_kwargs(backend, prompts[0], config)
-    kwargs["input_ids"], kwargs["attention_mask"] = left_pad(prompts, tokenizer.pad_token_id, backend.device)
+    del kwargs["input_ids"], kwargs["attention_mask"]
+    input_ids, mask = left_pad(prompts, tokenizer.pad_token_id, backend.device)
     began = time.perf_counter()
-    with torch.inference_mode():
-        out = backend.model.generate(output_logits=True, return_dict_in_generate=True, **kwargs)
-    seconds, width = time.perf_counter() - began, kwargs["input_ids"].shape[1]
+    out = backend.run_generate(input_ids, mask, output_logits=True, return_dict_in_generate=True, **kwargs)
+    seconds, width = time.perf_counter() - began, input_ids.shape[1]
     eos = {tokenizer.eos_token_id, tokenizer.pad_token_id}
     results = []
     for row, ids in enumerate(prompts):
