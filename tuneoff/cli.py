@@ -75,6 +75,8 @@ def ask(
                                                "model continues), or auto: chat for chat models, completion "
                                                "for base models.")] = "auto",
     decode: DecodeOpt = "eager",
+    gguf: Annotated[Optional[Path], typer.Option(help="The model's GGUF export (tuneoff export): generate on it "
+                                                      "in llama.cpp.")] = None,
     store: StoreOpt = None,
 ) -> None:
     """Ask one prompt to a model; the call is kept in the run store."""
@@ -87,6 +89,10 @@ def ask(
     db = _store(store)
     with err_console.status(f"loading {model} (a first load dequantises the GGUF: ~20 s)"):
         backend = load_backend(spec)
+    if gguf is not None:
+        from .models.llamacpp import attach_gguf
+
+        attach_gguf(backend, gguf, say=lambda line: err_console.print(line, highlight=False))
     config = GenerationConfig(max_new_tokens=max_tokens, temperature=temperature, seed=seed)
     with err_console.status("generating"):
         result = run_ask(prompt, spec, db, system=system, demos_file=demos, config=config, backend=backend,
@@ -372,6 +378,8 @@ def serve(
     batch_size: Annotated[int, typer.Option(help="Most requests per micro-batch.")] = 32,
     dtype: DtypeOpt = "float32",
     decode: DecodeOpt = "eager",
+    gguf: Annotated[Optional[Path], typer.Option(help="The model's GGUF export (tuneoff export): single requests "
+                                                      "run on it in llama.cpp, batches in transformers.")] = None,
     store: StoreOpt = None,
 ) -> None:
     """Serve a model or an arm over an OpenAI-compatible API (/v1/chat/completions, /v1/completions)."""
@@ -386,7 +394,7 @@ def serve(
     else:
         served = arm_from_files(model or DEFAULT_MODEL, Path(arm) if arm else None, task, name)
     options = ServeOptions(host=host, port=port, api_key_env=api_key_env, dtype=dtype, decode=decode,
-                           batch_size=batch_size,
+                           batch_size=batch_size, gguf=gguf,
                            limits=Limits(max_tokens=max_tokens, max_request_bytes=max_request_bytes))
     run_server(served, options, say=lambda text: err_console.print(text, highlight=False))
 

@@ -69,6 +69,26 @@ def generator_for(spec: ModelSpec, device: str) -> tuple[LlamaCppGenerator | Non
     return LlamaCppGenerator(gguf, torch.get_num_threads()), policy
 
 
+def attach_gguf(backend, gguf: Path, say=None) -> bool:
+    """Serve `backend`'s single requests (`generate_one`, a server's lone request) from `gguf` in llama.cpp:
+    a fine-tuned arm's `tuneoff export` file (whose greedy parity `tuneoff export --check` measures).
+    Batches stay in transformers. False (and one line from the probe) where llama.cpp cannot run here."""
+    import torch
+
+    from .engine_probe import probe
+
+    gguf = Path(gguf).expanduser()
+    if gguf.suffix != ".gguf" or not gguf.is_file():
+        raise TuneoffError(f"'{gguf}' is not a .gguf file", field="gguf",
+                           hint="write one with: tuneoff export MODEL OUT.gguf --check TASK.yaml")
+    if not installed():
+        raise MissingPackageError("serving a GGUF export needs llama-cpp-python", hint=f"run: {INSTALL}")
+    if not probe(gguf, say).ok:
+        return False
+    backend.attach_generator(LlamaCppGenerator(gguf, torch.get_num_threads()), "single")
+    return True
+
+
 class LlamaCppGenerator:
     """Greedy or sampled generation of token-id prompts through llama-cpp-python, one request at a time.
     The GGUF is opened on first use (0.1 s), so a backend that never generates alone never pays for it."""

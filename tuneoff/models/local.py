@@ -147,6 +147,14 @@ class TransformersBackend:
             info, chat=self.use_chat_template, engine="llamacpp" if self.generator is not None else "transformers",
             batch_engine="llamacpp" if generator_policy == "always" else "transformers", decode=decode)
 
+    def attach_generator(self, generator: LlamaCppGenerator, policy: str = "single") -> None:
+        """Hand generation (per `policy`) to a llama.cpp engine after loading, e.g. a fine-tune's GGUF export."""
+        if policy not in GENERATOR_POLICIES[1:]:
+            raise ValueError(f"generator_policy {policy!r}")
+        self.generator, self.generator_policy = generator, policy
+        self.info = dataclasses.replace(self.info, engine="llamacpp",
+                                        batch_engine="llamacpp" if policy == "always" else "transformers")
+
     # -- text ---------------------------------------------------------------------------------
     def render(self, messages: Prompt, add_generation_prompt: bool = True) -> str:
         if isinstance(messages, str):  # a completion prompt is already the text the model continues

@@ -43,6 +43,9 @@ class ServeOptions:
     """`eager` or `compiled` (static KV cache + compiled decode step: `tuneoff.models.decode`)."""
     batch_size: int = 32
     """Most requests in one micro-batch."""
+    gguf: Path | None = None
+    """A GGUF export of the served model (`tuneoff export`): single requests run on it in llama.cpp,
+    micro-batches stay in transformers."""
     window_ms: float = 10.0
     """How long the first request of a batch waits for company."""
 
@@ -71,6 +74,10 @@ def build(arm: ServedArm, options: ServeOptions):
     backend = load_backend(spec)
     if not isinstance(backend, TransformersBackend):
         raise TuneoffError(f"'{arm.model}' is not a local transformers model", field="model")
+    if options.gguf is not None:
+        from ..models.llamacpp import attach_gguf
+
+        attach_gguf(backend, options.gguf)
     api_key = None
     if options.api_key_env:
         api_key = os.environ.get(options.api_key_env)
@@ -88,8 +95,10 @@ def serve(arm: ServedArm, options: ServeOptions, say=print) -> None:
     if not is_loopback(options.host):
         say(f"warning: binding {options.host} opens '{arm.name}' to the network"
             + ("" if options.api_key_env else " without an API key (--api-key-env)"))
-    app, _ = build(arm, options)
-    say(f"serving '{arm.name}' ({arm.model}) on http://{options.host}:{options.port}/v1")
+    app, backend = build(arm, options)
+    engines = "single requests on llama.cpp, batches on transformers" if backend.generator is not None else \
+        "transformers"
+    say(f"serving '{arm.name}' ({arm.model}; {engines}) on http://{options.host}:{options.port}/v1")
     uvicorn.run(app, host=options.host, port=options.port, log_level="warning")
 
 

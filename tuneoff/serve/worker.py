@@ -5,7 +5,8 @@ while one batched forward serves many rows per weight read. Requests that arrive
 each other with the same decoding settings go to the backend as one batch (`generate_ids`, left-padded,
 the same path an evaluation takes, so a served greedy answer equals the evaluated one). Label scoring
 batches the same way. Streaming and log-probability requests run alone: they need the model token by
-token.
+token. With a llama.cpp engine attached (`tuneoff serve --gguf`, a fine-tune's export), a generate request
+that finds no company within the window goes to llama.cpp: single requests are where it is fastest.
 """
 
 from __future__ import annotations
@@ -140,7 +141,7 @@ class Worker:
         self.batches.append(len(batch))
         first, ids = batch[0], [j.ids for j in batch]
         runs = {
-            JobKind.GENERATE: lambda: self.backend.generate_ids(ids, first.config),
+            JobKind.GENERATE: lambda: self._generate(ids, first.config),
             JobKind.SCORE: lambda: self._score(batch),
             JobKind.PROMPT: lambda: prompt_logprobs(self.backend, ids, first.top_logprobs),
             JobKind.STREAM: lambda: [stream_generate(self.backend, first.ids, first.config, first.on_text)],
@@ -148,6 +149,12 @@ class Worker:
         }
         for job, result in zip(batch, runs[first.kind]()):
             job.done(result)
+
+    def _generate(self, ids: list[list[int]], config: GenerationConfig) -> list[Completion]:
+        if len(ids) == 1 and getattr(self.backend, "generator", None) is not None:
+            # a lone request: latency is what counts, and llama.cpp decodes one sequence fastest
+            return self.backend.generator.generate(ids, config)
+        return self.backend.generate_ids(ids, config)
 
     def _score(self, batch: list[Job]) -> list[Completion]:
         from ..evaluate.scoring import score_labels
