@@ -83,6 +83,11 @@ def test_run_writes_a_report_whose_numbers_match_the_store(experiment):
     assert report["test"]["p_value"] == pytest.approx(paired_test(best_prompt, best_tuned).p_value)
     html = (path.parent / "out" / "report.html").read_text()
     assert "Head to head" in html and html.count("<svg") >= 4
+    # every timed phase has its peak resident memory beside it; the whole run's is the largest
+    summary = json.loads(store.experiment(1)["summary_json"])
+    assert set(summary["peak_rss_mb"]) == set(summary["phases"]) and summary["peak_rss_mb"]["total"] > 100
+    assert max(summary["peak_rss_mb"].values()) == summary["peak_rss_mb"]["total"]
+    assert comparison.peak_rss_mb == summary["peak_rss_mb"]
 
 
 def test_every_arm_is_probed_and_scored_out_of_domain(experiment):

@@ -324,6 +324,9 @@ class ExperimentSummary(Record):
     jobs: int = 1
     """Processes the experiment's units ran in (`tuneoff run --jobs N`, a Slurm array): with more than
     one, each phase sums its seconds over them, and `total` is the wall time from first start to last end."""
+    peak_rss_mb: dict[str, float] = field(default_factory=dict)
+    """Peak resident memory of the process during each phase, in MB (`tuneoff.memory`; a single
+    `tuneoff run`; sweep units keep their own in their logs' phases)."""
 
 
 class StopReason(str, Enum):

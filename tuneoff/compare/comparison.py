@@ -67,6 +67,8 @@ class Comparison:
     samples: list[dict]
     phases: dict[str, float] = field(default_factory=dict)
     """Wall time by phase (load, each arm's evaluation, training, report), in seconds."""
+    peak_rss_mb: dict[str, float] = field(default_factory=dict)
+    """Peak resident memory by phase, in MB (where the run measured it)."""
     experiment_id: int | None = None
     """The experiment's id in the store (`tuneoff report ID` re-renders it)."""
     one_off: dict[str, OneOff] = field(default_factory=dict)

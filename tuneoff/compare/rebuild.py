@@ -46,6 +46,7 @@ def comparison_from_store(store: Store, experiment_id: int) -> Comparison:
     comparison = build_comparison(exp.name, exp.task.name, exp.model, arms, exp.prices, exp.constraints, curves,
                                   latencies, saved.phases)
     comparison.experiment_id = experiment_id
+    comparison.peak_rss_mb = dict(saved.peak_rss_mb)
     comparison.rows += check_rows(store, arms)
     judge_run = by_role.last(Role.JUDGE, "")
     if judge_run is not None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from ..errors import TuneoffError, did_you_mean
+from ..models.decode import check_decode
 from ..models.options import DEFAULT_MODEL, canonical_dtype, check_device, check_engine
 from ..records import TextEnum
 from .adaptive import AdaptiveSpec
@@ -209,6 +210,9 @@ class Experiment:
     """Generation engine of the base model's generated arms: `transformers` (batched, measured faster
     for evaluation) or `llamacpp` (GGUF models only; see `tuneoff.models.llamacpp`). Scoring and
     fine-tuned models always run in transformers."""
+    decode: str = "eager"
+    """How transformers decodes generated arms: `eager`, or `compiled` (static KV cache, torch.compile'd
+    decode step, compile paid once per shape bucket: `tuneoff.models.decode`; BENCHMARKS.md section 3)."""
     batch_size: int = 16
     curves: CurveSpec | None = None
     consistency: ConsistencySpec | None = None
@@ -246,6 +250,7 @@ class Experiment:
         check_device(self.device)
         canonical_dtype(self.dtype)  # the named-field error for an unknown dtype, same aliases as everywhere
         check_engine(self.engine, allowed=("transformers", "llamacpp"))
+        check_decode(self.decode)
         names = [a.name for a in self.arms]
         for i, arm in enumerate(self.arms):
             if names.count(arm.name) > 1:

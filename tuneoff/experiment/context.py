@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..config.experiment import ArmEntry, ArmKind, Experiment
 from ..config.task import TaskData
+from ..memory import PhasePeaks
 from ..models import ModelSpec, load_backend
 from ..records import ArmState, Link, Role
 from ..store import Store
@@ -33,6 +34,8 @@ class RunContext:
     phases: dict = field(default_factory=dict)
     links: list[Link] = field(default_factory=list)
     """The runs this process linked to the experiment, in order (a unit's share goes to its `UnitState`)."""
+    memory: PhasePeaks = field(default_factory=PhasePeaks)
+    """Peak resident memory (MB) of each phase (`tuneoff.memory`)."""
     ood: TaskData | None = None
     """The out-of-domain test set (`exp.ood`), loaded and validated before any model call."""
 
@@ -59,10 +62,19 @@ class RunContext:
     @contextmanager
     def phase(self, name: str):
         began = time.perf_counter()
+        self.memory.begin()
         try:
             yield
         finally:
             self.phases[name] = self.phases.get(name, 0.0) + time.perf_counter() - began
+            self.memory.end(name)
+
+    def compile_phase(self) -> None:
+        """The compiled decode path's first calls per shape (compile included), as a phase of its own:
+        those seconds are also inside the evaluations' phases that paid them."""
+        seconds = sum(getattr(b, "compile_seconds", 0.0) for b in self.backends.values())
+        if seconds:
+            self.phases["decode compile (first call per shape, inside the phases above)"] = seconds
 
     def backend(self, spec: str):
         if spec not in self.backends:
@@ -70,7 +82,8 @@ class RunContext:
                 # a fine-tune is a transformers directory: only the base model can be a GGUF
                 engine = self.exp.engine if spec == self.exp.model else "transformers"
                 self.backends[spec] = load_backend(ModelSpec(spec, dtype=self.exp.dtype, engine=engine,
-                                                             device=self.exp.device, batch_size=self.exp.batch_size))
+                                                             device=self.exp.device, batch_size=self.exp.batch_size,
+                                                             decode=self.exp.decode))
         return self.backends[spec]
 
     def say(self, text: str) -> None:

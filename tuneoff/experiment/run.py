@@ -18,6 +18,7 @@ from ..config.experiment import Experiment
 from ..config.specs import to_dict
 from ..config.task import load_task
 from ..locks import hold
+from ..memory import peak_mb
 from ..records import ExperimentSummary, UnitState
 from ..store import Store
 from .arms import prepare_arm, score_arm
@@ -44,9 +45,12 @@ def _run_experiment(exp: Experiment, store: Store, console=None) -> int:
     ctx.ood = load_task(exp.ood.task_spec(exp.task)) if exp.ood else None
     for unit in plan(exp):
         run_unit(ctx, unit)
+    ctx.compile_phase()
     ctx.phases["total"] = time.perf_counter() - began
+    ctx.memory.peaks["total"] = round(max([peak_mb(), *ctx.memory.peaks.values()]), 1)
     sizes = {"train": len(ctx.data.train), "dev": len(ctx.data.dev), "test": len(ctx.data.test)}
-    store.finish_experiment(experiment_id, ExperimentSummary(ctx.phases, sizes).to_dict())
+    store.finish_experiment(experiment_id, ExperimentSummary(ctx.phases, sizes,
+                                                             peak_rss_mb=ctx.memory.peaks).to_dict())
     return experiment_id
 
 

@@ -60,7 +60,10 @@ def to_markdown(c: Comparison) -> str:
         lines.append(f"Break-even ({be.tuned} vs {be.prompt}): "
                      + (f"{be.volume:,.0f} requests/month" if be.volume is not None else "never") + f" — {be.reason}")
     if c.phases:
-        lines += ["", "| phase | seconds |", "|---|---|"] + [f"| {esc(k)} | {v:.1f} |" for k, v in c.phases.items()]
+        peak = c.peak_rss_mb  # MB; a phase without a figure (total, a report rebuild) shows none
+        lines += ["", "| phase | seconds | peak RSS (MB) |", "|---|---|---|"] + \
+            [f"| {esc(k)} | {v:.1f} | {peak[k]:,.0f} |" if k in peak else f"| {esc(k)} | {v:.1f} | |"
+             for k, v in c.phases.items()]
     return html.escape("\n".join(lines) + "\n", quote=False)
 
 
