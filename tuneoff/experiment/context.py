@@ -34,6 +34,8 @@ class RunContext:
     phases: dict = field(default_factory=dict)
     links: list[Link] = field(default_factory=list)
     """The runs this process linked to the experiment, in order (a unit's share goes to its `UnitState`)."""
+    compiled_seconds: float = 0.0
+    """Compile seconds of the compiled decode path in models already released (`release`)."""
     memory: PhasePeaks = field(default_factory=PhasePeaks)
     """Peak resident memory (MB) of each phase (`tuneoff.memory`)."""
     ood: TaskData | None = None
@@ -72,7 +74,7 @@ class RunContext:
     def compile_phase(self) -> None:
         """The compiled decode path's first calls per shape (compile included), as a phase of its own:
         those seconds are also inside the evaluations' phases that paid them."""
-        seconds = sum(getattr(b, "compile_seconds", 0.0) for b in self.backends.values())
+        seconds = self.compiled_seconds + sum(getattr(b, "compile_seconds", 0.0) for b in self.backends.values())
         if seconds:
             self.phases["decode compile (first call per shape, inside the phases above)"] = seconds
 
@@ -85,6 +87,17 @@ class RunContext:
                                                              device=self.exp.device, batch_size=self.exp.batch_size,
                                                              decode=self.exp.decode))
         return self.backends[spec]
+
+    def release(self, keep: set[str]) -> None:
+        """Drop the loaded models not in `keep` (the ones later units still use): one resident copy of
+        each model, held only while its arms need it."""
+        import gc
+
+        dropped = [spec for spec in self.backends if spec not in keep]
+        for spec in dropped:
+            self.compiled_seconds += getattr(self.backends.pop(spec), "compile_seconds", 0.0)
+        if dropped:
+            gc.collect()  # the model's tensors go now, not at some later collection
 
     def say(self, text: str) -> None:
         if self.console is not None:

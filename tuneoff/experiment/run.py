@@ -25,6 +25,7 @@ from .arms import prepare_arm, score_arm
 from .context import RunContext
 from .judging import run_judge
 from .plan import Unit, UnitKind, plan
+from .plan import consistency_arms
 from .studies import n_train_point, run_adaptive, run_consistency, run_flexibility, shots_point
 
 
@@ -43,8 +44,10 @@ def _run_experiment(exp: Experiment, store: Store, console=None) -> int:
     ctx.say(f"experiment {experiment_id}: {exp.name} — train {len(ctx.data.train)}, dev {len(ctx.data.dev)}, "
             f"test {len(ctx.data.test)} items; store {store.path}")
     ctx.ood = load_task(exp.ood.task_spec(exp.task)) if exp.ood else None
-    for unit in plan(exp):
+    units = plan(exp)
+    for i, unit in enumerate(units):
         run_unit(ctx, unit)
+        ctx.release(models_needed(ctx, units[i + 1:]))
     ctx.compile_phase()
     ctx.phases["total"] = time.perf_counter() - began
     ctx.memory.peaks["total"] = round(max([peak_mb(), *ctx.memory.peaks.values()]), 1)
@@ -52,6 +55,23 @@ def _run_experiment(exp: Experiment, store: Store, console=None) -> int:
     store.finish_experiment(experiment_id, ExperimentSummary(ctx.phases, sizes,
                                                              peak_rss_mb=ctx.memory.peaks).to_dict())
     return experiment_id
+
+
+def models_needed(ctx: RunContext, units: list[Unit]) -> set[str]:
+    """The model specs `units` may load that are known now (a model still to be trained is not)."""
+    exp, entries = ctx.exp, []
+    for unit in units:
+        if unit.kind is UnitKind.ARMS:
+            entries += exp.arms
+        elif unit.kind is UnitKind.CONSISTENCY:
+            entries += consistency_arms(exp)
+        elif unit.arm and unit.kind is not UnitKind.N_TRAIN:  # a training-size point trains its own model
+            entries.append(exp.arm(unit.arm))
+    entries += [exp.arm(e.teacher) for e in entries if e.teacher]  # a distilled arm also asks its teacher
+    needed = {ctx.weights_of(e) for e in entries}
+    if any(u.kind is UnitKind.FLEXIBILITY for u in units):
+        needed |= {exp.model} | {state.model for state in ctx.arms.values() if state.model}
+    return needed
 
 
 def run_unit(ctx: RunContext, unit: Unit, needed: tuple[UnitState, ...] | list[UnitState] = ()) -> UnitState:
