@@ -24,9 +24,9 @@ SERVE_DTYPE_bf16 = auto
 SERVE_DTYPE_int8 = float32
 SERVE_DTYPE_fp32 = float32
 
-.PHONY: bench bench-setup bench-eval bench-int8 bench-train bench-train-fp32 bench-decode bench-demo bench-serve bench-processes test
+.PHONY: bench bench-setup bench-eval bench-int8 bench-train bench-train-fp32 bench-decode bench-long bench-demo bench-serve bench-processes test
 
-bench: bench-eval $(KIND_BENCH_$(CPU_KIND)) bench-train bench-decode bench-demo bench-serve bench-processes
+bench: bench-eval $(KIND_BENCH_$(CPU_KIND)) bench-train bench-decode bench-long bench-demo bench-serve bench-processes
 
 bench-setup:
 	$(PY) -m pip install -c constraints.txt -e ".[bench,llamacpp,serve]" "llama-cpp-python[server]"
@@ -46,6 +46,9 @@ bench-train-fp32:
 
 bench-decode:
 	$(PY) bench/decode.py
+
+bench-long:
+	$(PY) bench/long_generate.py
 
 bench-demo:
 	$(PY) bench/demo_phases.py $(DEMO_ARGS_$(CPU_KIND))

@@ -116,6 +116,8 @@ class TransformersBackend:
     """Shortest shared prompt prefix worth caching for scoring (tokens)."""
     score_tokens_per_batch = 4096
     """Scoring batches hold at least `batch_size` rows, more when rows are short."""
+    exit_chunk = 16
+    """Greedy batches generate this many tokens at a time and drop their finished rows in between."""
     logprob_chunk = 512
     """Positions projected to the vocabulary at a time when scoring (bounds the logits' memory)."""
 
@@ -220,7 +222,10 @@ class TransformersBackend:
 
             kwargs.update(prefix_allowed_tokens_fn=json_schema_constraint(self.tokenizer, config.json_schema))
         start = time.perf_counter()
-        gen = self.run_generate(input_ids, mask, **kwargs)
+        if self.decoder is None and config.greedy and len(batch) > 1 and config.max_new_tokens > self.exit_chunk:
+            gen = self._generate_with_early_exit(input_ids, mask, config.max_new_tokens, kwargs)
+        else:
+            gen = self.run_generate(input_ids, mask, **kwargs)
         seconds = time.perf_counter() - start
         new = gen[:, input_ids.shape[1]:].tolist()
         eos = _eos_ids(self.model, self.tokenizer)
@@ -233,6 +238,49 @@ class TransformersBackend:
             results.append(Completion(text=text, tokens_in=len(prompt), tokens_out=n, seconds=seconds,
                                       batch_size=len(batch), finish_reason=finish))
         return results
+
+    def _generate_with_early_exit(self, input_ids: torch.Tensor, mask: torch.Tensor, max_new: int,
+                                  kwargs: dict) -> torch.Tensor:
+        """Greedy batched generation, `exit_chunk` tokens at a time, dropping the rows that have finished
+        (end of sequence or a stop string) and their KV cache between chunks: a batch of summaries no
+        longer decodes at full width until its longest one ends. Greedy rows are independent of each
+        other, so the tokens are those of one `generate` over the whole batch (tests check it)."""
+        from transformers import DynamicCache
+
+        eos, pad = _eos_ids(self.model, self.tokenizer), self.tokenizer.pad_token_id
+        stop = next((c for c in kwargs.get("stopping_criteria", ()) if isinstance(c, GeneratedTextStop)), None)
+        rows, done = torch.arange(input_ids.shape[0]), {}
+
+        def ended(seq: torch.Tensor) -> bool:  # what made `generate` finish the row (and pad it after)
+            tokens = seq[width:].tolist()
+            if set(tokens) & eos:
+                return True
+            return stop is not None and _cut_at_stop(self.tokenizer.decode(tokens, skip_special_tokens=True),
+                                                     tuple(stop.stops))[1]
+
+        ids, cache, width = input_ids, DynamicCache(config=self.model.config), input_ids.shape[1]
+        kwargs = {k: v for k, v in kwargs.items() if k != "max_new_tokens"}
+        while len(rows) and ids.shape[1] - width < max_new:
+            step = min(self.exit_chunk, max_new - (ids.shape[1] - width))
+            with torch.inference_mode():
+                out = self.model.generate(input_ids=ids, attention_mask=mask, past_key_values=cache,
+                                          max_new_tokens=step, return_dict_in_generate=True, **kwargs)
+            grown = out.sequences.shape[1] - ids.shape[1]
+            finished = torch.tensor([ended(seq) for seq in out.sequences], dtype=torch.bool)
+            if grown < step or out.sequences.shape[1] - width >= max_new:  # every row ended, or the budget did
+                finished[:] = True
+            for i in torch.nonzero(finished).flatten().tolist():
+                done[int(rows[i])] = out.sequences[i]
+            keep = torch.nonzero(~finished).flatten()
+            cache, ids = out.past_key_values, out.sequences[keep]
+            cache.batch_select_indices(keep)
+            mask = torch.cat([mask, mask.new_ones(mask.shape[0], grown)], dim=1)[keep]
+            rows = rows[keep]
+        longest = max(s.shape[0] for s in done.values())
+        gen = torch.full((input_ids.shape[0], longest), pad, dtype=input_ids.dtype, device=input_ids.device)
+        for row, seq in done.items():
+            gen[row, :seq.shape[0]] = seq
+        return gen
 
     def run_generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kwargs):
         """`model.generate` through this backend's decode path: eager, or the static-cache compiled one."""
