@@ -325,8 +325,8 @@ class ExperimentSummary(Record):
     """Processes the experiment's units ran in (`tuneoff run --jobs N`, a Slurm array): with more than
     one, each phase sums its seconds over them, and `total` is the wall time from first start to last end."""
     peak_rss_mb: dict[str, float] = field(default_factory=dict)
-    """Peak resident memory of the process during each phase, in MB (`tuneoff.memory`; a single
-    `tuneoff run`; sweep units keep their own in their logs' phases)."""
+    """Peak resident memory of the process during each phase, in MB (`tuneoff.memory`). Measured by a
+    single-process `tuneoff run`; a sweep (`--jobs`, Slurm) records none (its processes differ)."""
 
 
 class StopReason(str, Enum):
