@@ -1,4 +1,4 @@
-"""Greedy batches drop their finished rows between chunks of `exit_chunk` tokens (`TransformersBackend.
+"""With `exit_chunk` set, greedy batches drop their finished rows between chunks of that many tokens (`TransformersBackend.
 _generate_with_early_exit`): the same tokens, texts and finish reasons as one `generate` over the batch.
 
     OMP_NUM_THREADS=1 python -m pytest -q tests/test_early_exit.py
@@ -20,13 +20,14 @@ PROMPTS = ["the movie was great", "a dull film and what a waste of time, boring"
 @pytest.mark.parametrize("stop, rows_leave", [((), False), (("e",), True), ((" the", "\n"), False)])
 def test_early_exit_gives_the_tokens_of_one_batched_generate(sharp_model_dir, stop, rows_leave, monkeypatch):
     backend = load_backend(ModelSpec(str(sharp_model_dir), engine="transformers", batch_size=8))
+    backend.exit_chunk = 16
     ids = [backend.encode(p) for p in PROMPTS]
     config = GenerationConfig(max_new_tokens=40, stop=stop)
     calls = []
     real = backend.model.generate
     monkeypatch.setattr(backend.model, "generate", lambda **kw: calls.append(kw["input_ids"].shape[0]) or real(**kw))
     chunked = backend.generate_ids(ids, config)
-    backend.exit_chunk = 10_000  # one generate for the whole batch: the reference
+    backend.exit_chunk = 0  # one generate for the whole batch (the default): the reference
     whole = backend.generate_ids(ids, config)
     assert [(c.text, c.tokens_out, c.finish_reason) for c in chunked] == \
         [(c.text, c.tokens_out, c.finish_reason) for c in whole]

@@ -115,8 +115,11 @@ class TransformersBackend:
     """Shortest shared prompt prefix worth caching for scoring (tokens)."""
     score_tokens_per_batch = 4096
     """Scoring batches hold at least `batch_size` rows, more when rows are short."""
-    exit_chunk = 16
-    """Greedy batches generate this many tokens at a time and drop their finished rows in between."""
+    exit_chunk = 0
+    """When > 0, greedy batches generate this many tokens at a time and drop their finished rows (and
+    their KV cache) in between. Off: measured on DialogSum summaries (bench/long_generate.py, BENCHMARKS.md
+    section 3b) chunks of 16 ran 0.84x one `generate` per batch, the restarts costing more than the rows
+    saved; kept for batches whose lengths differ more (set it on the backend)."""
     logprob_chunk = 512
     """Positions projected to the vocabulary at a time when scoring (bounds the logits' memory)."""
 
@@ -221,7 +224,8 @@ class TransformersBackend:
 
             kwargs.update(prefix_allowed_tokens_fn=json_schema_constraint(self.tokenizer, config.json_schema))
         start = time.perf_counter()
-        if self.decoder is None and config.greedy and len(batch) > 1 and config.max_new_tokens > self.exit_chunk:
+        if self.exit_chunk and self.decoder is None and config.greedy and len(batch) > 1 \
+                and config.max_new_tokens > self.exit_chunk:
             gen = self._generate_with_early_exit(input_ids, mask, config.max_new_tokens, kwargs)
         else:
             gen = self.run_generate(input_ids, mask, **kwargs)
