@@ -95,3 +95,18 @@ def test_constrained_needs_a_schema_and_generation():
 
     with pytest.raises(TuneoffError, match="output schema"):
         constrained_schema(PromptArm(name="x", constrained=True), TaskContext(name="t", metric="exact_match"))
+
+
+def test_data_to_text_slot_coverage_is_measured_per_arm(tmp_path):
+    items = [Example("name[The Eagle], eatType[coffee shop], priceRange[cheap]", "x", id="a"),
+             Example("name[Zizzi], eatType[pub], priceRange[expensive]", "y", id="b")]
+    backend = Replies({"The Eagle": "The Eagle is an expensive coffee shop.", "Zizzi": "Zizzi is a pub."})
+    ctx = TaskContext(name="e2e", metric="chrf", grounding=True)
+    store = Store(tmp_path / "s.sqlite")
+    result = evaluate(backend, PromptArm(name="plain"), items, ctx, store=store)
+    m = result.metrics
+    assert m["slot_coverage"].value == pytest.approx(4 / 6)
+    assert m["slot_contradicted_share"].value == pytest.approx(1 / 6)  # "expensive" for cheap
+    assert m["slot_missing_share"].value == pytest.approx(1 / 6)      # Zizzi's price range
+    extras = [json.loads(r["extra_json"]) for r in store.predictions(result.run_id)]
+    assert extras[0]["slots_contradicted"] == ["priceRange"] and extras[1]["slots_missing"] == ["priceRange"]

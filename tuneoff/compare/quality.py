@@ -101,6 +101,9 @@ def _grounding_cell(m) -> str:
     refs = _rate_cell(m, "unreferenced_content_rate")
     examples = json.loads(m["unsupported_content_rate"]["extra_json"] or "{}").get("examples", [])
     text = f"{main}; {_pct(units)} of units"
+    if "slot_coverage" in m:
+        text += (f"; input fields stated {_pct(m['slot_coverage']['value'])}, missing "
+                 f"{_pct(m['slot_missing_share']['value'])}, contradicted {_pct(m['slot_contradicted_share']['value'])}")
     text += f"; not in any reference {refs}" if refs else ""
     return text + (f"; e.g. {', '.join(examples[:3])}" if examples else "")
 

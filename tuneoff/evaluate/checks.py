@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..grounding import ground, summarise_grounding
+from ..grounding import field_values, ground, parse_slots, slot_coverage, summarise_grounding
 from ..metrics import MetricValue
 from ..store import Store
 from ..structured import OutputFormat, corpus_field_scores, parse_json
@@ -42,9 +42,27 @@ def grounding_values(rows: Sequence, extras: Sequence[dict], references: Sequenc
         extra["ungrounded"] = g.ungrounded
         extra["unsupported"] = [u.text for u in g.unsupported_by_input]
     s = summarise_grounding(results, with_references=True)
-    return [_rate("unsupported_content_rate", [g.ungrounded for g in results], seed, examples=s.examples),
+    return slot_values(rows, extras) + [_rate("unsupported_content_rate", [g.ungrounded for g in results], seed, examples=s.examples),
             MetricValue("unsupported_unit_share", s.unsupported_unit_share, extra={"n": s.n}),
             _rate("unreferenced_content_rate", [bool(g.unsupported_by_references) for g in results], seed)]
+
+
+def slot_values(rows: Sequence, extras: Sequence[dict]) -> list[MetricValue]:
+    """Data-to-text (inputs that are fields: JSON, `key[value]`, `key: value` lines): the share of the
+    input's fields each reply states, and the shares it leaves out or contradicts (states another value
+    the field takes elsewhere in the split). Nothing when most inputs are not fields."""
+    slots = [parse_slots(r["input"]) for r in rows]
+    if sum(bool(s) for s in slots) < max(1, len(rows) // 2):
+        return []
+    vocabulary = field_values(r["input"] for r in rows)
+    covered = missing = contradicted = 0
+    for row, extra, fields in zip(rows, extras, slots):
+        c = slot_coverage(reply_of(row), fields, vocabulary)
+        extra["slots_missing"], extra["slots_contradicted"] = list(c.missing), list(c.contradicted)
+        covered, missing, contradicted = covered + len(c.covered), missing + len(c.missing), contradicted + len(c.contradicted)
+    total = max(covered + missing + contradicted, 1)
+    return [MetricValue("slot_coverage", covered / total, extra={"fields": total}),
+            MetricValue("slot_missing_share", missing / total), MetricValue("slot_contradicted_share", contradicted / total)]
 
 
 def format_values(rows: Sequence, extras: Sequence[dict], fmt: OutputFormat, seed: int = 0) -> list[MetricValue]:
