@@ -100,3 +100,25 @@ def test_judge_config_errors_name_the_field(tmp_path, tiny_dir):
     with pytest.raises(TuneoffError, match="no model at") as err:
         load_experiment(path)
     assert err.value.field == "judge.model"
+
+
+def test_an_unreachable_judge_keeps_the_arms_and_the_report(tmp_path, tiny_dir):
+    path, db = write_experiment(tmp_path, tiny_dir, {"items": 2, "repeat_items": 0})
+    spec = yaml.safe_load(path.read_text())
+    spec["judge"]["model"] = "http://127.0.0.1:9/v1?model=m&retries=0&timeout=2"  # the discard port: nobody
+    path.write_text(yaml.safe_dump(spec))
+    output = run(path, db)
+    assert "judge pass stopped" in output and "rerun to resume" in output
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["judge"] is None and not any(r[0].startswith("Judge") for r in report["rows"])
+    assert {a["name"] for a in report["arms"]} == {"zero-shot", "few-shot"}
+
+
+def test_ratings_that_name_no_test_item_fail_before_the_arms_run(tmp_path, tiny_dir):
+    ratings = tmp_path / "ratings.jsonl"
+    ratings.write_text(json.dumps({"id": "nope", "arm": "zero-shot", "rating": 3}) + "\n")
+    path, db = write_experiment(tmp_path, tiny_dir, {"ratings": str(ratings)})
+    result = CliRunner().invoke(build_app(), ["run", str(path), "--store", str(db)], terminal_width=200)
+    assert result.exit_code == 1
+    assert f"{ratings}:1: field 'id'" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "out" / "report.json").exists()

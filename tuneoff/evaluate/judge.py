@@ -211,6 +211,9 @@ def judge_pass(backend: Backend, spec: JudgeSpec, outputs: dict[str, list[Output
     from .engine import model_id
 
     model = model_id(backend)
+    # ratings may name any scored test item (checked against all of them), the judge sees the first n
+    scored = {o.item for outs in outputs.values() for o in outs}
+    ratings = stats.read_ratings(_ratings_path(spec), scored, set(outputs)) if spec.ratings else None
     outputs = {arm: outs[:spec.items] for arm, outs in outputs.items()}
     key = fingerprint(model, spec, outputs)
     found = store.find_run(key)
@@ -224,7 +227,7 @@ def judge_pass(backend: Backend, spec: JudgeSpec, outputs: dict[str, list[Output
     caller = Caller(backend, model, store, run_id, spec)
     report = JudgeReport(run_id, spec.mode)
     per_output = (_pairwise if spec.mode == "pairwise" else _pointwise)(caller, spec, outputs, report)
-    _agreements(spec, outputs, per_output, report)
+    _agreements(spec, outputs, per_output, report, ratings)
     report.cost = caller.cost
     report.cost.usd = _usd(spec, caller.cost, hardware_per_hour)
     _store_figures(store, report)
@@ -309,19 +312,21 @@ def _metric_scores(outputs) -> dict[tuple[str, str], float]:
     return {(o.item, arm): o.metric for arm, outs in outputs.items() for o in outs if o.metric is not None}
 
 
-def _agreements(spec: JudgeSpec, outputs, per_output: dict[tuple[str, str], float], report: JudgeReport) -> None:
+def _ratings_path(spec: JudgeSpec):
+    from pathlib import Path
+
+    path = Path(spec.ratings).expanduser()
+    return path if path.is_absolute() else Path(spec.base_dir) / path
+
+
+def _agreements(spec: JudgeSpec, outputs, per_output: dict[tuple[str, str], float], report: JudgeReport,
+                ratings: list | None) -> None:
     """Arm-level rank agreement with the metric, and agreement with people when ratings are given."""
     metric = _metric_scores(outputs)
     arms = [a for a in outputs if report.scores[a]["value"] is not None and any(k[1] == a for k in metric)]
     metric_means = [float(np.mean([v for (_, a), v in metric.items() if a == arm])) for arm in arms]
     report.reliability["arm_rank_tau"] = stats.kendall_tau([report.scores[a]["value"] for a in arms], metric_means)
-    if spec.ratings:
-        from pathlib import Path
-
-        path = Path(spec.ratings)
-        path = path if path.is_absolute() else Path(spec.base_dir) / path
-        items = {o.item for outs in outputs.values() for o in outs}
-        ratings = stats.read_ratings(path, items, set(outputs))
+    if ratings:
         binary = spec.mode == "pointwise" and spec.scale == "pass/fail"
         human = stats.human_agreement(per_output, ratings, binary)
         report.reliability["human"] = {**human, "value": human["concordance"]["value"]}

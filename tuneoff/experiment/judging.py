@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 
 from ..evaluate.judge import Output, judge_pass
+from ..models.openai import ServerError
 from ..records import Role
 from .context import RunContext
 
@@ -40,13 +41,29 @@ def arm_outputs(ctx: RunContext) -> dict[str, list[Output]]:
     return out
 
 
+def check_ratings(exp, data) -> None:
+    """A ratings file that names no test item fails before any arm spends its compute."""
+    if exp.judge is not None and exp.judge.ratings:
+        from ..evaluate.judge import _ratings_path
+        from ..evaluate.judge_stats import read_ratings
+
+        read_ratings(_ratings_path(exp.judge), {ex.id for ex in data.test}, {a.name for a in exp.arms})
+
+
 def run_judge(ctx: RunContext) -> None:
+    """The judge pass; a judge server that stays unreachable or keeps failing (after the backend's
+    retries) leaves the arms' results and the verdicts stored so far: the report goes out without
+    judge rows, and a rerun resumes the pass from the stored calls."""
     spec = ctx.exp.judge
     outputs = arm_outputs(ctx)
-    with ctx.phase("judge"):
-        backend = ctx.backend(spec.model)
-        report = judge_pass(backend, spec, outputs, ctx.store, experiment_id=ctx.experiment_id,
-                            task=ctx.exp.task.name, hardware_per_hour=ctx.exp.prices.hardware_per_hour)
+    try:
+        with ctx.phase("judge"):
+            backend = ctx.backend(spec.model)
+            report = judge_pass(backend, spec, outputs, ctx.store, experiment_id=ctx.experiment_id,
+                                task=ctx.exp.task.name, hardware_per_hour=ctx.exp.prices.hardware_per_hour)
+    except ServerError as exc:
+        ctx.say(f"judge pass stopped: {exc.message}; the arms' results are kept, rerun to resume the judge")
+        return
     ctx.link(report.run_id, Role.JUDGE, "")
     r, c = report.reliability, report.cost
     flips = r.get("position_flip_rate")

@@ -23,7 +23,7 @@ from ..records import ExperimentSummary, UnitState
 from ..store import Store
 from .arms import prepare_arm, score_arm
 from .context import RunContext
-from .judging import run_judge
+from .judging import check_ratings, run_judge
 from .plan import Unit, UnitKind, plan
 from .plan import consistency_arms
 from .studies import n_train_point, run_adaptive, run_consistency, run_flexibility, shots_point
@@ -39,6 +39,7 @@ def run_experiment(exp: Experiment, store: Store, console=None) -> int:
 def _run_experiment(exp: Experiment, store: Store, console=None) -> int:
     began = time.perf_counter()
     data = load_task(exp.task)  # data mistakes fail before the experiment has a row in the store
+    check_ratings(exp, data)
     experiment_id = store.add_experiment(exp.name, to_dict(exp))
     ctx = RunContext(exp, store, experiment_id, data, console)
     ctx.say(f"experiment {experiment_id}: {exp.name} — train {len(ctx.data.train)}, dev {len(ctx.data.dev)}, "
