@@ -197,3 +197,14 @@ def test_a_tuning_row_shows_the_dev_noise_of_chosen_and_runner_up():
     assert "dev 0.625 [0.470, 0.758] on 40 dev items" in cell  # Wilson 95% interval
     assert "runner-up dev 0.600: inside the chosen's CI, the two cannot be told apart" in cell
     assert "WARNING: 40 dev items are too few to separate candidates closer than ±0.14" in cell
+
+
+def test_latencies_measured_two_ways_are_called_not_comparable():
+    served = arm("served-few-shot", "prompt", [1] * 72 + [0] * 28, p95=14.9)
+    lora = arm("lora", "finetune", [1] * 84 + [0] * 16, p95=0.165)
+    lora.latency_source = "serving probe"
+    reasons = recommend([served, lora], Constraints(), PriceTable(**COMPUTE_ONLY)).reasons
+    caveat = next(r for r in reasons if r.startswith("latency NOT comparable"))
+    assert "lora's p95 0.165 s is from the serving probe, served-few-shot's 14.900 s from the evaluation batches" in caveat
+    served.latency_source = "serving probe"
+    assert not any(r.startswith("latency NOT") for r in recommend([served, lora], Constraints(), PriceTable()).reasons)

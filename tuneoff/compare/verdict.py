@@ -77,6 +77,7 @@ def recommend(arms: Sequence[ArmSummary], constraints: Constraints, prices: Pric
     reasons = _headline(ctx, head)
     reasons += _versus_cheaper(ctx, by_cost, pairs)
     reasons += _trade_off(ctx)
+    reasons += _latency_caveat(ctx)
     reasons.append(stability(chosen, fair, rival).describe())
     reasons += _coverage_gaps(arms, unfair)
     reasons += _cost_reasons(fair, constraints, pairs)
@@ -182,6 +183,16 @@ def _trade_off(ctx: _Context) -> list[str]:
     if gain >= 0 and extra <= 0:
         return [f"trade-off: {c.name} vs {r.name} is {what}: better or level, and no dearer"]
     return [f"trade-off: {c.name} vs {r.name} is {what}"]
+
+
+def _latency_caveat(ctx: _Context) -> list[str]:
+    """Latencies measured two ways (a serving probe vs an evaluation's batch wall times, as in stores
+    written before every arm was probed) are not one quantity: say so rather than compare them."""
+    c, r = ctx.chosen, ctx.rival
+    if r is None or c.latency_source == r.latency_source:
+        return []
+    return [f"latency NOT comparable: {c.name}'s p95 {c.latency_p95:.3f} s is from the {c.latency_source}, "
+            f"{r.name}'s {r.latency_p95:.3f} s from the {r.latency_source} (re-run to probe both the same way)"]
 
 
 def _coverage_gaps(arms: Sequence[ArmSummary], unfair: dict[str, str]) -> list[str]:
