@@ -1,6 +1,6 @@
 # python examples/data/make_dialogsum_json.py [../shared/data] — rewrites examples/data/dialogsum-json/.
 """DialogSum as a structured-output task: dialogue -> {"topic": ..., "summary": ...} (a JSON string in the
-`answer` column). Seeded picks of short dialogues (at most 120 words, so the CPU example runs in minutes);
+`answer` column; `summary` alone for the judged free-text example). Seeded picks of short dialogues (at most 120 words, so the CPU example runs in minutes);
 the test target uses the first annotator's topic and summary (topic1, summary1)."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ def rows(path: Path, test: bool) -> list[dict]:
         if len(r["dialogue"].split()) > MAX_WORDS:
             continue
         topic, summary = (r["topic1"], r["summary1"]) if test else (r["topic"], r["summary"])
-        out.append({"id": r["fname"], "dialogue": r["dialogue"],
+        out.append({"id": r["fname"], "dialogue": r["dialogue"], "summary": summary,
                     "answer": json.dumps({"topic": topic, "summary": summary}, ensure_ascii=False)})
     return out
 
