@@ -353,7 +353,7 @@ def demo(
     open_report: Annotated[bool, typer.Option("--open", help="Open the HTML report when done.")] = False,
     full: FullOpt = False,
 ) -> None:
-    """The main job: SST-2 prompt arms vs LoRA on the embedded model, with a report (~13 min on 2 cores with bf16, ~1.5x or more without)."""
+    """The main job: SST-2 prompt arms vs LoRA on the embedded model, with a report (~15 min on 2 cores with bf16, ~1.5x or more without)."""
     from .config.experiment import load_experiment
 
     path = Path(__file__).resolve().parents[1] / "examples" / "sst2.yaml"
