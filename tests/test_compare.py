@@ -173,7 +173,7 @@ def test_one_off_row_names_its_parts():
     rows = dict(head_to_head([arm("lora", "finetune", [1] * 10, setup=3600, needed=256)], PriceTable()))
     cell = rows["One-off cost"]["lora"]
     # $0.10 compute (1 h at $0.10/h) + 256 labels x $0.10 + (2 + 8) h x $60
-    assert cell == "$625.70 = compute $0.1000 + labels $25.60 (256 x $0.1000) + people $600.00 (10 h x $60.00/h)"
+    assert cell == "$625.70 = compute $0.10 + labels $25.60 (256 x $0.10) + people $600.00 (10 h x $60.00/h)"
 
 
 def test_each_arm_is_priced_at_its_own_rates_and_break_even_uses_both():

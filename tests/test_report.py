@@ -7,6 +7,7 @@ import subprocess
 import pytest
 
 from tuneoff.compare import Curve, build_comparison
+from tuneoff.compare.costs import money
 from tuneoff.config.prices import PriceTable
 from tuneoff.config.prices import Constraints
 from tuneoff.report import write_report
@@ -99,8 +100,9 @@ def test_one_off_parts_appear_in_every_report(comparison, tmp_path):
     assert parts.total == pytest.approx(parts.compute + parts.labels + parts.people)
     assert parts.people == pytest.approx(600.0) and parts.hours == 10
     md = paths["md"].read_text()
-    assert (f"| lora | ${parts.compute:.2f} | ${parts.labels:.2f} | ${parts.people:.2f} (10 h) | "
-            f"${parts.total:.2f} |") in md
+    assert (f"| lora | {money(parts.compute)} | {money(parts.labels)} | {money(parts.people)} (10 h) | "
+            f"{money(parts.total)} |") in md
+    assert money(parts.people) == "$600.00" and money(parts.labels) == "$0"
     html = paths["html"].read_text()
     assert 'id="one-off"' in html and f"${parts.people:.2f} (10 h)" in html and "$0.10 each" in html
     data = json.loads(paths["json"].read_text())

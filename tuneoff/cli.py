@@ -347,6 +347,38 @@ def report(
         console.print(f"Items: {write_items(matrix, items)} ({len(matrix.ids)} test items x {len(matrix.arms)} arms)")
 
 
+
+def diff(
+    a: Annotated[str, typer.Argument(help="The earlier experiment: an id in the store, or a report.json (or its folder).")],
+    b: Annotated[str, typer.Argument(help="The later experiment, the same way.")],
+    html: Annotated[Optional[Path], typer.Option("--html", help="Where to write the HTML page (default: "
+                                                 "./tuneoff-diff-A-B.html).")] = None,
+    store: StoreOpt = None,
+    open_report: Annotated[bool, typer.Option("--open", help="Open the HTML page in a browser.")] = False,
+) -> None:
+    """Compare two experiments: each arm's metric with a paired test, flipped items, changed settings."""
+    from .compare.diff import diff_experiments, load_side
+    from .report.diff import write_diff
+    from .terminal import print_diff
+
+    db = _store(store) if a.isdigit() or b.isdigit() else None
+    d = diff_experiments(load_side(a, db), load_side(b, db))
+    print_diff(d, console)
+    path = write_diff(d, html or Path(f"tuneoff-diff-{_slug(a)}-{_slug(b)}.html"))
+    console.print(f"\nDiff page: {path}")
+    if open_report:
+        import webbrowser
+
+        webbrowser.open(path.resolve().as_uri())
+
+
+def _slug(ref: str) -> str:
+    """An experiment id, or a report file's folder name: a short, safe part of a file name."""
+    p = Path(ref)
+    name = ref if ref.isdigit() else (p.parent.name if p.name == "report.json" else p.name) or "report"
+    return "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in name)[:40]
+
+
 def demo(
     set_: SetOpt = None,
     store: StoreOpt = None,
@@ -446,6 +478,7 @@ COMMANDS: dict[str, Callable] = {
     "demo": demo,
     "run": run,
     "report": report,
+    "diff": diff,
     "eval": eval_arm,
     "finetune": finetune,
     "merge": merge,

@@ -327,6 +327,8 @@ class ExperimentSummary(Record):
     peak_rss_mb: dict[str, float] = field(default_factory=dict)
     """Peak resident memory of the process during each phase, in MB (`tuneoff.memory`). Measured by a
     single-process `tuneoff run`; a sweep (`--jobs`, Slurm) records none (its processes differ)."""
+    environment: dict[str, str | None] = field(default_factory=dict)
+    """Where it ran (`models.environment.run_environment`): versions, CPU and GPU; empty in older stores."""
 
 
 class StopReason(str, Enum):

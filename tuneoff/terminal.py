@@ -9,9 +9,11 @@ from typing import TYPE_CHECKING
 from rich import box
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 if TYPE_CHECKING:
     from .compare import Comparison
+    from .compare.diff import ExperimentDiff
     from .config.prices import PriceTable
     from .data import Summary, Validation
 
@@ -112,3 +114,35 @@ def comparison_table(comparison: Comparison) -> Table:
     for dim, cells in comparison.rows:
         table.add_row(dim, *[cells.get(a.name, "") for a in comparison.arms])
     return table
+
+
+def print_diff(d: ExperimentDiff, out: Console) -> None:
+    """`tuneoff diff`: the test set, each shared arm's metric in A and B with the paired test and its
+    flipped items, and the settings that changed."""
+    out.print(f"A {d.a.label} ({d.a.name})   B {d.b.label} ({d.b.name})", markup=False, highlight=False)
+    out.print(d.test_set, markup=False, highlight=False)
+    if d.arms:
+        table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, title_justify="left")
+        for header in ("arm", f"{d.arms[0].metric_name} A", "B", "B - A", "p", "flipped (better/worse)"):
+            table.add_column(header, overflow="fold")
+        for a in d.arms:
+            t = a.test
+            table.add_row(Text(a.name), f"{a.a.metric:.3f}", f"{a.b.metric:.3f}", f"{t.difference:+.3f}",
+                          f"{t.p_value:.3g}{' *' if t.significant else ''}", f"{len(a.flips)} ({a.better}/{a.worse})")
+        out.print(table)
+        out.print("[dim]p: paired test on the shared items (McNemar for right/wrong, else a paired bootstrap); "
+                  "* significant at 0.05[/dim]")
+    for side, names in (("A", d.only_a), ("B", d.only_b)):
+        if names:
+            out.print(f"arms only in {side}: {', '.join(names)}", markup=False, highlight=False)
+    if not d.settings:
+        out.print("settings: none changed", markup=False)
+    else:
+        table = Table(title="changed settings", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+                      title_justify="left")
+        for header in ("setting", "A", "B"):
+            table.add_column(header, overflow="fold")
+        for s in d.settings:
+            # settings are the user's text: Text() keeps a `[...]` in them from reading as markup
+            table.add_row(Text(s.key), Text("(not set)" if s.a is None else s.a), Text("(not set)" if s.b is None else s.b))
+        out.print(table)

@@ -44,6 +44,8 @@ class BreakEven:
     """The x axis of the cost chart (requests per month)."""
     costs: dict[str, list[float]]
     """{arm: $ per month at each volume}."""
+    expected: float | None = None
+    """The user's expected monthly volume (`constraints.monthly_requests`), marked on the chart."""
 
 
 @dataclass
@@ -77,6 +79,15 @@ class Comparison:
     """The judge pass (`compare.judged`): spec, per-arm scores, reliability, cost; None without `judge:`."""
     labels: dict[str, str] = field(default_factory=dict)
     """{arm: the labelled examples it is charged for, by part (`256 training + 100 dev (fine-tune search) = 356`)}."""
+    settings: dict[str, str] = field(default_factory=dict)
+    """Dotted setting -> its value as JSON text: the experiment as run, each arm as evaluated, models,
+    training fingerprints, the test items' hash (what `tuneoff diff` compares)."""
+    environment: dict[str, str | None] = field(default_factory=dict)
+    """Where it ran: tuneoff/torch/transformers versions, CPU and GPU names (empty: not recorded)."""
+    created_at: float | None = None
+    """When the experiment started (seconds since the epoch)."""
+    dtype: str = ""
+    """The experiment's evaluation dtype as written (`auto` resolves per machine)."""
 
 
 def build_comparison(name: str, task: str, model: str, arms: list[ArmSummary], prices: PriceTable,
@@ -117,7 +128,10 @@ def break_even(prompt: ArmSummary, tuned: ArmSummary, test: PairedTest | None, p
     """Break-even is "cheaper at equal or better quality": a significantly worse arm never is."""
     b = pairs.payback(prompt, tuned)
     top = max(constraints.monthly_requests * 10, (b.volume or 0) * 2, 1000)
-    volumes = [top * i / 20 for i in range(21)]
+    # geometric steps from well below the smaller of the two volumes of interest: a break-even at 500
+    # requests/month stays visible beside an expected 100,000 (a linear axis put it on the y axis)
+    low = max(1.0, min(v for v in (b.volume, constraints.monthly_requests, top) if v) / 100)
+    volumes = [low * (top / low) ** (i / 40) for i in range(41)]
     volume, reason = b.volume, b.reason
     if tuned.metric < prompt.metric and (test is None or test.significant):
         volume, reason = None, (f"never at equal quality: {tuned.name} scores {tuned.metric:.3f} vs "
@@ -125,4 +139,5 @@ def break_even(prompt: ArmSummary, tuned: ArmSummary, test: PairedTest | None, p
                                 + (f"{b.volume:,.0f} requests/month, " if b.volume is not None else "")
                                 + b.reason)
     return BreakEven(prompt.name, tuned.name, volume, reason, b.volume, volumes,
-                     {a.name: cost_curve(a.cost(), pairs.prices, volumes) for a in (prompt, tuned)})
+                     {a.name: cost_curve(a.cost(), pairs.prices, volumes) for a in (prompt, tuned)},
+                     constraints.monthly_requests)

@@ -5,6 +5,7 @@ fine-tuned arm pays back its one-off cost.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from ..config.prices import PriceTable
@@ -52,6 +53,23 @@ class OneOff:
 
 def _own(cost: ArmCost, prices: PriceTable) -> PriceTable:
     return cost.prices if cost.prices is not None else prices
+
+
+def money(x: float) -> str:
+    """Dollars as people write them: cents from $1 up ($1,234.50), whole dollars from $10,000, and two
+    significant digits below $1 ($0.0028, $0.0000081), so small per-request figures still compare."""
+    if x != x:  # NaN
+        return "n/a"
+    if x < 0:
+        return "-" + money(-x)
+    if x == 0:
+        return "$0"
+    if x >= 10_000:
+        return f"${x:,.0f}"
+    if x >= 1:
+        return f"${x:,.2f}"
+    digits = max(2, 1 - math.floor(math.log10(x)))
+    return f"${x:.{digits}f}"
 
 
 def per_request(cost: ArmCost, prices: PriceTable) -> float:
@@ -126,10 +144,11 @@ def payback(incumbent: ArmCost, challenger: ArmCost, prices: PriceTable) -> Payb
         if c_ch == c_inc and fixed <= 0:
             return Payback(0.0, "cheaper or equal at any volume (same per-request cost, no higher one-off)")
         # a higher per-request cost loses at high volume whatever it saves up front
-        return Payback(None, f"never: its per-request cost (${c_ch:.2e}) is not below ${c_inc:.2e}")
+        return Payback(None, f"never: its cost per 1k requests ({money(1000 * c_ch)}) is not below "
+                             f"{money(1000 * c_inc)}")
     volume = max(fixed, 0.0) / (c_inc - c_ch)
-    return Payback(volume, f"one-off ${fixed * prices.horizon_months:.4f} repaid at "
-                             f"${c_inc - c_ch:.2e} saved per request over {prices.horizon_months:g} months")
+    return Payback(volume, f"one-off {money(fixed * prices.horizon_months)} repaid at "
+                             f"{money(1000 * (c_inc - c_ch))} saved per 1k requests over {prices.horizon_months:g} months")
 
 
 def cost_curve(cost: ArmCost, prices: PriceTable, volumes: list[float]) -> list[float]:

@@ -21,6 +21,7 @@ from .arms import ArmSummary, Curve, ItemFlag, OutOfDomain
 from .costs import ArmCost, per_request
 from .comparison import Comparison, build_comparison
 from .quality import check_rows, judge_rows, judge_summary
+from .diff import items_hash, scored_items
 from .stats import majority_rate, repeated_ci
 
 Links = ExperimentRuns
@@ -52,7 +53,46 @@ def comparison_from_store(store: Store, experiment_id: int) -> Comparison:
     if judge_run is not None:
         comparison.judge = judge_summary(store, judge_run)
         comparison.rows += judge_rows(comparison.judge, [a.name for a in arms], exp.task.metric)
+    comparison.settings = experiment_settings(store, experiment_id, exp, arms, by_role)
+    comparison.environment = dict(saved.environment)
+    comparison.created_at = store.experiment(experiment_id)["created_at"]
+    comparison.dtype = str(exp.dtype)
     return comparison
+
+
+def flatten(value, prefix: str = "") -> dict[str, str]:
+    """Dotted keys -> JSON text of each leaf; a list of named dicts (arms) is keyed by name."""
+    if isinstance(value, dict):
+        out: dict[str, str] = {}
+        for k, v in value.items():
+            out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    if isinstance(value, list) and value and all(isinstance(v, dict) and "name" in v for v in value):
+        out = {}
+        for v in value:
+            out.update(flatten({k: x for k, x in v.items() if k != "name"}, f"{prefix}.{v['name']}"))
+        return out
+    return {prefix: json.dumps(value, sort_keys=True, default=str)}
+
+
+def experiment_settings(store: Store, experiment_id: int, exp: Experiment, arms: list[ArmSummary],
+                        by_role: Links) -> dict[str, str]:
+    """What `tuneoff diff` compares: the experiment as run (its `--set` overrides applied), each arm's
+    configuration as evaluated (after tuning on dev), the model it ran, its training run's fingerprint
+    (training data and options), and a hash of the test items."""
+    spec = json.loads(store.experiment(experiment_id)["spec_json"])
+    spec.pop("output", None)  # where the files went says nothing about the result
+    settings = flatten(spec)
+    for a in arms:
+        run = store.run(a.run_id)
+        settings[f"{a.name}: model as run"] = json.dumps(run["model"])
+        settings.update(flatten(json.loads(run["spec_json"]), f"{a.name}: as evaluated"))
+        entry = exp.arm(a.name)
+        train = _last(by_role, Role.FINETUNE, a.name if entry.kind == "finetune" else entry.finetuned)
+        if train is not None:
+            settings[f"{a.name}: training data + options (fingerprint)"] = json.dumps(store.run(train)["fingerprint"][:16])
+    settings["test items (hash of ids, inputs, targets)"] = json.dumps(items_hash(scored_items(arms)))
+    return settings
 
 
 def _metric(metrics, name: str, default: float = 0.0) -> float:

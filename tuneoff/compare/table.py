@@ -8,17 +8,13 @@ from typing import Sequence
 
 from ..config.prices import PriceTable
 from .arms import ArmSummary
-from .costs import one_off_parts, per_request
+from .costs import money, one_off_parts, per_request
 from .evidence import collapse_reason
 from .stats import label_bias
 
 
 def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.1f}%"
-
-
-def _money(x: float) -> str:
-    return f"${x:.4f}" if x < 100 else f"${x:,.0f}"
 
 
 def head_to_head(arms: Sequence[ArmSummary], prices: PriceTable) -> list[tuple[str, dict[str, str]]]:
@@ -31,8 +27,8 @@ def head_to_head(arms: Sequence[ArmSummary], prices: PriceTable) -> list[tuple[s
     if len({a.model for a in arms}) > 1:  # arms on different models: say which serves each
         row("Model", lambda a: a.model + (f" ({a.prices.mode} prices)" if a.prices is not None else ""))
     row("Methodology / model change", lambda a: (
-        f"weights changed ({a.trainable_parameters:,} of {a.total_parameters:,} trainable)" if a.weights_changed
-        else "weights fixed; input only"))
+        f"{a.trainable_parameters:,} of {a.total_parameters:,} weights trained" if a.weights_changed
+        else "weights fixed (input only)"))
     row("Knowledge source", lambda a: {
         "prompt": "pre-trained weights + what the prompt carries",
         "finetune": "pre-trained weights + training set baked into weights",
@@ -119,12 +115,9 @@ def _cost_cell(a: ArmSummary, prices: PriceTable) -> str:
     if prices.mode == "hardware":  # api mode prices tokens: machine time does not enter
         basis = (f"; {a.seconds_per_request:.4f} s machine time per request at {a.probe.concurrency} concurrent"
                  if a.probe else f"; {a.seconds_per_request:.4f} s per request from evaluation batches, no probe")
-    return f"{_money(1000 * per_request(a.cost(), prices))} ({a.tokens_in:.0f} in / {a.tokens_out:.1f} out tokens{basis})"
+    return f"{money(1000 * per_request(a.cost(), prices))} ({a.tokens_in:.0f} in / {a.tokens_out:.1f} out tokens{basis})"
 
 
-def _usd(x: float) -> str:
-    # cents are enough for labels and people; a CPU's training minutes are fractions of a cent
-    return f"${x:.4f}" if x < 1 else f"${x:,.2f}"
 
 
 def label_parts_text(a: ArmSummary) -> str:
@@ -138,10 +131,10 @@ def label_parts_text(a: ArmSummary) -> str:
 def _one_off_cell(a: ArmSummary, prices: PriceTable) -> str:
     own = a.prices or prices
     p = one_off_parts(a.cost(), prices)
-    return (f"{_usd(p.total)} = compute {_usd(p.compute)} + labels {_usd(p.labels)} "
-            f"({label_parts_text(a)} x {_usd(own.label_per_example)}) + people {_usd(p.people)} "
-            f"({p.hours:g} h x {_usd(own.engineer_per_hour)}/h)"
-            + (f" + teacher calls {_usd(p.other)}" if p.other else ""))
+    return (f"{money(p.total)} = compute {money(p.compute)} + labels {money(p.labels)} "
+            f"({label_parts_text(a)} x {money(own.label_per_example)}) + people {money(p.people)} "
+            f"({p.hours:g} h x {money(own.engineer_per_hour)}/h)"
+            + (f" + teacher calls {money(p.other)}" if p.other else ""))
 
 
 def _latency_cell(a: ArmSummary) -> str:
@@ -176,7 +169,7 @@ def _distillation_cell(a: ArmSummary) -> str:
     on = f", {d['teacher_on_answered']:.3f} on the inputs it answered" if d.get("teacher_on_answered") is not None else ""
     return (f"student of {d['teacher']} ({a.metric_name} {a.metric:.3f} vs teacher {teacher}{on}); "
             f"agreement with teacher {_pct(d.get('agreement'))}; {d['n_unlabelled']} teacher answers, "
-            f"{_money(d['teacher_calls_dollars'])} one-off")
+            f"{money(d['teacher_calls_dollars'])} one-off")
 
 
 def _bias_cell(a: ArmSummary) -> str:

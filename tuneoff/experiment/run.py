@@ -19,6 +19,7 @@ from ..config.specs import to_dict
 from ..config.task import load_task
 from ..locks import hold
 from ..memory import peak_mb
+from ..models.environment import run_environment
 from ..records import ExperimentSummary, UnitState
 from ..store import Store
 from .arms import prepare_arm, score_arm
@@ -53,8 +54,8 @@ def _run_experiment(exp: Experiment, store: Store, console=None) -> int:
     ctx.phases["total"] = time.perf_counter() - began
     ctx.memory.peaks["total"] = round(max([peak_mb(), *ctx.memory.peaks.values()]), 1)
     sizes = {"train": len(ctx.data.train), "dev": len(ctx.data.dev), "test": len(ctx.data.test)}
-    store.finish_experiment(experiment_id, ExperimentSummary(ctx.phases, sizes,
-                                                             peak_rss_mb=ctx.memory.peaks).to_dict())
+    summary = ExperimentSummary(ctx.phases, sizes, peak_rss_mb=ctx.memory.peaks, environment=run_environment())
+    store.finish_experiment(experiment_id, summary.to_dict())
     return experiment_id
 
 

@@ -132,7 +132,9 @@
     td.appendChild(head);
     if (a.flag[k] & 1) td.appendChild(el("span", "flag", "format"));
     if (a.flag[k] & 2) td.appendChild(el("span", "flag", "not a label"));
-    if (a.out[k] !== null) { var raw = el("div", "raw"); raw.appendChild(folded(a.out[k])); td.appendChild(raw); }
+    if (a.out[k] !== null) {  // the raw output, where it is not simply the parsed answer
+      var raw = el("div", "raw"); raw.appendChild(el("span", "label", "output: ")); raw.appendChild(folded(a.out[k])); td.appendChild(raw);
+    }
     return td;
   }
   function row(k) {

@@ -74,9 +74,17 @@ class ItemMatrix:
                                      "flags": ItemFlag(a.flags[k]).names()} for a in self.arms}}
 
     def biggest_disagreements(self, n: int = 10) -> list[int]:
-        """Indices of up to n items with the widest score spread (ties: item order)."""
+        """Indices of up to n items with the widest score spread, the most evenly split first (then item order)."""
         ks = [k for k in range(len(self.ids)) if self.disagree(k)]
-        return sorted(ks, key=lambda k: -self.spread(k))[:n]
+        return sorted(ks, key=lambda k: (-self.spread(k), -self._balance(k)))[:n]
+
+    def _balance(self, k: int) -> int:
+        """How evenly the arms split on item k: arms on the less common side of its score range."""
+        scores = [a.scores[k] for a in self.arms if a.scores[k] is not None]
+        if not scores:
+            return 0
+        top, low = max(scores), min(scores)
+        return min(sum(s == top for s in scores), sum(s == low for s in scores))
 
     def payload(self) -> dict:
         """Compact, columnar JSON for the explorer: a raw output equal to its parsed answer is sent once."""

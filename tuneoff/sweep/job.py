@@ -21,6 +21,7 @@ from ..config.specs import to_dict
 from ..config.task import load_task
 from ..errors import TuneoffError
 from ..locks import hold
+from ..models.environment import run_environment
 from ..experiment import RunContext, plan, run_unit, unit_named
 from ..records import ExperimentSummary, UnitState
 from ..store import Store
@@ -121,5 +122,6 @@ def finish_sweep(store: Store, experiment_id: int, exp: Experiment | None = None
         max(r["finished_at"] for r in rows) - min(r["started_at"] for r in rows))
     data = load_task(exp.task)
     sizes = {"train": len(data.train), "dev": len(data.dev), "test": len(data.test)}
-    store.finish_experiment(experiment_id, ExperimentSummary(phases, sizes, jobs or len(rows)).to_dict())
+    summary = ExperimentSummary(phases, sizes, jobs or len(rows), run_environment())
+    store.finish_experiment(experiment_id, summary.to_dict())
     return exp
