@@ -166,6 +166,19 @@ def test_report_exports_every_item_with_raw_outputs_from_the_store(experiment, t
     assert 'id="explorer-data"' in html and all(json.dumps(r["id"]) in html for r in rows)
 
 
+def test_the_report_says_where_it_ran(experiment):
+    import torch
+
+    path, db, _ = experiment
+    report = json.loads((path.parent / "out" / "report.json").read_text())
+    env = report["environment"]  # recorded by the run, not by whoever renders the report later
+    assert env["torch"] == torch.__version__ and env["tuneoff"] and env["cpu"] is not None
+    html = (path.parent / "out" / "report.html").read_text()
+    assert f"experiment <b>{report['experiment_id']}</b>" in html and torch.__version__ in html
+    assert report["settings"]["arms.lora.finetune.method"] == '"lora"'
+    assert report["settings"]["lora: training data + options (fingerprint)"]
+
+
 def test_bad_experiment_names_file_line_and_field(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("version: 1\nname: x\ntask:\n  name: t\n  train: a.tsv\narms:\n  - name: z\n    prompt:\n"

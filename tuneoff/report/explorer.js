@@ -9,7 +9,7 @@
   var root = document.getElementById("explorer");
   if (!holder || !root) return;
   var D = JSON.parse(holder.textContent);
-  var N = D.ids.length, A = D.arms, PAGE = 50, FOLD = 220;
+  var N = D.ids.length, A = D.arms, PAGE = 50, FOLD = 180;
   var disagree = new Uint8Array(N), flagged = new Uint8Array(N), spread = new Float64Array(N);
   var lo = 0, hi = 1;
   A.forEach(function (a) { a.score.forEach(function (s) { if (s !== null) { lo = Math.min(lo, s); hi = Math.max(hi, s); } }); });
@@ -128,7 +128,9 @@
     else td.style.background = scoreColour(s);
     var head = el("div", "answer");
     head.appendChild(el("span", "mark", D.binary ? (s === 1 ? "✓" : "✗") : s.toFixed(3)));
-    head.appendChild(el("b", null, a.pred[k] === null ? "(no answer)" : a.pred[k]));
+    var answer = a.pred[k] === null ? "(no answer)" : a.pred[k];
+    if (answer.length <= 60) head.appendChild(el("b", null, answer));  // a label: bold
+    else head.appendChild(folded(answer));  // free text: plain, folded when long
     td.appendChild(head);
     if (a.flag[k] & 1) td.appendChild(el("span", "flag", "format"));
     if (a.flag[k] & 2) td.appendChild(el("span", "flag", "not a label"));

@@ -31,19 +31,11 @@ class BoardRow:
 
 
 def higher_is_better(c: Comparison) -> bool:
-    """The main metric's direction, where the metric says it (a metric object with `higher_is_better`
-    or `direction`); accuracy-like metrics otherwise."""
-    try:
-        from .. import metrics
+    """The main metric's direction, as its registry entry declares it (accuracy-like when it says none)."""
+    from .. import metrics
 
-        m = metrics.get(c.metric_name) if hasattr(metrics, "get") else None
-    except Exception:  # an unknown or corpus-only metric name: the default direction
-        m = None
-    if m is not None and hasattr(m, "higher_is_better"):
-        return bool(m.higher_is_better)
-    if m is not None and hasattr(m, "direction"):
-        return str(getattr(m.direction, "value", m.direction)).lower() in ("higher", "max", "up", "maximize")
-    return True
+    m = getattr(metrics, "METRICS", {}).get(c.metric_name)
+    return bool(getattr(m, "higher_is_better", True))
 
 
 def scoreboard(c: Comparison, prices: PriceTable) -> list[BoardRow]:
@@ -60,10 +52,10 @@ def scoreboard(c: Comparison, prices: PriceTable) -> list[BoardRow]:
         values["p95"].append(a.latency_p95)
         values["one_off"].append(one)
     for column, vs in values.items():
-        if len(vs) > 1 and len(set(vs)) > 1:  # a column where every arm ties marks nobody
-            for row, v in zip(rows, vs):
-                if v == min(vs):
-                    row.best.add(column)
+        winners = [row for row, v in zip(rows, vs) if v == min(vs)]
+        if len(winners) * 2 <= len(rows) and len(vs) > 1:  # a column where half the arms tie marks nobody
+            for row in winners:
+                row.best.add(column)
     return rows
 
 

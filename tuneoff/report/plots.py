@@ -170,11 +170,11 @@ def confusion(labels: list[str], matrix: list[list[int]], title: str) -> str:
     fig, ax = plt.subplots(figsize=(size + 0.8, size))
     peak = max((v for r in cells for v in r), default=0) or 1
     ax.imshow(cells, cmap="Blues", vmin=0, vmax=peak, aspect="auto")
-    short = [lab if len(lab) <= 22 else lab[:20] + "…" for lab in cols]
+    short = [lab if len(lab) <= 30 else lab[:28] + "…" for lab in cols]
     ax.set_xticks(range(len(cols)), short, rotation=45 if max(map(len, short), default=0) > 6 else 0,
                   ha="right" if max(map(len, short), default=0) > 6 else "center", fontsize=9)
-    ax.set_yticks(range(len(rows)), [lab if len(lab) <= 28 else lab[:26] + "…" for lab in rows], fontsize=9)
-    fontsize = 11 if len(cols) <= 6 else 9 if len(cols) <= 12 else 7
+    ax.set_yticks(range(len(rows)), [lab if len(lab) <= 36 else lab[:34] + "…" for lab in rows], fontsize=9)
+    fontsize = 11 if len(cols) <= 6 else 9 if len(cols) <= 12 else 8
     for i, row in enumerate(cells):
         for j, v in enumerate(row):
             if v:  # white on the dark half of the colour map, near-black on the light half
