@@ -80,8 +80,10 @@ def next_steps(c: Comparison, m: ItemMatrix) -> list[Pointer]:
         if ia is not None and ib is not None:
             worse_b = sum(1 for x, y in zip(ia.scores, ib.scores) if x is not None and y is not None and y < x)
             worse_a = sum(1 for x, y in zip(ia.scores, ib.scores) if x is not None and y is not None and x < y)
-            out.append(Pointer(f"{worse_a} items where {b} beats {a} (best fine-tuned vs best prompt arm), "
-                               f"{worse_b} the other way: {c.test.describe()}", f"#items?f=worse&a={_q(a)}&b={_q(b)}&sort=diff"))
+            verdict = "significant" if c.test.significant else "not significant"
+            out.append(Pointer(f"{worse_a} items where {b} (best fine-tuned) beats {a} (best prompt arm), {worse_b} "
+                               f"the other way (p={c.test.p_value:.2g}, {verdict})",
+                               f"#items?f=worse&a={_q(a)}&b={_q(b)}&sort=diff"))
     flagged = sum(m.flagged(k) for k in range(n))
     if flagged:
         out.append(Pointer(f"{flagged} items where some arm broke the answer format or answered outside the labels",
