@@ -85,3 +85,15 @@ def test_diff_of_a_missing_file_is_one_clear_error(tmp_path):
                                               str(tmp_path / "s.db")])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "neither an experiment id nor a report.json" in result.output
+
+
+def test_a_report_without_settings_says_so_instead_of_none_changed(two_runs, tmp_path):
+    tmp, _ = two_runs
+    old = json.loads((tmp / "report-1.json").read_text())
+    del old["settings"]  # as an older tuneoff wrote it
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    result = CliRunner().invoke(build_app(), ["diff", str(tmp_path / "old.json"), str(tmp / "report-2.json"),
+                                              "--html", str(tmp_path / "d.html")], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "settings not recorded in" in result.output and "none changed" not in result.output
+    assert "few-shot" in result.output  # the metrics are still compared: same test set

@@ -135,7 +135,9 @@ def print_diff(d: ExperimentDiff, out: Console) -> None:
     for side, names in (("A", d.only_a), ("B", d.only_b)):
         if names:
             out.print(f"arms only in {side}: {', '.join(names)}", markup=False, highlight=False)
-    if not d.settings:
+    if d.settings_note:
+        out.print(d.settings_note, markup=False, highlight=False)
+    elif not d.settings:
         out.print("settings: none changed", markup=False)
     else:
         table = Table(title="changed settings", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,

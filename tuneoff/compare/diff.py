@@ -86,6 +86,8 @@ class ExperimentDiff:
     """Empty when the test set changed: then nothing is compared."""
     only_a: list[str]
     only_b: list[str]
+    settings_note: str = ""
+    """Why no setting can be compared (a report.json written before settings were recorded), else empty."""
 
     def flipped_ids(self) -> list[str]:
         seen: dict[str, None] = {}
@@ -154,8 +156,11 @@ def diff_experiments(a: Side, b: Side) -> ExperimentDiff:
                 f"Metrics are not compared: a difference would mix the change with the new items.")
     names_a, names_b = [x.name for x in a.arms], [x.name for x in b.arms]
     arms = [arm_diff(x, next(y for y in b.arms if y.name == x.name)) for x in a.arms if x.name in names_b] if same else []
-    return ExperimentDiff(a, b, same, line, setting_changes(a.settings, b.settings), arms,
-                          [n for n in names_a if n not in names_b], [n for n in names_b if n not in names_a])
+    missing = [side.label for side in (a, b) if not side.settings]
+    note = (f"settings not recorded in {' and '.join(missing)} (a report written by an older tuneoff): "
+            "compare the experiment files by hand" if missing else "")
+    return ExperimentDiff(a, b, same, line, [] if missing else setting_changes(a.settings, b.settings), arms,
+                          [n for n in names_a if n not in names_b], [n for n in names_b if n not in names_a], note)
 
 
 def arm_diff(a: ArmSummary, b: ArmSummary) -> ArmDiff:
