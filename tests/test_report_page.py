@@ -35,6 +35,8 @@ def test_cells_are_short_with_the_rest_kept():
         ("$0.0028", "50 in / 1.0 out tokens; 0.1 s per request")
     assert split_cell("One-off cost", "$120.00 = compute $0 + labels $0") == ("$120.00", "compute $0 + labels $0")
     assert split_cell("Performance", "accuracy 0.700 [0.650, 0.750]") == ("accuracy 0.700 [0.650, 0.750]", "")
+    cell = "accuracy 0.500 [0.4, 0.6]; NOT A FAIR REPRESENTATIVE of its side (never predicts b)"
+    assert split_cell("Performance", cell)[0] == "accuracy 0.500 [0.4, 0.6]; not a fair representative of its side"
     path = "/home/someone/exp/models/lora-e485d77357"
     assert split_cell("Model", path) == ("lora", path)
     assert short_model("embedded:smollm2-135m-instruct") == "smollm2-135m-instruct"

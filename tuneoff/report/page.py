@@ -135,6 +135,11 @@ def split_cell(dimension: str, text: str) -> tuple[str, str]:
     if dimension == "Model":  # a folder's path goes behind its short name; a named model is its name
         spec = text.split(" (", 1)[0]
         return short_model(spec), text if "/" in spec or spec != text else ""
+    if dimension == "Performance":  # the value and its CI stay; a warning about the arm stays visible too
+        head, _, rest = text.partition("; ")
+        if "NOT A FAIR REPRESENTATIVE" in rest:
+            head += "; not a fair representative of its side"
+        return head, rest
     match = SPLIT.search(text)
     if match is None or match.start() < 3:
         return text, ""
@@ -165,7 +170,10 @@ def header_facts(c: Comparison) -> list[tuple[str, str]]:
 GLOSSARY = {
     "main metric": "The task's metric on the test split, the one the verdict ranks arms by (accuracy: share of items answered right).",
     "95% CI": "Range that holds the true metric 95% of the time: bootstrap over test items (and over repeated runs when the arm was repeated).",
-    "± (spread)": "Standard deviation of the metric over repeated runs with new seeds; in the consistency row, over reworded instructions.",
+    "± / seed spread": "Standard deviation of the metric over repeated runs with new seeds (training init, data order, demo draws).",
+    "paraphrase spread": "Standard deviation of the metric over reworded instructions (the consistency probe).",
+    "deterministic": "An arm with nothing random in it (scored labels, fixed demos): one run, since a repeat gives the same answers.",
+    "not a fair representative": "An arm that collapsed (answers nearly one label, or never a frequent class): it is kept out of the side-vs-side comparison.",
     "agreement": "Share of items whose answer stays the same when the instruction is reworded or the seed changes.",
     "collapsed": "A run whose metric fell to the majority-class rate or below: it learned to give one answer.",
     "paired test": "McNemar's exact test on the items two arms both scored (right/wrong scores), or a paired bootstrap for graded scores; significant when p < 0.05.",
