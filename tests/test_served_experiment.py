@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from tuneoff.compare.rebuild import comparison_from_store
-from tuneoff.compare.table import _money
+from tuneoff.compare.costs import money
 from tuneoff.config.experiment import load_experiment
 from tuneoff.errors import TuneoffError
 from tuneoff.prompting import TaskContext, prepare
@@ -88,9 +88,9 @@ def test_served_prompt_arm_local_finetune_and_distilled_student(tiny_model_dir, 
     rows = dict(comparison.rows)
     assert "(api prices)" in rows["Model"]["big-few-shot"] and "student of big-few-shot" in rows["Distillation"]["student"]
     served_cost = arms["big-few-shot"].tokens_in / 1000 * 1.0 + arms["big-few-shot"].tokens_out / 1000 * 2.0
-    assert rows["Cost per 1k requests"]["big-few-shot"].startswith(_money(1000 * served_cost))
+    assert rows["Cost per 1k requests"]["big-few-shot"].startswith(money(1000 * served_cost))
     local = arms["lora"]
-    assert rows["Cost per 1k requests"]["lora"].startswith(_money(1000 * 0.5 / 3600 * local.seconds_per_request))
+    assert rows["Cost per 1k requests"]["lora"].startswith(money(1000 * 0.5 / 3600 * local.seconds_per_request))
 
 
 def _serve_stored_arm(store: Store, exp_id: int, student) -> None:
