@@ -3,6 +3,8 @@ records the store rebuild fills (`compare.rebuild`) and every later step reads."
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from enum import IntFlag
 
@@ -168,3 +170,18 @@ class Curve:
     """`shots` or `n_train`."""
     points: list[tuple[int, float, float, float]]
     """(x, metric, ci_low, ci_high), sorted by x."""
+
+
+def scored_items(arms: list[ArmSummary]) -> dict[str, tuple[str, str]]:
+    """Every item any arm scored: id -> (input, target as JSON)."""
+    items: dict[str, tuple[str, str]] = {}
+    for a in arms:
+        for k, item in enumerate(a.item_ids):
+            items.setdefault(item, (a.inputs[k] if k < len(a.inputs) else "", json.dumps(a.targets[k])))
+    return items
+
+
+def items_hash(items: dict[str, tuple[str, str]]) -> str:
+    """A short hash of the test items (ids, inputs, targets): equal hashes, same test set."""
+    blob = json.dumps(sorted((i, x, t) for i, (x, t) in items.items()), ensure_ascii=False)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]

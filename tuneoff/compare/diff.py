@@ -10,14 +10,13 @@ compared: a difference in metric would mix the change with the new items.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import TuneoffError
 from ..store import Store
-from .arms import ArmSummary
+from .arms import ArmSummary, items_hash, scored_items
 from .comparison import Comparison
 from .stats import PairedTest, paired_test
 
@@ -126,21 +125,6 @@ def load_side(ref: str, store: Store | None) -> Side:
 
 def side_of(c: Comparison, label: str) -> Side:
     return Side(label, c.experiment, list(c.arms), dict(c.settings))
-
-
-def scored_items(arms: list[ArmSummary]) -> dict[str, tuple[str, str]]:
-    """Every item any arm scored: id -> (input, target as JSON)."""
-    items: dict[str, tuple[str, str]] = {}
-    for a in arms:
-        for k, item in enumerate(a.item_ids):
-            items.setdefault(item, (a.inputs[k] if k < len(a.inputs) else "", json.dumps(a.targets[k])))
-    return items
-
-
-def items_hash(items: dict[str, tuple[str, str]]) -> str:
-    """A short hash of the test items (ids, inputs, targets): equal hashes, same test set."""
-    blob = json.dumps(sorted((i, x, t) for i, (x, t) in items.items()), ensure_ascii=False)
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
 def diff_experiments(a: Side, b: Side) -> ExperimentDiff:

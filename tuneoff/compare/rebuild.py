@@ -17,11 +17,10 @@ from ..config.specs import from_dict
 from ..records import (AdaptiveSummary, EvalSummary, ExperimentRuns, ExperimentSummary, OptimiseSummary, ProbeSummary,
                        Role, TrainStats, TuningSummary)
 from ..store import Store
-from .arms import ArmSummary, Curve, ItemFlag, OutOfDomain
+from .arms import ArmSummary, Curve, ItemFlag, OutOfDomain, items_hash, scored_items
 from .costs import ArmCost, per_request
 from .comparison import Comparison, build_comparison
 from .quality import check_rows, judge_rows, judge_summary
-from .diff import items_hash, scored_items
 from .stats import majority_rate, repeated_ci
 
 Links = ExperimentRuns
@@ -88,7 +87,7 @@ def experiment_settings(store: Store, experiment_id: int, exp: Experiment, arms:
         settings[f"{a.name}: model as run"] = json.dumps(run["model"])
         settings.update(flatten(json.loads(run["spec_json"]), f"{a.name}: as evaluated"))
         entry = exp.arm(a.name)
-        train = _last(by_role, Role.FINETUNE, a.name if entry.kind == "finetune" else entry.finetuned)
+        train = _last(by_role, Role.FINETUNE, a.name if entry.kind is ArmKind.FINETUNE else entry.finetuned)
         if train is not None:
             settings[f"{a.name}: training data + options (fingerprint)"] = json.dumps(store.run(train)["fingerprint"][:16])
     settings["test items (hash of ids, inputs, targets)"] = json.dumps(items_hash(scored_items(arms)))

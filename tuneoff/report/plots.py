@@ -79,7 +79,7 @@ def accuracy_vs_cost(c: Comparison, prices) -> str:
         ax.set_xlim(mid * 0.5, mid * 1.5)
     fp = sorted((x, y) for x, y, n in pts if n in front)
     handles = [Line2D([], [], marker="o", ls="", color=COLORS[k], label=KIND_NAMES[k])
-               for k in COLORS if any(a.kind == k for a in c.arms)]
+               for k in COLORS if k in {a.kind for a in c.arms}]
     if fp:
         (line,) = ax.step([p[0] for p in fp], [p[1] for p in fp], where="post", color="gray", ls="--",
                           label="Pareto front")
