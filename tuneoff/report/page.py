@@ -194,6 +194,8 @@ GLOSSARY = {
     "knowledge source": "Where the arm's task knowledge lives: the prompt (weights fixed) or the weights (fine-tuned).",
     "flexibility": "A fine-tuned model's score on an unrelated task against the base model's: what tuning cost elsewhere.",
     "out of domain": "The arm on a test file from another domain with the same labels; the drop is against its in-domain score.",
+    "judge": "A model that grades each reply (pointwise 1-5 or pass/fail, or pairwise); its reliability row says how far its grades can be trusted (agreement with itself, with swapped order, with people where given).",
+    "unsupported content": "A reply stating a number, name or quote that its input (and references) do not contain.",
     "adaptive evaluation": "Test items scored in chunks; an arm stops once an anytime-valid confidence sequence settles it against the leader.",
 }
 """Every term the report uses, defined once (the report's glossary section)."""
