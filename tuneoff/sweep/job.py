@@ -122,6 +122,6 @@ def finish_sweep(store: Store, experiment_id: int, exp: Experiment | None = None
         max(r["finished_at"] for r in rows) - min(r["started_at"] for r in rows))
     data = load_task(exp.task)
     sizes = {"train": len(data.train), "dev": len(data.dev), "test": len(data.test)}
-    summary = ExperimentSummary(phases, sizes, jobs or len(rows), run_environment())
+    summary = ExperimentSummary(phases, sizes, jobs or len(rows), environment=run_environment())
     store.finish_experiment(experiment_id, summary.to_dict())
     return exp
