@@ -91,8 +91,11 @@ def test_a_bad_mapping_names_its_field(spec, field):
     with pytest.raises(TuneoffError) as error:
         ColumnMapping(input=spec)
     assert error.value.field == field
-    with pytest.raises(TuneoffError, match="one column"):
-        ColumnMapping(target="a,b")
+    with pytest.raises(TuneoffError) as error:
+        ColumnMapping(target=spec)
+    assert error.value.field == "target"
+    # several reference columns are allowed: `a,b` is a list of references
+    assert ColumnMapping(target="a, b|c").target_groups() == [["a"], ["b", "c"]]
 
 
 def test_a_directory_is_not_a_data_file(tmp_path):

@@ -13,8 +13,21 @@ import numpy as np
 import pytest
 
 from tuneoff.errors import TuneoffError
-from tuneoff.metrics import (INVALID, as_number, bootstrap_ci, chrf, chrf_stats, chrf_total, confusion_matrix,
-                             cost_metrics, get_metric, label_metrics, macro_f1, main_metric, normalise_text, rate)
+from tuneoff.metrics import (INVALID, as_number, bootstrap_ci, confusion_matrix, cost_metrics, get_metric,
+                             label_metrics, macro_f1, main_metric, normalise_text, rate)
+
+
+def chrf(hypotheses, references) -> float:
+    """Corpus chrF through the registry (sacreBLEU's statistics summed, its score from the sums)."""
+    return main_metric("chrf", hypotheses, references, resamples=10).value
+
+
+def chrf_stats(hypothesis, reference) -> np.ndarray:
+    return get_metric("chrf").stats(hypothesis, [reference])
+
+
+def chrf_total(sums) -> float:
+    return float(get_metric("chrf").total(np.asarray(sums)[None, :], 1)[0])
 
 LABELS = ["negative", "positive"]
 PREDS = ["negative", "positive", "neutral", None, "positive", "positive"]

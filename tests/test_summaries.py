@@ -149,7 +149,7 @@ def test_repeats_give_mean_std_a_wider_ci_and_flag_a_collapsed_run(filled):
     from tuneoff.compare import paired_test
 
     opt = {a.name: a for a in c.arms}["opt"]
-    assert paired_test(opt, lora).test == "paired bootstrap"  # per-item means over runs: graded scores
+    assert paired_test(opt, lora).test == "paired bootstrap of accuracy"  # per-item means over runs: graded scores
     # the comparison's own tests (PairStats: table, verdict, break-even) resample lora's seeds with the items
     from tuneoff.compare.pairs import PairStats
     from tuneoff.config.prices import PriceTable

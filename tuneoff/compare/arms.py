@@ -11,6 +11,7 @@ from enum import IntFlag
 from ..records import AdaptiveStop, ProbeSummary
 from ..config.experiment import ArmKind
 from ..config.prices import PriceTable
+from ..metrics import Metric, get_metric
 from .costs import ArmCost
 
 
@@ -52,7 +53,7 @@ class ArmSummary:
     ci_high: float
     item_ids: list[str]
     correct: list[float]
-    """Per-item score (1/0 for accuracy-like metrics), aligned with `item_ids`."""
+    """Per-item score mapped to [0, 1] (1/0 for accuracy-like metrics), aligned with `item_ids`."""
     predictions: list[str | None]
     targets: list[str]
     labels: list[str] | None = None
@@ -109,6 +110,9 @@ class ArmSummary:
     and run variance (runs and items resampled together)."""
     collapsed: list[int] = field(default_factory=list)
     """Repeat indices whose metric fell to the majority-class rate or below: flagged, not averaged away silently."""
+    run_stats: list[list[list[float]]] = field(default_factory=list)
+    """[runs, items, d] main-metric statistics of each repeat (aligned with `item_ids`): tests over items
+    and seeds recompute the metric from them. Empty: run once (`stats`)."""
     run_scores: list[list[float]] = field(default_factory=list)
     """[runs, items] per-item scores of each repeat (aligned with `item_ids`): the paired test and the
     verdict's stability resample seeds as well as items. Empty: run once."""
@@ -125,9 +129,25 @@ class ArmSummary:
     """One-off $ beyond training time: a distilled arm's teacher calls."""
     distillation: dict = field(default_factory=dict)
     """A distilled arm: {"teacher", "n_unlabelled", "teacher_metric", "agreement", "teacher_calls"}."""
+    stats: list[list[float]] = field(default_factory=list)
+    """The main metric's per-item statistics (aligned with `item_ids`; with repeats, their mean over runs):
+    paired tests recompute the metric itself from them. Empty: built by hand, `correct` stands in."""
+    secondary: dict[str, MetricScore] = field(default_factory=dict)
+    """The task's secondary metrics, each with its CI and per-item statistics."""
+    lengths: dict[str, float] = field(default_factory=dict)
+    """Free text: output_words_mean, reference_words_mean, length_ratio, truncated_rate (stored metrics)."""
     adaptive: AdaptiveStop | None = None
     """Adaptive evaluation: the test items this arm scored (a prefix of the shuffled order) and why it
     stopped there; its items are then in that order. None: it scored the whole test split."""
+
+    @property
+    def measure(self) -> Metric:
+        """The main metric's definition: its direction, range and kind."""
+        return get_metric(self.metric_name)
+
+    def item_stats(self) -> list[list[float]]:
+        """Per-item statistics of the main metric (`correct` as a one-statistic mean when none were kept)."""
+        return self.stats or [[c] for c in self.correct]
 
     @property
     def weights_changed(self) -> bool:
@@ -144,6 +164,21 @@ class ArmSummary:
                        one_off_seconds=self.setup_seconds, training_tokens=self.training_tokens,
                        labels_needed=self.examples_needed,
                        one_off_dollars=self.one_off_dollars, prices=self.prices)
+
+
+@dataclass
+class MetricScore:
+    """One metric of one arm: value, 95% CI and the per-item statistics it was computed from."""
+
+    name: str
+    value: float
+    ci_low: float
+    ci_high: float
+    stats: list[list[float]] = field(default_factory=list)
+
+    @property
+    def measure(self) -> Metric:
+        return get_metric(self.name)
 
 
 @dataclass

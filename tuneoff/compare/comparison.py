@@ -116,7 +116,7 @@ def learning_crossover(curves: list[Curve], prompt: ArmSummary | None) -> Crosso
     cross = Crossover(None, prompt.name if prompt else None, "no fine-tuning curve")
     ft_curve = next((c for c in curves if c.axis == "n_train"), None)
     if ft_curve and prompt:
-        n = crossover([(x, m) for x, m, _, _ in ft_curve.points], prompt.metric)
+        n = crossover([(x, m) for x, m, _, _ in ft_curve.points], prompt.metric, prompt.measure)
         cross.n = n
         cross.text = (f"fine-tuning overtakes {prompt.name} ({prompt.metric:.3f}) from n={n}" if n
                       else f"no crossover within the grid {[p[0] for p in ft_curve.points]}")
@@ -133,7 +133,7 @@ def break_even(prompt: ArmSummary, tuned: ArmSummary, test: PairedTest | None, p
     low = max(1.0, min(v for v in (b.volume, constraints.monthly_requests, top) if v) / 100)
     volumes = [low * (top / low) ** (i / 40) for i in range(41)]
     volume, reason = b.volume, b.reason
-    if tuned.metric < prompt.metric and (test is None or test.significant):
+    if prompt.measure.better(prompt.metric, tuned.metric) and (test is None or test.significant):
         volume, reason = None, (f"never at equal quality: {tuned.name} scores {tuned.metric:.3f} vs "
                                 f"{prompt.metric:.3f}{' (significant)' if test else ''}; on cost alone: "
                                 + (f"{b.volume:,.0f} requests/month, " if b.volume is not None else "")

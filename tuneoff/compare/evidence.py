@@ -40,11 +40,18 @@ def collapse_reason(a: ArmSummary) -> str | None:
     return None
 
 
-def run_matrix(a: ArmSummary, items: Sequence[str]) -> np.ndarray:
-    """[runs, items] per-item scores on `items` (one row for an arm run once)."""
+def run_stats(a: ArmSummary, items: Sequence[str]) -> np.ndarray:
+    """[runs, items, d] main-metric statistics on `items` (one run for an arm run once): resampling them
+    and recomputing the metric keeps a corpus metric itself and every metric on its own scale."""
     position = {i: k for k, i in enumerate(a.item_ids)}
-    rows = a.run_scores or [a.correct]
-    return np.array([[row[position[i]] for i in items] for row in rows], dtype=float)
+    # arms built by hand may give only [0, 1] scores per run: those stand in as a one-statistic mean
+    runs = a.run_stats or [[[c] for c in row] for row in a.run_scores] or [a.item_stats()]
+    return np.array([[run[position[i]] for i in items] for run in runs], dtype=float).reshape(len(runs), len(items), -1)
+
+
+def _run_values(a: ArmSummary, stats: np.ndarray) -> np.ndarray:
+    """Each run's metric on the items of `stats` [runs, items, d]."""
+    return np.asarray(a.measure.total(stats.sum(axis=1), stats.shape[1]), dtype=float)
 
 
 def _shared_items(arms: Sequence[ArmSummary]) -> list[str]:
@@ -52,15 +59,18 @@ def _shared_items(arms: Sequence[ArmSummary]) -> list[str]:
     return [i for i in arms[0].item_ids if i in common]
 
 
-def _resampled_means(matrices: Sequence[np.ndarray], resamples: int, seed: int) -> np.ndarray:
-    """[arms, resamples] means: each resample draws the items with replacement (the same items for
-    every arm: the comparison stays paired) and each arm's runs with replacement."""
+def _resampled_means(arms: Sequence[ArmSummary], tensors: Sequence[np.ndarray], resamples: int,
+                     seed: int, chunk: int = 200) -> np.ndarray:
+    """[arms, resamples] values: each resample draws the items with replacement (the same items for every
+    arm: the comparison stays paired) and each arm's runs with replacement; the metric is recomputed from
+    the drawn items' summed statistics per run (in chunks of resamples: chrF has 18 statistics an item)."""
     rng = np.random.default_rng(seed)
-    n = matrices[0].shape[1]
+    n = tensors[0].shape[1]
     items = rng.integers(0, n, (resamples, n))
-    out = np.empty((len(matrices), resamples))
-    for k, m in enumerate(matrices):
-        per_run = m[:, items].mean(axis=2)  # [runs, resamples]
+    out = np.empty((len(tensors), resamples))
+    for k, (a, m) in enumerate(zip(arms, tensors)):
+        per_run = np.concatenate([np.asarray(a.measure.total(m[:, items[s:s + chunk]].sum(axis=2), n), dtype=float)
+                                  .reshape(m.shape[0], -1) for s in range(0, resamples, chunk)], axis=1)
         runs = rng.integers(0, m.shape[0], (resamples, m.shape[0]))
         out[k] = per_run[runs, np.arange(resamples)[:, None]].mean(axis=1)
     return out
@@ -72,11 +82,12 @@ def seeded_test(a: ArmSummary, b: ArmSummary, alpha: float = 0.05, seed: int = 0
     arm's runs with replacement, so a fine-tune's seed-to-seed spread widens the test as it does the CI
     (testing per-item means over seeds alone would treat three seeds as one sure model)."""
     items = _shared_items([a, b])
-    ma, mb = run_matrix(a, items), run_matrix(b, items)
-    means = _resampled_means([ma, mb], resamples, seed)
+    ma, mb = run_stats(a, items), run_stats(b, items)
+    means = _resampled_means([a, b], [ma, mb], resamples, seed)
     diffs = means[1] - means[0]
     p = float(min(1.0, 2 * min((diffs <= 0).mean(), (diffs >= 0).mean())))
-    diff = float(mb.mean() - ma.mean())
+    # the metric's own difference: each arm's mean over its runs of the metric on the shared items
+    diff = float(_run_values(b, mb).mean() - _run_values(a, ma).mean())
     runs = ", ".join(f"{x.name} {m.shape[0]} run{'s' if m.shape[0] > 1 else ''}" for x, m in ((a, ma), (b, mb)))
     return PairedTest(a.name, b.name, f"paired bootstrap over items and seeds: {runs}", p, diff, len(items),
                       p < alpha)
@@ -137,7 +148,8 @@ def stability(chosen: ArmSummary, fair: Sequence[ArmSummary], rival: ArmSummary 
     items = _shared_items(pool)
     if not items:
         return Stability(chosen.name, float("nan"), rival.name if rival else None, None, 0, False)
-    means = _resampled_means([run_matrix(a, items) for a in pool], resamples, seed)
+    means = _resampled_means(pool, [run_stats(a, items) for a in pool], resamples, seed)
+    means = means if chosen.measure.higher_is_better else -means  # "stays best": lowest for a lower metric
     first = float((means[0] >= means.max(axis=0) - 1e-12).mean())
     ahead = None
     if rival is not None:

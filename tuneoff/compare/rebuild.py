@@ -17,11 +17,16 @@ from ..config.specs import from_dict
 from ..records import (AdaptiveSummary, EvalSummary, ExperimentRuns, ExperimentSummary, OptimiseSummary, ProbeSummary,
                        Role, TrainStats, TuningSummary)
 from ..store import Store
-from .arms import ArmSummary, Curve, ItemFlag, OutOfDomain, items_hash, scored_items
+from ..evaluate.summary import stored_stats
+from ..metrics import repeated_ci
+from .arms import ArmSummary, Curve, ItemFlag, MetricScore, OutOfDomain, items_hash, scored_items
 from .costs import ArmCost, per_request
 from .comparison import Comparison, build_comparison
 from .quality import check_rows, judge_rows, judge_summary
-from .stats import majority_rate, repeated_ci
+from .stats import majority_rate
+
+LENGTHS = ("output_words_mean", "reference_words_mean", "length_ratio", "truncated_rate")
+"""The stored length and truncation figures of a free-text run (`metrics.usage.length_metrics`)."""
 
 Links = ExperimentRuns
 """The experiment's linked runs by role and arm, in link order (the last one counts)."""
@@ -111,20 +116,26 @@ def arm_summary(store: Store, exp: Experiment, entry: ArmEntry, by_role: Links, 
     rows = store.predictions_with_costs(run_id)
     spec = json.loads(run["spec_json"])
     main = metrics[exp.task.metric]
+    extras = [json.loads(r["extra_json"] or "{}") for r in rows]
     summary = ArmSummary(
         name=entry.name, kind=entry.kind, model=run["model"], metric_name=exp.task.metric,
         metric=main["value"], ci_low=main["ci_low"], ci_high=main["ci_high"],
         item_ids=[r["example_id"] for r in rows], correct=[float(r["correct"] or 0.0) for r in rows],
         predictions=[r["prediction"] for r in rows], targets=[r["target"] for r in rows],
         labels=exp.task.label_list(), inputs=[r["input"] for r in rows], run_id=run_id,
-        outputs=[r["output"] for r in rows], flags=[ItemFlag.of(json.loads(r["extra_json"] or "{}")) for r in rows],
+        outputs=[r["output"] for r in rows], flags=[ItemFlag.of(e) for e in extras],
         format_violation_rate=_metric(metrics, "format_violation_rate"),
         hallucinated_label_rate=_metric(metrics, "hallucinated_label_rate"),
         tokens_in=_metric(metrics, "tokens_in_mean"), tokens_out=_metric(metrics, "tokens_out_mean"),
         latency_p50=_metric(metrics, "latency_p50"), latency_p95=_metric(metrics, "latency_p95"),
         seconds_per_request=_metric(metrics, "seconds_per_item"),
         eval_seconds=_metric(metrics, "seconds_per_item") * len(rows),
-        prices=exp.prices_of(entry) if exp.prices_of(entry) is not exp.prices else None)
+        prices=exp.prices_of(entry) if exp.prices_of(entry) is not exp.prices else None,
+        stats=stored_stats(exp.task.metric, rows, extras).tolist(),
+        secondary={name: MetricScore(name, metrics[name]["value"], metrics[name]["ci_low"], metrics[name]["ci_high"],
+                                     stored_stats(name, rows, extras).tolist())
+                   for name in exp.task.secondary_metrics if name in metrics},
+        lengths={name: metrics[name]["value"] for name in LENGTHS if name in metrics})
     summary.ran_on = EvalSummary.from_json(run["summary_json"]).ran_on if run["summary_json"] else ""
     shots = int(spec.get("shots") or 0)
     summary.examples_used, summary.examples_note = shots, "demos per request"
@@ -147,27 +158,33 @@ def arm_summary(store: Store, exp: Experiment, entry: ArmEntry, by_role: Links, 
 
 
 def _add_repeats(store: Store, s: ArmSummary, by_role: Links, metric: str) -> None:
-    """Fold the arm's repeats in: mean metric, spread, a CI over runs and items, collapsed runs, and each
-    run's per-item scores (the paired tests and the verdict's stability resample seeds with items)."""
+    """Fold the arm's repeats in: mean metric, spread, a CI over runs and items (the metric itself,
+    recomputed from resampled statistics: the CI has the metric's scale), collapsed runs, and each run's
+    per-item statistics (the paired tests and the verdict's stability resample seeds with items)."""
     links = sorted(by_role.of(Role.REPEAT, s.name), key=lambda link: link.x)
     if not links:
         return
     position = {item: k for k, item in enumerate(s.item_ids)}
-    matrix = [list(s.correct)]
+    first = np.asarray(s.item_stats(), dtype=float)
+    tensor, correct = [first], [list(s.correct)]
     s.runs = [s.metric]
     for link in links:
         rows = store.predictions(link.run_id)
-        run = [0.0] * len(s.item_ids)
-        for r in rows:
+        extras = [json.loads(r["extra_json"] or "{}") for r in rows]
+        stats, run_correct = np.zeros_like(first), [0.0] * len(s.item_ids)
+        for r, row_stats in zip(rows, stored_stats(metric, rows, extras)):
             if r["example_id"] in position:
-                run[position[r["example_id"]]] = float(r["correct"] or 0.0)
-        matrix.append(run)
+                stats[position[r["example_id"]]] = row_stats
+                run_correct[position[r["example_id"]]] = float(r["correct"] or 0.0)
+        tensor.append(stats)
+        correct.append(run_correct)
         s.runs.append(store.metrics(link.run_id)[metric]["value"])
-    scores = np.array(matrix)
+    runs = np.array(tensor)
     s.metric, s.metric_std = float(np.mean(s.runs)), float(np.std(s.runs, ddof=1))
-    s.ci_low, s.ci_high = repeated_ci(scores)
-    s.run_scores = matrix
-    s.correct = scores.mean(axis=0).tolist()  # per-item mean over runs: the per-item view of the arm
+    s.ci_low, s.ci_high = repeated_ci(runs, s.measure.total)
+    s.run_stats, s.run_scores = runs.tolist(), correct
+    # per-item means over runs: the per-item view of the arm (statistics and [0, 1] scores)
+    s.stats, s.correct = runs.mean(axis=0).tolist(), np.array(correct).mean(axis=0).tolist()
     if s.labels:
         floor = majority_rate(s.targets)
         s.collapsed = [k for k, value in enumerate(s.runs) if value <= floor + 1e-9]

@@ -10,6 +10,8 @@ from typing import Sequence
 import numpy as np
 from scipy import stats
 
+from ..metrics import Metric, paired_bootstrap, repeated_ci  # noqa: F401 (repeated_ci: one home, in metrics)
+from ..metrics import confusion_matrix as metrics_confusion
 from .arms import ArmSummary
 from .sequential import ConfidenceSequence
 
@@ -35,31 +37,58 @@ class PairedTest:
         return text + (f"; {self.sequence.describe()}" if self.sequence is not None else "")
 
 
+def _shared(a: ArmSummary, b: ArmSummary) -> list[tuple[int, int]]:
+    """(a's index, b's index) of the items both arms scored, in b's item order."""
+    position = {i: k for k, i in enumerate(a.item_ids)}
+    return [(position[i], k) for k, i in enumerate(b.item_ids) if i in position]
+
+
 def paired_scores(a: ArmSummary, b: ArmSummary) -> tuple[np.ndarray, np.ndarray]:
-    """(a's, b's) per-item scores on the items both scored, in b's item order."""
-    shared = {i: k for k, i in enumerate(a.item_ids)}
-    pairs = [(a.correct[shared[i]], b.correct[k]) for k, i in enumerate(b.item_ids) if i in shared]
-    return (np.array([p[0] for p in pairs], dtype=float), np.array([p[1] for p in pairs], dtype=float))
+    """(a's, b's) per-item scores in [0, 1] on the items both scored, in b's item order."""
+    pairs = _shared(a, b)
+    return (np.array([a.correct[i] for i, _ in pairs], dtype=float),
+            np.array([b.correct[k] for _, k in pairs], dtype=float))
+
+
+def paired_stats(a: ArmSummary, b: ArmSummary) -> tuple[np.ndarray, np.ndarray]:
+    """(a's, b's) [items, d] main-metric statistics on the items both scored, in b's item order."""
+    pairs = _shared(a, b)
+    sa, sb = a.item_stats(), b.item_stats()
+    return (np.array([sa[i] for i, _ in pairs], dtype=float).reshape(len(pairs), -1),
+            np.array([sb[k] for _, k in pairs], dtype=float).reshape(len(pairs), -1))
 
 
 def paired_test(a: ArmSummary, b: ArmSummary, alpha: float = 0.05, seed: int = 0,
                 resamples: int = 2000) -> PairedTest:
-    """McNemar's exact test when scores are 0/1, else a paired bootstrap of the mean difference."""
-    x, y = paired_scores(a, b)
-    diff = float(y.mean() - x.mean()) if len(x) else 0.0
-    if len(x) and set(np.unique(np.concatenate([x, y]))) <= {0.0, 1.0}:
+    """b against a on the main metric's own statistic: McNemar's exact test when the metric's item
+    scores are 0/1, else paired bootstrap resampling of the metric recomputed from summed per-item
+    statistics (Koehn 2004, as sacreBLEU's paired_bs), so a corpus metric is tested as itself.
+    `difference` is metric(b) - metric(a) on the metric's scale; which sign is better, the metric says."""
+    metric = b.measure
+    x, y = paired_stats(a, b)
+    n = len(x)
+    if n and metric.binary and set(np.unique(np.concatenate([x, y]))) <= {0.0, 1.0}:
+        x, y = x[:, 0], y[:, 0]
         only_a = int(((x == 1) & (y == 0)).sum())
         only_b = int(((x == 0) & (y == 1)).sum())
-        n = only_a + only_b
-        p = 1.0 if n == 0 else float(stats.binomtest(only_b, n, 0.5).pvalue)
-        test = f"McNemar exact, {only_a} vs {only_b} discordant"
-    else:
-        rng = np.random.default_rng(seed)
-        d = y - x
-        boots = np.array([d[rng.integers(0, len(d), len(d))].mean() for _ in range(resamples)]) if len(d) else np.zeros(1)
-        p = float(min(1.0, 2 * min((boots <= 0).mean(), (boots >= 0).mean())))
-        test = "paired bootstrap"
-    return PairedTest(a.name, b.name, test, p, diff, len(x), p < alpha)
+        p = 1.0 if only_a + only_b == 0 else float(stats.binomtest(only_b, only_a + only_b, 0.5).pvalue)
+        return PairedTest(a.name, b.name, f"McNemar exact, {only_a} vs {only_b} discordant", p,
+                          float(y.mean() - x.mean()), n, p < alpha)
+    diff, p = paired_bootstrap(x, y, metric.total, resamples=resamples, seed=seed) if n else (0.0, 1.0)
+    return PairedTest(a.name, b.name, f"paired bootstrap of {metric.name}", p, diff, n, p < alpha)
+
+
+def metric_test(name: str, a: ArmSummary, b: ArmSummary, alpha: float = 0.05, seed: int = 0,
+                resamples: int = 1000) -> PairedTest | None:
+    """The paired bootstrap of a secondary metric between two arms (None when either lacks it)."""
+    sa, sb = a.secondary.get(name), b.secondary.get(name)
+    if sa is None or sb is None or not sa.stats or not sb.stats:
+        return None
+    pairs = _shared(a, b)
+    x = np.array([sa.stats[i] for i, _ in pairs], dtype=float).reshape(len(pairs), -1)
+    y = np.array([sb.stats[k] for _, k in pairs], dtype=float).reshape(len(pairs), -1)
+    diff, p = paired_bootstrap(x, y, sa.measure.total, resamples=resamples, seed=seed) if pairs else (0.0, 1.0)
+    return PairedTest(a.name, b.name, f"paired bootstrap of {name}", p, diff, len(pairs), p < alpha)
 
 
 def label_bias(predictions: Sequence[str | None], targets: Sequence[str], labels: Sequence[str]) -> dict:
@@ -78,41 +107,26 @@ def label_bias(predictions: Sequence[str | None], targets: Sequence[str], labels
     return {"tv_distance": tv, "worst_class": worst[0], "worst_recall": worst[1]}
 
 
-def crossover(curve: Sequence[tuple[int, float]], reference: float) -> int | None:
-    """Smallest n on a fine-tuning learning curve whose metric beats `reference`, else None."""
+def crossover(curve: Sequence[tuple[int, float]], reference: float, metric: Metric | None = None) -> int | None:
+    """Smallest n on a fine-tuning learning curve whose metric beats `reference` (in the metric's
+    direction; higher by default), else None."""
     for n, value in sorted(curve):
-        if value > reference:
+        if (metric.better(value, reference) if metric else value > reference):
             return n
     return None
 
 
 def best(arms: Sequence[ArmSummary], kinds: Sequence[str]) -> ArmSummary | None:
+    """The best arm of the given kinds by its main metric, in the metric's direction."""
     pool = [a for a in arms if a.kind in kinds]
-    return max(pool, key=lambda a: a.metric) if pool else None
+    return max(pool, key=lambda a: a.measure.key(a.metric)) if pool else None
 
 
 def confusion_matrix(a: ArmSummary) -> dict:
-    """Rows: true label; columns: predicted label (+ a last column for unparseable/other)."""
+    """Rows: true label; columns: predicted label (+ a last column for unparseable/other): the stored
+    metric's matrix (`metrics.confusion_matrix`), for an arm's chart."""
     labels = list(a.labels or [])
-    index = {lab: k for k, lab in enumerate(labels)}
-    matrix = [[0] * (len(labels) + 1) for _ in labels]
-    for t, p in zip(a.targets, a.predictions):
-        if t in index:
-            matrix[index[t]][index.get(p, len(labels))] += 1
-    return {"labels": labels, "matrix": matrix}
-
-
-def repeated_ci(scores: np.ndarray, resamples: int = 2000, seed: int = 0, alpha: float = 0.05) -> tuple[float, float]:
-    """Percentile CI of the mean of a runs x items score matrix, resampling runs and items together
-    (each resample draws runs with replacement and items with replacement, the same items for every
-    drawn run): the interval widens with run-to-run variance as well as with item variance."""
-    runs, items = scores.shape
-    rng = np.random.default_rng(seed)
-    means = np.empty(resamples)
-    for b in range(resamples):
-        r, i = rng.integers(0, runs, runs), rng.integers(0, items, items)
-        means[b] = scores[np.ix_(r, i)].mean()
-    return float(np.quantile(means, alpha / 2)), float(np.quantile(means, 1 - alpha / 2))
+    return {"labels": labels, "matrix": metrics_confusion(a.predictions, a.targets, labels).tolist()}
 
 
 def majority_rate(targets: Sequence[str]) -> float:

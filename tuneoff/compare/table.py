@@ -9,8 +9,9 @@ from typing import Sequence
 from ..config.prices import PriceTable
 from .arms import ArmSummary
 from .costs import money, one_off_parts, per_request
+from ..metrics import get_metric
 from .evidence import collapse_reason
-from .stats import label_bias
+from .stats import best, label_bias, metric_test
 
 
 def _pct(x: float | None) -> str:
@@ -35,14 +36,20 @@ def head_to_head(arms: Sequence[ArmSummary], prices: PriceTable) -> list[tuple[s
         "combined": "fine-tuned weights + what the prompt carries"}[a.kind])
     row("Data requirement", lambda a: f"{a.examples_used} {a.examples_note}".strip())
     row("Performance", _performance_cell)
+    reference = best(arms, ["prompt"])
+    for name in _secondary_names(arms):  # each secondary metric: its value, CI and paired test, same statistic
+        row(f"  {name}", lambda a, name=name: _secondary_cell(a, name, reference))
+    if any(a.lengths for a in arms):
+        row("Length & truncation", _length_cell)
     if any(a.adaptive for a in arms):
         row("Test items (adaptive)", lambda a: a.adaptive.describe() if a.adaptive else f"{len(a.item_ids)} (all)")
     row("Control & consistency", lambda a: "; ".join(filter(None, [
-        f"agreement {_pct(a.agreement)}" if a.agreement is not None else "",
+        (f"agreement {_pct(a.agreement)}" + ("" if a.labels else f" ({a.metric_name} between variants)"))
+        if a.agreement is not None else "",
         f"paraphrase spread ±{a.metric_spread:.3f}" if a.metric_spread is not None else "",
         # a fine-tune's seed-to-seed spread sits beside a prompt's paraphrase spread: both are what a rerun moves
         f"seed spread ±{a.metric_std:.3f} over {len(a.runs)} seeds" if a.runs else "",
-        f"format violations {_pct(a.format_violation_rate)}"])))
+        f"format violations {_pct(a.format_violation_rate)}" + ("" if a.labels else " (empty replies)")])))
     if any(a.ran_on for a in arms):
         row("Ran on", lambda a: a.ran_on or "not recorded")
     row("Cost per 1k requests", lambda a: _cost_cell(a, prices))
@@ -55,7 +62,7 @@ def head_to_head(arms: Sequence[ArmSummary], prices: PriceTable) -> list[tuple[s
     row("Development effort", lambda a: "; ".join(filter(None, [
         f"{a.setup_seconds:.0f} s training/optimising" if a.setup_seconds else "no training",
         f"{a.optimise_calls} optimiser calls" if a.optimise_calls else ""])))
-    row("Bias & hallucinations", lambda a: _bias_cell(a))
+    row("Bias & hallucinations", lambda a: _bias_cell(a) if a.labels else FREE_TEXT)
     row("Time to first result", lambda a: f"{a.setup_seconds + a.eval_seconds:.0f} s")
     row("Flexibility", lambda a: (
         f"{a.flexibility['task']}: {a.flexibility['score']:.3f} vs base {a.flexibility['base_score']:.3f} "
@@ -67,11 +74,44 @@ def head_to_head(arms: Sequence[ArmSummary], prices: PriceTable) -> list[tuple[s
     return rows
 
 
+FREE_TEXT = "n/a (free text)"
+"""What a label row says for a free-text task: it was not computed, so it shows no number."""
+
+
+def _named(name: str) -> str:
+    """A metric's name, with its direction when lower is better (the reader's default is higher)."""
+    return name if get_metric(name).higher_is_better else f"{name} (lower is better)"
+
+
+def _secondary_names(arms: Sequence[ArmSummary]) -> list[str]:
+    return list(dict.fromkeys(n for a in arms for n in a.secondary))
+
+
+def _secondary_cell(a: ArmSummary, name: str, reference: ArmSummary | None) -> str:
+    score = a.secondary.get(name)
+    if score is None or score.value is None:
+        return "not measured"
+    text = f"{_named(name)} {score.value:.3f} [{score.ci_low:.3f}, {score.ci_high:.3f}]"
+    test = metric_test(name, reference, a) if reference is not None and reference is not a else None
+    if test is not None:
+        text += f"; vs {reference.name} {test.difference:+.3f} (paired bootstrap p={test.p_value:.2g})"
+    return text
+
+
+def _length_cell(a: ArmSummary) -> str:
+    n = a.lengths
+    if not n:
+        return "not measured"
+    ratio = f", ratio {n['length_ratio']:.2f}" if n.get("length_ratio") is not None else ""
+    return (f"{n.get('output_words_mean', 0):.1f} words (references {n.get('reference_words_mean', 0):.1f}{ratio}); "
+            f"{_pct(n.get('truncated_rate'))} cut at the generation cap")
+
+
 def _performance_cell(a: ArmSummary) -> str:
-    text = f"{a.metric_name} {a.metric:.3f} [{a.ci_low:.3f}, {a.ci_high:.3f}]"
+    text = f"{_named(a.metric_name)} {a.metric:.3f} [{a.ci_low:.3f}, {a.ci_high:.3f}]"
     if a.runs:  # each seed's value: a reader sees the spread, not only its summary
         values = ", ".join(f"{v:.3f}" for v in a.runs)
-        text = (f"{a.metric_name} {a.metric:.3f} ± {a.metric_std:.3f} over {len(a.runs)} seeds ({values}) "
+        text = (f"{_named(a.metric_name)} {a.metric:.3f} ± {a.metric_std:.3f} over {len(a.runs)} seeds ({values}) "
                 f"[{a.ci_low:.3f}, {a.ci_high:.3f}]")
     elif a.deterministic:
         text += "; deterministic (1 run: nothing in it is random, a repeat gives the same answers)"

@@ -31,9 +31,15 @@ class Verdict:
     """{arm: why it is no fair representative of its side}: collapsed arms, marked in the table."""
 
 
+def _better(a: ArmSummary) -> str:
+    """Which way is better for the arm's metric, for reasons that quote a signed difference."""
+    return f"{a.metric_name}: {'higher' if a.measure.higher_is_better else 'lower'} is better"
+
+
 def _rule_out(a: ArmSummary, c: Constraints, prices: PriceTable) -> str | None:
-    if c.quality_target is not None and a.metric < c.quality_target:
-        return f"{a.metric_name} {a.metric:.3f} < target {c.quality_target:.3f}"
+    if c.quality_target is not None and a.measure.better(c.quality_target, a.metric):
+        side = "<" if a.measure.higher_is_better else ">"
+        return f"{a.metric_name} {a.metric:.3f} {side} target {c.quality_target:.3f}"
     if c.latency_p95_s is not None and a.latency_p95 > c.latency_p95_s:
         return f"p95 latency {a.latency_p95:.3f} s ({a.latency_source}) > target {c.latency_p95_s:.3f} s"
     if c.monthly_budget is not None:
@@ -60,15 +66,15 @@ def recommend(arms: Sequence[ArmSummary], constraints: Constraints, prices: Pric
     ruled = {a.name: why for a in arms if (why := _rule_out(a, constraints, prices))}
     feasible = [a for a in arms if a.name not in ruled]
     if not feasible:
-        top = max(arms, key=lambda a: a.metric)
+        top = max(arms, key=lambda a: a.measure.key(a.metric))  # the metric says which way is better
         return Verdict(VERDICTS[top.kind], top.name, [
             f"no arm meets every constraint; the closest is {top.name} with {top.metric_name} {top.metric:.3f} "
             f"[{top.ci_low:.3f}, {top.ci_high:.3f}] ({ruled[top.name]})"], ruled)
     unfair = {a.name: why for a in arms if (why := collapse_reason(a))}
     fair = [a for a in feasible if a.name not in unfair] or feasible  # all collapsed: compare what there is
-    top = max(fair, key=lambda a: a.metric)
+    top = max(fair, key=lambda a: a.measure.key(a.metric))  # the metric says which way is better
     cost_of = {a.name: monthly(a.cost(), prices, constraints.monthly_requests) for a in arms}
-    by_cost = sorted(fair, key=lambda a: (cost_of[a.name], -a.metric))
+    by_cost = sorted(fair, key=lambda a: (cost_of[a.name], -a.measure.key(a.metric)))
     # the cheapest arm the data cannot tell apart from the best one (a gap that is not significant)
     chosen = next(a for a in by_cost if a is top or not pairs.test(a, top).significant)
     rival = best(fair, OTHER_SIDE[chosen.kind])
@@ -141,7 +147,8 @@ def _headline(ctx: _Context, head: PairedTest | None) -> list[str]:
             basis = f"{c.name} is kept over the cheaper {r.name} because the best arm, {ctx.top.name}, is significantly better than {r.name}"
         return [f"NOT SIGNIFICANT: the test split cannot tell {c.name} from {versus}: {head.describe()}; {basis}; "
                 f"{size}", summary]
-    first = f"{c.name} is significantly {'better' if head.difference > 0 else 'worse'} than {versus}: {head.describe()}"
+    first = (f"{c.name} is significantly {'better' if c.measure.gain(head.difference) > 0 else 'worse'} than "
+             f"{versus}: {head.describe()}")
     if _overlap(c, r) >= WIDE_OVERLAP:
         first += (f"; their 95% CIs overlap widely ({_ci(c)} vs {_ci(r)}): the paired test sees a difference the "
                   "separate intervals cannot, and the margin is small against the test split's noise")
@@ -158,8 +165,9 @@ def _versus_cheaper(ctx: _Context, by_cost: Sequence[ArmSummary], pairs: PairSta
         test = pairs.test(c, top)
         reasons = [f"{c.name} is the cheapest fair arm whose quality is not significantly below the best "
                    f"({top.name}): {ctx.month(c)} at {ctx.volume} vs {ctx.month(top)}; {test.describe()}"]
-        if test.difference >= 0.05:  # a large gap that is not significant: the test split is what is short
-            reasons.append(f"{top.name} scores {test.difference:+.3f} more, but {test.n} paired test items cannot "
+        # a large gap (5% of the metric's range) that is not significant: the test split is what is short
+        if top.measure.gain(test.difference) >= 0.05 * top.measure.span:
+            reasons.append(f"{top.name} scores {test.difference:+.3f} ({_better(top)}), but {test.n} paired test items cannot "
                            f"tell that from chance (p={test.p_value:.2g}): a larger test split may change this verdict")
         return reasons
     cheaper = [a for a in by_cost if ctx.cost_of[a.name] < ctx.cost_of[c.name] and a is not ctx.rival]
@@ -178,9 +186,9 @@ def _trade_off(ctx: _Context) -> list[str]:
     c, r = ctx.chosen, ctx.rival
     if r is None:
         return []
-    gain, extra = c.metric - r.metric, ctx.cost_of[c.name] - ctx.cost_of[r.name]
-    what = f"{gain:+.3f} {c.metric_name} for {_money_delta(extra)}/month at {ctx.volume}"
-    if gain >= 0 and extra <= 0:
+    diff, extra = c.metric - r.metric, ctx.cost_of[c.name] - ctx.cost_of[r.name]
+    what = f"{diff:+.3f} {c.metric_name} for {_money_delta(extra)}/month at {ctx.volume}"
+    if c.measure.gain(diff) >= 0 and extra <= 0:
         return [f"trade-off: {c.name} vs {r.name} is {what}: better or level, and no dearer"]
     return [f"trade-off: {c.name} vs {r.name} is {what}"]
 

@@ -28,15 +28,19 @@ class TaskSpec:
     """Test file (the reported numbers); split off `train` when absent."""
     input: str | None = None
     """Input column(s)/key(s) for CSV/TSV/JSON: `a|b` takes the first present, `a,b` joins several."""
-    target: str | None = None
-    """Target column/key."""
+    target: str | list[str] | None = None
+    """Target column/key; a list (or `a,b,c`) names several reference columns, the first being the one
+    demos and training use; a column holding a JSON list of strings gives several references too."""
     label_map: dict | None = None
     """Raw target value -> label name, e.g. {"0": "negative", "1": "positive"}."""
     labels: list[str] | str | None = None
     """The label set (classification), or a path to a JSON list of labels; None for free text."""
-    metric: str = "accuracy"
-    """Main metric, a name in `tuneoff.metrics.METRICS`: accuracy (labels), exact_match, numeric
-    (GSM8K-style), chrf (free text)."""
+    metric: str | list[str] = "accuracy"
+    """Main metric, a name in `tuneoff.metrics.METRICS` (README "Metrics"): accuracy (labels),
+    exact_match, numeric (GSM8K-style), rougeL / chrf / bleu ... (free text). A list: the first is the
+    main metric, the others secondary."""
+    secondary_metrics: list[str] = field(default_factory=list)
+    """Further metrics shown as rows of their own (value, CI, paired test), never ranking arms."""
     instruction: str = ""
     """The task instruction prompt arms start from."""
     n_train: int | None = None
@@ -63,7 +67,16 @@ class TaskSpec:
             raise TuneoffError("a task needs at least a `train` or a `test` file", field="task.train")
         from ..metrics import get_metric
 
+        if isinstance(self.target, list):
+            self.target = ",".join(str(t) for t in self.target)
+        if isinstance(self.metric, list):
+            if not self.metric:
+                raise TuneoffError("a metric list cannot be empty", field="task.metric")
+            self.metric, self.secondary_metrics = str(self.metric[0]), [*self.metric[1:], *self.secondary_metrics]
         get_metric(self.metric, field="task.metric")  # the registry is the one list of metric names
+        for k, name in enumerate(self.secondary_metrics):
+            get_metric(name, field=f"task.secondary_metrics[{k}]")
+        self.secondary_metrics = [m for m in dict.fromkeys(self.secondary_metrics) if m != self.metric]
         if not 0 < self.split_fraction < 0.5:
             raise TuneoffError("must be in (0, 0.5)", field="task.split_fraction")
         for name in ("n_train", "n_dev", "n_test"):

@@ -39,6 +39,13 @@ class Example:
     `<file stem>#<n>` for the n-th record of a JSON array (its layout is not its content)."""
     record: int | None = None
     """1-based position in a JSON array (several records may share a line); None for line formats."""
+    references: tuple[str, ...] = ()
+    """Every reference answer when the data gives several (`target` is the first; demos and training
+    use it); empty: `target` is the only one."""
+
+    def refs(self) -> tuple[str, ...]:
+        """The reference answers reference metrics score against (at least `target`)."""
+        return self.references or (self.target,)
 
     def where(self) -> str:
         """`line 3`, or `record 2 (line 1)` inside a JSON array: how messages point at this example."""
@@ -64,7 +71,8 @@ class ColumnMapping:
     """Input column(s): `a|b` takes the first present (SST-2's `sentence|content`), `a,b` joins
     several as `a: value` lines; None: DEFAULT_INPUT."""
     target: str | None = None
-    """Target column, `a|b` allowed; None: DEFAULT_TARGET."""
+    """Target column, `a|b` allowed; `a,b,c`: several reference columns (the first is the target demos
+    and training use); a column holding a JSON list of strings is a list of references; None: DEFAULT_TARGET."""
     label_map: dict[str, str] | None = None
     """Raw target -> label name, e.g. {"0": "negative", "1": "positive"}; a raw value not in it is a
     LabelOutsideSet problem."""
@@ -77,8 +85,6 @@ class ColumnMapping:
             if spec is not None and any(not alt.strip() for group in spec.split(",") for alt in group.split("|")):
                 raise TuneoffError(f"empty column name in '{spec}'", field=name,
                                    hint="write `a|b` for alternatives, `a,b` to join several columns")
-        if self.target is not None and "," in self.target:
-            raise TuneoffError("a target is one column", field="target", hint="use `a|b` for alternatives")
         if self.id is not None and (not self.id.strip() or set(self.id) & {",", "|"}):
             raise TuneoffError(f"an id is one column, got '{self.id}'", field="id")
         if self.label_map is not None:
@@ -89,7 +95,12 @@ class ColumnMapping:
         return [[alt.strip() for alt in group.split("|")] for group in (self.input or DEFAULT_INPUT).split(",")]
 
     def target_alternatives(self) -> list[str]:
-        return [alt.strip() for alt in (self.target or DEFAULT_TARGET).split("|")]
+        """The first (main) target column's alternatives."""
+        return self.target_groups()[0]
+
+    def target_groups(self) -> list[list[str]]:
+        """Reference columns, each a list of alternatives (one group unless several references are named)."""
+        return [[alt.strip() for alt in group.split("|")] for group in (self.target or DEFAULT_TARGET).split(",")]
 
 
 def looks_like_labels(targets: Sequence[str]) -> bool:
@@ -100,5 +111,8 @@ def looks_like_labels(targets: Sequence[str]) -> bool:
 
 def digest(examples: Sequence[Example]) -> str:
     """A hash of examples' ids, inputs and targets, in order: "same data" for caches and model reuse."""
-    blob = "\x1e".join(f"{ex.id}\x1f{ex.input}\x1f{ex.target}" for ex in examples)
+    # extra references join the blob only when there are several: one-reference digests stay as they were
+    blob = "\x1e".join(f"{ex.id}\x1f{ex.input}\x1f{ex.target}" + ("\x1f" + "\x1d".join(ex.references)
+                                                                     if len(ex.references) > 1 else "")
+                        for ex in examples)
     return hashlib.sha256(blob.encode()).hexdigest()

@@ -59,7 +59,8 @@ class RecordReader:
             return None
         return label_map[raw]
 
-    def add(self, line: int, input: str, target: str, record: dict, context: tuple[dict, ...] = ()) -> None:
+    def add(self, line: int, input: str, target: str, record: dict, context: tuple[dict, ...] = (),
+            references: tuple[str, ...] = ()) -> None:
         fields = {k: v if isinstance(v, str) else json.dumps(v) for k, v in record.items() if k != "messages"}
         id_: str | None = f"{self.stem}:{line}" if self.position is None else f"{self.stem}#{self.position}"
         if self.mapping.id is not None:
@@ -68,24 +69,37 @@ class RecordReader:
                 return
             id_ = self.text(record[self.mapping.id], line, self.mapping.id)
         if id_ is not None:
-            self.examples.append(Example(input, target, context, fields, self.file, line, id_, self.position))
+            self.examples.append(Example(input, target, context, fields, self.file, line, id_, self.position,
+                                         references if len(references) > 1 else ()))
 
     # ---- flat records (CSV rows, JSON objects with input/target keys)
 
-    def flat(self, record: dict, line: int, inputs: list[str], target_key: str) -> None:
+    def flat(self, record: dict, line: int, inputs: list[str], target_keys: list[str]) -> None:
         values = [(key, self.text(record[key], line, key)) for key in inputs]
-        target = self.text(record[target_key], line, target_key)
-        if any(v is None for _, v in values) or target is None:
+        refs = [ref for key in target_keys for ref in self.references(record[key], line, key)]
+        if any(v is None for _, v in values) or not refs or None in refs:
             return
-        target = self.label(target, line, target_key)
+        target = self.label(refs[0], line, target_keys[0])
         if target is None:
             return
         text = values[0][1] if len(values) == 1 else "\n".join(f"{k}: {v}" for k, v in values)
-        self.add(line, text, target, record)
+        self.add(line, text, target, record, references=(target, *refs[1:]))
 
-    def keys(self, present: dict | list[str], line: int, kind: Kind) -> tuple[list[str], str] | None:
-        """The input keys and the target key found in `present`, or None after reporting each one missing."""
-        groups = self.mapping.input_groups() + [self.mapping.target_alternatives()]
+    def references(self, value: Any, line: int, field: str) -> list[str | None]:
+        """A reference column's texts: one string, or a JSON list of strings (several references); each
+        empty or non-string one is reported with its field."""
+        if not isinstance(value, list):
+            return [self.text(value, line, field)]
+        if not value:
+            self.report(Kind.EmptyField, line, "an empty list of references", field)
+            return [None]
+        return [self.text(v, line, f"{field}[{k}]") for k, v in enumerate(value)]
+
+    def keys(self, present: dict | list[str], line: int, kind: Kind) -> tuple[list[str], list[str]] | None:
+        """The input keys and the target (reference) keys found in `present`, or None after reporting each
+        one missing."""
+        targets = self.mapping.target_groups()
+        groups = self.mapping.input_groups() + targets
         chosen = [next((k for k in alternatives if k in present), None) for alternatives in groups]
         for alternatives, key in zip(groups, chosen):
             if key is None:
@@ -94,7 +108,7 @@ class RecordReader:
                 self.report(kind, line, f"no '{alternatives[0]}'{others}; {hint}", alternatives[0])
         if None in chosen:
             return None
-        return chosen[:-1], chosen[-1]
+        return chosen[:-len(targets)], chosen[-len(targets):]
 
     def record(self, record: Any, line: int, position: int | None = None) -> None:
         """One JSON record: chat when it has `messages`, else flat keys. `position`: see `self.position`."""

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..data import Example
 from ..errors import TuneoffError
+from ..metrics import get_metric
 from .engine import EvalResult, evaluate
 from ..models.base import Backend
 from ..prompting.arm import PromptArm, TaskContext
@@ -70,6 +71,16 @@ def agreement(predictions: Sequence[Sequence[str | None]]) -> float:
     return float(np.mean(same))
 
 
+def metric_agreement(name: str, predictions: Sequence[Sequence[str | None]]) -> float:
+    """Free text: how alike the variants' replies are, by the main metric itself. Each ordered pair of
+    variants scores one's replies with the other's as references; the mean of those corpus values,
+    mapped to [0, 1] by the metric's range (identical strings would be ~0 for summaries)."""
+    metric = get_metric(name)
+    values = [metric.unit(metric.value_of(metric.stats_many(predictions[j], [[r or ""] for r in predictions[i]])))
+              for i in range(len(predictions)) for j in range(len(predictions)) if i != j]
+    return float(np.mean(values)) if values else float("nan")
+
+
 def consistency(backend: Backend, arm: PromptArm, examples: Sequence[Example], task, *,
                 paraphrases: Sequence[str] | None = None, seeds: Sequence[int] | None = None,
                 store: Store | None = None, split: str = "test", console=None) -> ConsistencyResult:
@@ -94,12 +105,15 @@ def consistency(backend: Backend, arm: PromptArm, examples: Sequence[Example], t
             result = evaluate(backend, variant, examples, ctx, store=store, split=split, console=console)
             variants.append(Variant(instruction, seed, result))
     values = np.array([v.result.main.value or 0.0 for v in variants])
-    agree = agreement([[row["prediction"] for row in v.result.predictions] for v in variants])
+    replies = [[row["prediction"] for row in v.result.predictions] for v in variants]
+    free_text = ctx.labels is None and not get_metric(ctx.metric).binary
+    agree = metric_agreement(ctx.metric, replies) if free_text else agreement(replies)
     std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
     run_id = store.start_run("consistency", arm=arm.name, task=ctx.name, split=split, model=backend.info.name,
                              spec={"arm": arm.to_dict(), "paraphrases": paraphrases, "seeds": seeds})
     summary = ConsistencySummary(agree, std, ctx.metric, [v.result.run_id for v in variants], values.tolist())
     extra = {k: v for k, v in summary.to_dict().items() if k not in ("agreement", "std")}
+    extra["agreement_by"] = ctx.metric if free_text else "identical predictions"
     for name, value in (("agreement", agree), ("metric_mean", float(values.mean())), ("metric_std", std),
                         ("metric_min", float(values.min())), ("metric_max", float(values.max()))):
         store.set_metric(run_id, name, value, extra=extra)

@@ -16,10 +16,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Sequence
 
+import numpy as np
+
 from ..data import Example, digest
 from ..errors import TuneoffError
 from ..locks import hold
-from ..metrics import MetricValue, get_metric
+from ..metrics import MetricValue, free_text_warning, get_metric, item_scores
 from ..models.base import NO_SCORE, Backend, GenerationConfig
 from ..prompting.answers import parse_reply
 from ..prompting.arm import PromptArm, TaskContext
@@ -112,6 +114,7 @@ class ChunkRunner:
         self.arm, self.ctx = prompter.arm, prompter.ctx
         self.model = model_id(backend)
         self.metric = get_metric(self.ctx.metric)
+        self.metric_names = [self.ctx.metric, *self.ctx.secondary]
         self.hits = self.misses = 0
         self.over_context: list[str] = []
         """Ids of items whose prompt is longer than the model's context (warned about at the end)."""
@@ -152,11 +155,16 @@ class ChunkRunner:
         pending = {prompt: CallRef(0, answer[1], False, answer[2]) for prompt, answer in zip(todo, answers)}
         merged = [ref or pending[p] for ref, p in zip(refs, prompts)]
         calibrated = self._calibrated(items, demos, merged) if self._calibrating else [None] * len(refs)
+        judged = [self._judge(ref, c) for ref, c in zip(merged, calibrated)]
+        # every metric's per-item statistics, computed here in a batch (an embedding model pays per call)
+        # and kept on the prediction: comparisons, repeats and the item explorer read them from the store
+        stats = item_scores(self.metric_names, [j[0] for j in judged], [ex.refs() for _, ex in items])
         with self.store.transaction():
             fresh = {prompt: self._store_call(prompt, answer) for prompt, answer in zip(todo, answers)}
             refs = [ref or fresh[p] for ref, p in zip(refs, prompts)]
-            self.store.add_predictions(self.run_id, [self._row(i, ex, d, ref, c) for (i, ex), d, ref, c
-                                                     in zip(items, demos, refs, calibrated)])
+            self.store.add_predictions(self.run_id, [
+                self._row(i, ex, d, ref, j, {name: rows[k].tolist() for name, rows in stats.items()})
+                for k, ((i, ex), d, ref, j) in enumerate(zip(items, demos, refs, judged))])
         self.hits += sum(r.cached for r in refs)
         self.misses += sum(not r.cached for r in refs)
 
@@ -216,9 +224,9 @@ class ChunkRunner:
         call_id = self.store.add_call(run_id=self.run_id, model=self.model, prompt=prompt, params=self.params, **fields)
         return CallRef(call_id, output, False, logprobs)
 
-    def _row(self, item: int, ex: Example, demos: Sequence[Example], ref: CallRef,
-             calibrated: list[float] | None = None) -> dict:
-        extra: dict = {"cached": ref.cached, "demos": [d.id for d in demos]}
+    def _judge(self, ref: CallRef, calibrated: list[float] | None) -> tuple[str | None, dict]:
+        """(prediction, extra: violation, hallucinated, log-probs) of one item's reply."""
+        extra: dict = {}
         if self.arm.mode == "score":
             # a backend that could score no label (a server without logprobs whose reply matched none)
             # leaves a guess, counted as a format violation: the scoring failure rate
@@ -233,8 +241,19 @@ class ChunkRunner:
                                  extractor=self.arm.extractor, cot=self.arm.chain_of_thought)
             prediction, violation, hallucinated = parsed.prediction, parsed.violation, parsed.hallucinated
         extra.update(violation=violation, hallucinated=hallucinated)
+        return prediction, extra
+
+    def _row(self, item: int, ex: Example, demos: Sequence[Example], ref: CallRef,
+             judged: tuple[str | None, dict], stats: dict[str, list[float]]) -> dict:
+        prediction, judged_extra = judged
+        extra: dict = {"cached": ref.cached, "demos": [d.id for d in demos], **judged_extra, "stats": stats}
+        if len(ex.refs()) > 1:
+            extra["references"] = list(ex.refs())
+        # `correct`: the main metric's own item score mapped to [0, 1] (a sentence-level score for a
+        # corpus metric); the figures themselves come from the statistics in `extra["stats"]`
+        score = self.metric.item_from_stats(np.asarray(stats[self.metric.name]))
         return {"item": item, "example_id": ex.id or str(item), "input": ex.input, "target": ex.target,
-                "output": ref.output, "prediction": prediction, "correct": self.metric.item(prediction, ex.target),
+                "output": ref.output, "prediction": prediction, "correct": self.metric.unit(score),
                 "call_id": ref.id, "extra": extra}
 
 
@@ -362,6 +381,8 @@ class EvalSession:
         self.finished = False
         self.runner = ChunkRunner(backend, prompter, store, self.run_id)
         self.warnings = label_warnings(backend, self.runner) if self.arm.mode == "score" else []
+        if (fallback := free_text_warning(self.ctx.metric, self.ctx.labels)) is not None:
+            self.warnings.append(fallback)
         for warning in self.warnings if console is not None else ():
             console.print(f"[yellow]{self.arm.name}: {warning}[/yellow]")
         self.size = chunk_size or getattr(backend, "batch_size", 16)

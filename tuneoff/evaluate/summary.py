@@ -7,11 +7,30 @@ before the interruption included, exactly as a run that never stopped.
 from __future__ import annotations
 
 import json
+from typing import Sequence
 
-from ..metrics import MetricValue, cost_metrics, label_metrics, main_metric, rate
+import numpy as np
+
+from ..metrics import (MetricValue, cost_metrics, get_metric, label_metrics, metric_value, rate)
+from ..metrics.usage import length_metrics
 from ..prompting.arm import TaskContext
 from ..store import Store
 from .checks import content_checks
+
+
+def references_of(row, extra: dict) -> list[str]:
+    """A stored prediction's references: the list kept when there were several, else its target."""
+    return list(extra.get("references") or [row["target"]])
+
+
+def stored_stats(name: str, rows: Sequence, extras: Sequence[dict]) -> np.ndarray:
+    """[items, d] statistics of metric `name`: as stored with each prediction, recomputed from the stored
+    prediction and references for runs stored before statistics were kept (or another metric)."""
+    kept = [e.get("stats", {}).get(name) for e in extras]
+    if rows and all(k is not None for k in kept):
+        return np.array(kept, dtype=float).reshape(len(rows), -1)
+    return get_metric(name).stats_many([r["prediction"] for r in rows],
+                                       [references_of(r, e) for r, e in zip(rows, extras)])
 
 
 def summarise(store: Store, run_id: int, ctx: TaskContext, *, wall_seconds: float = 0.0,
@@ -21,10 +40,13 @@ def summarise(store: Store, run_id: int, ctx: TaskContext, *, wall_seconds: floa
     extras = [json.loads(r["extra_json"] or "{}") for r in rows]
     predictions = [r["prediction"] for r in rows]
     targets = [r["target"] for r in rows]
-    values = [main_metric(ctx.metric, predictions, targets, seed=seed)]
+    values = [metric_value(name, stored_stats(name, rows, extras), seed=seed) for name in (ctx.metric, *ctx.secondary)]
     if ctx.labels:
         values += label_metrics(predictions, targets, ctx.labels, seed=seed)
         values.append(rate("hallucinated_label_rate", [bool(e.get("hallucinated")) for e in extras]))
+    else:  # free text: how long the replies are and how many the cap cut
+        values += length_metrics([r["output"] for r in rows], [references_of(r, e) for r, e in zip(rows, extras)],
+                                 [r["finish_reason"] == "length" for r in rows])
     values.append(rate("format_violation_rate", [bool(e.get("violation")) for e in extras]))
     values += content_checks(store, run_id, rows, extras, ctx, seed=seed)
     values += cost_metrics([r["tokens_in"] or 0 for r in rows], [r["tokens_out"] or 0 for r in rows],

@@ -260,7 +260,9 @@ class TaskContext:
     labels: tuple[str, ...] | None = None
     """The declared label set (classification), or None for free text."""
     metric: str = "accuracy"
-    """Main metric: accuracy, exact_match, numeric or chrf."""
+    """Main metric, a name in `tuneoff.metrics.METRICS`."""
+    secondary: tuple[str, ...] = ()
+    """Further metrics scored on every item (rows of their own)."""
     instruction: str = ""
     """The task's default instruction (arms without their own use it)."""
     pool: tuple[Example, ...] = ()
@@ -274,7 +276,9 @@ class TaskContext:
     def __post_init__(self):
         from ..metrics import get_metric
 
-        get_metric(self.metric)  # unknown names fail here, with did-you-mean
+        for name in (self.metric, *self.secondary):
+            get_metric(name)  # unknown names fail here, with did-you-mean
+        object.__setattr__(self, "secondary", tuple(self.secondary))
         if self.labels is not None:
             object.__setattr__(self, "labels", tuple(self.labels))
             if not self.labels:
@@ -288,7 +292,8 @@ class TaskContext:
             return task
         grounding = task.spec.grounding if task.spec.grounding is not None else not task.labels
         return cls(name=task.spec.name, labels=tuple(task.labels) if task.labels else None,
-                   metric=task.spec.metric, instruction=task.spec.instruction, pool=tuple(task.train),
+                   metric=task.spec.metric, secondary=tuple(task.spec.secondary_metrics),
+                   instruction=task.spec.instruction, pool=tuple(task.train),
                    output=task.spec.output_format(), grounding=grounding)
 
 

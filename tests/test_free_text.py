@@ -1,0 +1,104 @@
+"""Free text end to end on a tiny random Llama: DialogSum-style items with three reference summaries,
+reference metrics from sacreBLEU and rouge-score on the stored replies (multi-reference included),
+the repeats CI on the metric's own scale, and the label rows saying "n/a (free text)"."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from tuneoff.cli import build_app
+from tuneoff.compare.rebuild import comparison_from_store
+from tuneoff.store import Store
+
+GOOD = Path(__file__).parent / "fixtures" / "good"
+TASK = {"name": "dialogsum", "train": str(GOOD / "dialogsum_32.jsonl"), "input": "dialogue",
+        "target": ["summary1", "summary2", "summary3"], "metric": ["chrf", "rougeL", "bleu", "ter", "rouge1"],
+        "instruction": "Summarise the dialogue.", "split_fraction": 0.25, "seed": 0}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, tiny_dir):
+    tmp = tmp_path_factory.mktemp("free")
+    spec = {"version": 1, "name": "free", "model": str(tiny_dir), "batch_size": 8, "repeats": 2,
+            "task": TASK, "probe": {"items": 0},
+            "arms": [{"name": "sampled", "prompt": {"max_new_tokens": 8, "temperature": 1.0}},
+                     {"name": "greedy", "prompt": {"max_new_tokens": 6}}],
+            "output": str(tmp / "out")}
+    path = tmp / "free.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    result = CliRunner().invoke(build_app(), ["run", str(path), "--store", str(tmp / "s.sqlite")], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    return Store(tmp / "s.sqlite"), tmp
+
+
+def stored(store: Store, arm: str):
+    link = next(link for link in store.linked_runs(1, "arm") if link["arm"] == arm)
+    rows = store.predictions(link["run_id"])
+    refs = [json.loads(r["extra_json"])["references"] for r in rows]
+    return [r["prediction"] or "" for r in rows], refs, store.metrics(link["run_id"])
+
+
+def test_reference_metrics_equal_the_libraries_own_on_the_stored_replies(run):
+    from rouge_score.rouge_scorer import RougeScorer
+    from sacrebleu.metrics import BLEU, CHRF, TER
+
+    store, _ = run
+    hyps, refs, metrics = stored(store, "greedy")
+    assert all(len(r) == 3 for r in refs)  # every reference column kept
+    streams = [[r[k] for r in refs] for k in range(3)]
+    assert metrics["chrf"]["value"] == pytest.approx(CHRF().corpus_score(hyps, streams).score, abs=1e-9)
+    assert metrics["bleu"]["value"] == pytest.approx(BLEU().corpus_score(hyps, streams).score, abs=1e-9)
+    assert metrics["ter"]["value"] == pytest.approx(TER().corpus_score(hyps, streams).score, abs=1e-9)
+    scorer = RougeScorer(["rougeL", "rouge1"], use_stemmer=True)
+    for kind in ("rougeL", "rouge1"):
+        theirs = np.mean([scorer.score_multi(r, h)[kind].fmeasure for h, r in zip(hyps, refs)])
+        assert metrics[kind]["value"] == pytest.approx(100 * theirs, abs=1e-9)
+    for name in ("chrf", "bleu", "ter", "rougeL"):
+        assert metrics[name]["ci_low"] <= metrics[name]["value"] <= metrics[name]["ci_high"]
+
+
+def test_repeats_ci_is_on_the_metric_scale(run):
+    """The bug this guards: with repeats the value was 0-100 chrF and the CI 0-1 ("38.2 [0.35, 0.41]")."""
+    store, _ = run
+    c = comparison_from_store(store, 1)
+    for a in c.arms:
+        assert len(a.runs) == 2 and a.metric == pytest.approx(np.mean(a.runs))
+        assert a.ci_low <= a.metric <= a.ci_high, (a.name, a.metric, a.ci_low, a.ci_high)
+        assert a.ci_high > 1.0 or a.metric <= 1.0  # a chrF above 1 has a CI above 1 too
+    assert c.test is None or "paired bootstrap of chrf" in c.test.test
+
+
+def test_free_text_rows_say_what_was_not_computed(run):
+    store, tmp = run
+    c = comparison_from_store(store, 1)
+    rows = dict(c.rows)
+    assert set(rows["Bias & hallucinations"].values()) == {"n/a (free text)"}
+    assert "cut at the generation cap" in rows["Length & truncation"]["greedy"]
+    assert "ter (lower is better)" in rows["  ter"]["greedy"]
+    assert "paired bootstrap p=" in rows["  rougeL"]["greedy"] or "paired bootstrap p=" in rows["  rougeL"]["sampled"]
+    assert "hallucinated labels" not in (tmp / "out" / "report.md").read_text()
+
+
+def test_a_missing_or_empty_reference_names_file_line_and_field(tmp_path):
+    from tuneoff.data import ColumnMapping, load_dataset
+    from tuneoff.errors import DataError
+
+    path = tmp_path / "refs.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in [
+        {"dialogue": "a", "summary1": "x", "summary2": "y"},
+        {"dialogue": "b", "summary1": "x"},
+        {"dialogue": "c", "summary1": "x", "summary2": " "},
+        {"dialogue": "d", "summary": ["x", "y"]}]) + "\n")
+    with pytest.raises(DataError) as error:
+        load_dataset(path, ColumnMapping(input="dialogue", target="summary1,summary2"))
+    assert "refs.jsonl:2" in str(error.value) and "summary2" in str(error.value)
+    found = {(p.line, p.field, p.kind) for p in error.value.problems}
+    assert {(2, "summary2", "MissingField"), (3, "summary2", "EmptyField")} <= found
+    listed = tmp_path / "listed.jsonl"
+    listed.write_text(json.dumps({"dialogue": "d", "summary": ["x", "y"]}) + "\n")
+    ex = load_dataset(listed, ColumnMapping(input="dialogue", target="summary"))[0]
+    assert ex.target == "x" and ex.refs() == ("x", "y")
