@@ -102,3 +102,26 @@ def test_a_missing_or_empty_reference_names_file_line_and_field(tmp_path):
     listed.write_text(json.dumps({"dialogue": "d", "summary": ["x", "y"]}) + "\n")
     ex = load_dataset(listed, ColumnMapping(input="dialogue", target="summary"))[0]
     assert ex.target == "x" and ex.refs() == ("x", "y")
+
+
+def test_generation_cap_comes_from_the_training_targets_unless_set():
+    from tuneoff.data import Example
+    from tuneoff.prompting.arm import PromptArm, TaskContext, generation_cap
+
+    pool = tuple(Example(f"d{i}", " ".join(["w"] * (10 + i))) for i in range(100))  # 10..109 words
+    words = lambda text: len(text.split())  # noqa: E731 (a tokenizer of one token per word)
+    free = TaskContext(name="t", metric="rougeL", pool=pool)
+    assert generation_cap(PromptArm(name="a"), free, words) == 136  # 1.25 x p95 (105 words) = 131.25, up to a multiple of 8
+    assert generation_cap(PromptArm(name="a", max_new_tokens=20), free, words) == 20
+    labelled = TaskContext(name="t", labels=("a", "b"), pool=pool)
+    assert generation_cap(PromptArm(name="a"), labelled, words) == 32
+
+
+def test_free_text_consistency_is_measured_with_the_metric():
+    from tuneoff.evaluate.consistency import agreement, metric_agreement
+
+    a = ["the cat sat on the mat", "a dog barked at night"]
+    b = ["the cat sat on a mat", "a dog barked at night"]
+    assert agreement([a, b]) == 0.5  # identical strings: one item of two
+    assert metric_agreement("chrf", [a, a]) == pytest.approx(1.0)
+    assert 0.8 < metric_agreement("chrf", [a, b]) < 1.0  # near-identical summaries are near-identical

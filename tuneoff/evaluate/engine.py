@@ -24,11 +24,12 @@ from ..locks import hold
 from ..metrics import MetricValue, free_text_warning, get_metric, item_scores
 from ..models.base import NO_SCORE, Backend, GenerationConfig
 from ..prompting.answers import parse_reply
-from ..prompting.arm import PromptArm, TaskContext
+from ..prompting.arm import PromptArm, TaskContext, generation_cap
 from ..prompting.strategies import Prompter, prepare
 from ..records import EvalSummary, MainMetric
 from ..store import Store, cache_key
 from .calibration import calibrate, check_label_words, reference_chats
+from .lengths import reference_warnings
 from .scoring import argmax_label, label_token_ids, normed, score_labels
 from .summary import summarise
 
@@ -130,7 +131,8 @@ class ChunkRunner:
         else:
             sampled = self.arm.temperature > 0
             schema = constrained_schema(self.arm, self.ctx)
-            self.config = GenerationConfig(max_new_tokens=self.arm.new_tokens, temperature=self.arm.temperature,
+            self.config = GenerationConfig(max_new_tokens=generation_cap(self.arm, self.ctx, backend.count_tokens),
+                                           temperature=self.arm.temperature,
                                            seed=self.arm.seed if sampled else None, stop=prompter.stop,
                                            json_schema=schema)
             # a greedy answer does not depend on the seed: leaving it out lets seed variants share calls
@@ -383,6 +385,8 @@ class EvalSession:
         self.warnings = label_warnings(backend, self.runner) if self.arm.mode == "score" else []
         if (fallback := free_text_warning(self.ctx.metric, self.ctx.labels)) is not None:
             self.warnings.append(fallback)
+        if self.arm.mode == "generate" and not self.ctx.labels:
+            self.warnings += reference_warnings(backend, examples, self.runner.config.max_new_tokens)
         for warning in self.warnings if console is not None else ():
             console.print(f"[yellow]{self.arm.name}: {warning}[/yellow]")
         self.size = chunk_size or getattr(backend, "batch_size", 16)

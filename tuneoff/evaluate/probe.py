@@ -28,7 +28,7 @@ import numpy as np
 from ..data import Example, digest
 from ..errors import TuneoffError
 from ..models.base import Backend, GenerationConfig, engine_of
-from ..prompting.arm import PromptArm, TaskContext
+from ..prompting.arm import PromptArm, TaskContext, generation_cap
 from ..prompting.strategies import Prompter, prepare
 from ..records import ProbeSummary
 from ..store import Store
@@ -59,7 +59,8 @@ class Server:
             self.words = label_words(self.arm, self.labels)
         else:
             sampled = self.arm.temperature > 0
-            self.config = GenerationConfig(max_new_tokens=self.arm.new_tokens, temperature=self.arm.temperature,
+            cap = generation_cap(self.arm, prompter.ctx, backend.count_tokens)  # the evaluation's cap
+            self.config = GenerationConfig(max_new_tokens=cap, temperature=self.arm.temperature,
                                            seed=self.arm.seed if sampled else None, stop=tuple(self.arm.stop),
                                            json_schema=constrained_schema(self.arm, prompter.ctx))
 
