@@ -26,7 +26,8 @@ def run(tmp_path_factory, tiny_dir):
     spec = {"version": 1, "name": "free", "model": str(tiny_dir), "batch_size": 8, "repeats": 2,
             "task": TASK, "probe": {"items": 0},
             "arms": [{"name": "sampled", "prompt": {"max_new_tokens": 8, "temperature": 1.0}},
-                     {"name": "greedy", "prompt": {"max_new_tokens": 6}}],
+                     {"name": "greedy", "prompt": {"max_new_tokens": 6}},
+                     {"name": "lora", "finetune": {"method": "lora", "n_train": 8, "epochs": 1, "batch_size": 8}}],
             "output": str(tmp / "out")}
     path = tmp / "free.yaml"
     path.write_text(yaml.safe_dump(spec))
@@ -69,7 +70,20 @@ def test_repeats_ci_is_on_the_metric_scale(run):
         assert len(a.runs) == 2 and a.metric == pytest.approx(np.mean(a.runs))
         assert a.ci_low <= a.metric <= a.ci_high, (a.name, a.metric, a.ci_low, a.ci_high)
         assert a.ci_high > 1.0 or a.metric <= 1.0  # a chrF above 1 has a CI above 1 too
-    assert c.test is None or "paired bootstrap of chrf" in c.test.test
+    assert c.test is not None and c.test.test == "paired bootstrap of chrf"
+    # the test's difference is chrF's own (corpus chrF of the per-item mean statistics), not a 0-1 score
+    assert abs(c.test.difference) > 1.0 or abs(c.arms[-1].metric - c.arms[0].metric) < 1.0
+
+
+def test_fine_tune_max_length_comes_from_the_data(run):
+    from tuneoff.records import TrainStats
+
+    store, _ = run
+    link = next(link for link in store.linked_runs(1, "finetune") if link["arm"] == "lora")
+    stats = TrainStats.from_json(store.run(link["run_id"])["summary_json"])
+    assert 0 < stats.max_length <= 512 and stats.truncated == 0  # the longest example fits the tiny model
+    row = dict(comparison_from_store(store, 1).rows)["Data requirement"]["lora"]
+    assert f"0.0% truncated by max_length; longest {stats.max_length} tokens" in row
 
 
 def test_free_text_rows_say_what_was_not_computed(run):

@@ -309,6 +309,16 @@ class TrainStats(Record):
     global batch, hence the optimisation, is the one-process run's). `seconds` is the main process's."""
     device: str = ""
     """Where the last session trained (`cpu`, `cuda:0`; the main process's under several)."""
+    max_length: int = 0
+    """Tokens of the longest example trained on (prompt + completion): what max_length came to."""
+    truncated: int = 0
+    """Examples that lost any token to max_length (prompt, completion, or dropped whole)."""
+
+    @property
+    def truncated_share(self) -> float:
+        """Share of the training examples that lost tokens to max_length."""
+        seen = self.examples + self.dropped_examples
+        return self.truncated / seen if seen else 0.0
 
     def as_dict(self) -> dict:
         return self.to_dict()

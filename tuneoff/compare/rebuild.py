@@ -199,6 +199,8 @@ def _add_training(store: Store, s: ArmSummary, entry: ArmEntry, by_role: Links, 
     s.setup_seconds, s.training_tokens = stats.seconds, stats.tokens
     s.examples_used = stats.examples
     s.examples_note = f"training examples{f' + {shots} demos per request' if shots else ''}"
+    if stats.max_length:  # stores before the length was recorded say nothing rather than 0%
+        s.examples_note += f" ({stats.truncated_share:.1%} truncated by max_length; longest {stats.max_length} tokens)"
     s.label_parts["training"] = stats.examples
 
 

@@ -63,6 +63,10 @@ class EncodeReport:
     dropped_no_completion: int = 0
     """Examples dropped because no completion token survived truncation (they would make the loss 0/0)."""
     dropped_ids: list[str] = field(default_factory=list)
+    max_length: int = 0
+    """The longest encoded example (tokens): the max_length a derived setting came to."""
+    truncated: int = 0
+    """Examples that lost any token to max_length (prompt, completion, or dropped)."""
 
 
 def encode_example(tokenizer, prompt: Prompt, target: str, max_length: int, truncation: str = "left",
@@ -97,6 +101,7 @@ def encode_all(tokenizer, examples: Sequence[Example], formatter: Formatter, max
     for ex in examples:
         enc = encode_example(tokenizer, formatter(ex), ex.target, max_length, truncation, completion_only)
         report.prompt_truncated += enc.prompt_truncated
+        report.truncated += enc.prompt_truncated or enc.completion_truncated or enc.completion_tokens == 0
         if enc.completion_tokens == 0:
             report.dropped_no_completion += 1
             report.dropped_ids.append(ex.id or f"{ex.source}:{ex.line}")
@@ -104,6 +109,7 @@ def encode_all(tokenizer, examples: Sequence[Example], formatter: Formatter, max
         report.completion_truncated += enc.completion_truncated
         out.append(enc)
     report.kept = len(out)
+    report.max_length = max((len(e.input_ids) for e in out), default=0)
     return out, report
 
 

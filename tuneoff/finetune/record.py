@@ -34,7 +34,7 @@ def make_stats(report: EncodeReport, state, counts: ParamCounts, flops: float, m
         peak_memory_mb=round(memory_mb, 1), final_loss=state.last_loss, best_eval_loss=state.best_eval,
         best_step=state.best_step, stopped_early=state.stopped_early, resumed_from_step=resumed_from,
         best_dev_metric=state.best_metric, dev_metrics=[list(m) for m in state.dev_metrics], processes=processes,
-        device=device)
+        device=device, max_length=report.max_length, truncated=report.truncated)
 
 
 def store_hook(store: Store, run_id: int):

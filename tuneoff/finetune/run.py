@@ -101,9 +101,10 @@ def _run_finetune(task: TaskData, arm: FinetuneArm, model: str, output_dir: Path
                            hint="give the task a dev file (or a split fraction), or leave eval_steps unset")
     lm, tokenizer, device = _load_base(model, arm, group)
     formatter = formatter or default_formatter(task.spec.instruction)
-    train, report = _encode(tokenizer, subsample(task.train, arm.n_train, arm.seed), formatter, arm)
-    require_examples(train, report, arm.max_length)
-    dev = _encode(tokenizer, subsample(task.dev, arm.n_eval, arm.seed), formatter, arm)[0] if arm.eval_steps else []
+    limit = arm.max_length or derived_limit(lm)
+    train, report = _encode(tokenizer, subsample(task.train, arm.n_train, arm.seed), formatter, arm, limit)
+    require_examples(train, report, limit)
+    dev = _encode(tokenizer, subsample(task.dev, arm.n_eval, arm.seed), formatter, arm, limit)[0] if arm.eval_steps else []
     fp = fingerprint(task, arm, model, train)
     main = group.is_main
     if main:
@@ -181,9 +182,20 @@ def _pad_id(tokenizer) -> int:
     return int(pad or 0)  # padded positions are masked out of attention and loss: any id works
 
 
-def _encode(tokenizer, examples: list[Example], formatter: Formatter, arm: FinetuneArm
+MAX_DERIVED_LENGTH = 2048
+"""The most tokens per example a max_length taken from the data comes to (CPU memory and time grow with it)."""
+
+
+def derived_limit(lm) -> int:
+    """max_length when the arm leaves it to the data: examples are encoded up to the model's context (at
+    most MAX_DERIVED_LENGTH), so the batches are as long as the longest example that fits."""
+    context = getattr(lm.config, "max_position_embeddings", None) or MAX_DERIVED_LENGTH
+    return min(int(context), MAX_DERIVED_LENGTH)
+
+
+def _encode(tokenizer, examples: list[Example], formatter: Formatter, arm: FinetuneArm, max_length: int
             ) -> tuple[list[Encoded], EncodeReport]:
-    return encode_all(tokenizer, examples, formatter, arm.max_length, arm.truncation, arm.completion_only)
+    return encode_all(tokenizer, examples, formatter, max_length, arm.truncation, arm.completion_only)
 
 
 def fingerprint(task: TaskData, arm: FinetuneArm, model: str, train: list[Encoded]) -> str:

@@ -100,8 +100,10 @@ class FinetuneArm:
     """Batch examples of similar length together (less compute spent on padding); order stays seeded."""
     grad_accum: int = 1
     """Forward passes per optimizer step (effective batch = batch_size x grad_accum)."""
-    max_length: int = 256
-    """Most tokens per example, prompt and completion together."""
+    max_length: int | None = None
+    """Most tokens per example, prompt and completion together. None: from the data, the longest training
+    example, up to the model's context and at most 2048 (a fixed 256 cut the start of ~45% of DialogSum's
+    dialogues); the share truncated is reported either way."""
     truncation: Literal["left", "right"] = "left"
     """Where a too-long example loses tokens. `left`: the prompt's oldest tokens, so the completion
     survives (a completion longer than max_length - 1 is then cut at its end). `right`: the end of the
@@ -178,7 +180,7 @@ class FinetuneArm:
         if self.n_unlabelled is not None and (self.teacher is None or self.n_unlabelled < 1):
             raise TuneoffError("must be >= 1, with a `teacher` arm" if self.teacher else "needs a `teacher` arm",
                                field="n_unlabelled", hint="finetune: {teacher: ARM, n_unlabelled: N}")
-        if self.max_length < 2:
+        if self.max_length is not None and self.max_length < 2:
             raise TuneoffError("must be >= 2 (a prompt token and a completion token)", field="max_length")
 
     def _check_positive(self) -> None:
