@@ -25,6 +25,17 @@ def arm(name, kind, correct, *, tokens_in=50, spr=0.1, setup=0.0, p95=0.2, neede
                       total_parameters=10_000)
 
 
+def test_labels_are_priced_by_kind():
+    """A written target (free text) costs a writer's time, a class label a click: each has its own price."""
+    prices = PriceTable(label_per_example=0.10, written_per_example=1.00)
+    label = one_off(ArmCost(10, 1, 0.1, labels_needed=100), prices)
+    written = one_off(ArmCost(10, 1, 0.1, labels_needed=100, written=True), prices)
+    assert written - label == pytest.approx(100 * (1.00 - 0.10))
+    free = arm("few", "prompt", [1, 0] * 5, needed=100, labels=())
+    free.labels = None
+    assert free.cost().written and "per written target" in dict(head_to_head([free], prices))["One-off cost"]["few"]
+
+
 def test_mcnemar_counts_discordant_pairs():
     a = arm("few-shot", "prompt", [1] * 60 + [0] * 40)
     b = arm("lora", "finetune", [1] * 60 + [1] * 30 + [0] * 10)  # 30 items only b gets right, 0 only a
@@ -173,7 +184,7 @@ def test_one_off_row_names_its_parts():
     rows = dict(head_to_head([arm("lora", "finetune", [1] * 10, setup=3600, needed=256)], PriceTable()))
     cell = rows["One-off cost"]["lora"]
     # $0.10 compute (1 h at $0.10/h) + 256 labels x $0.10 + (2 + 8) h x $60
-    assert cell == "$625.70 = compute $0.10 + labels $25.60 (256 x $0.10) + people $600.00 (10 h x $60.00/h)"
+    assert cell == "$625.70 = compute $0.10 + labels $25.60 (256 x $0.10 per label) + people $600.00 (10 h x $60.00/h)"
 
 
 def test_each_arm_is_priced_at_its_own_rates_and_break_even_uses_both():

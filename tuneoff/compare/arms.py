@@ -162,7 +162,7 @@ class ArmSummary:
         return ArmCost(tokens_in=self.tokens_in, tokens_out=self.tokens_out,
                        seconds_per_request=self.seconds_per_request, finetuned=self.weights_changed,
                        one_off_seconds=self.setup_seconds, training_tokens=self.training_tokens,
-                       labels_needed=self.examples_needed,
+                       labels_needed=self.examples_needed, written=not self.labels,
                        one_off_dollars=self.one_off_dollars, prices=self.prices)
 
 

@@ -28,6 +28,8 @@ class ArmCost:
     training_tokens: int = 0
     labels_needed: int = 0
     """Labelled examples the arm needs (demo pool, training set, dev items for optimising)."""
+    written: bool = False
+    """The examples' targets are written text (free-text task), priced at `written_per_example`."""
     one_off_dollars: float = 0.0
     """One-off $ measured elsewhere (a distilled arm's teacher calls, priced at the teacher's rates)."""
     prices: PriceTable | None = None
@@ -41,7 +43,7 @@ class OneOff:
     compute: float
     """Training or optimisation: machine time x training rate (api mode: training tokens x price)."""
     labels: float
-    """Labelled examples needed x `prices.label_per_example`."""
+    """Examples needed x their price by kind (`label_per_example` or `written_per_example`)."""
     people: float
     """Engineer hours x `prices.engineer_per_hour`."""
     hours: float
@@ -95,7 +97,7 @@ def one_off_parts(cost: ArmCost, prices: PriceTable) -> OneOff:
         compute = rate / 3600.0 * cost.one_off_seconds
     # a fine-tune needs its training data collected and formatted; every arm needs its prompt written
     hours = prices.prompt_hours + (prices.data_hours if cost.finetuned else 0.0)
-    labels = cost.labels_needed * prices.label_per_example
+    labels = cost.labels_needed * prices.per_example(cost.written)
     people = hours * prices.engineer_per_hour
     return OneOff(compute, labels, people, hours, compute + labels + people + cost.one_off_dollars,
                   cost.one_off_dollars)

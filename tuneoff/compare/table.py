@@ -172,7 +172,8 @@ def _one_off_cell(a: ArmSummary, prices: PriceTable) -> str:
     own = a.prices or prices
     p = one_off_parts(a.cost(), prices)
     return (f"{money(p.total)} = compute {money(p.compute)} + labels {money(p.labels)} "
-            f"({label_parts_text(a)} x {money(own.label_per_example)}) + people {money(p.people)} "
+            f"({label_parts_text(a)} x {money(own.per_example(not a.labels))} per "
+            f"{'label' if a.labels else 'written target'}) + people {money(p.people)} "
             f"({p.hours:g} h x {money(own.engineer_per_hour)}/h)"
             + (f" + teacher calls {money(p.other)}" if p.other else ""))
 

@@ -40,6 +40,12 @@ class PriceTable:
     text-classification label; AWS SageMaker Ground Truth lists $0.08 per labelled object (first 50k
     a month) plus $0.012 per Mechanical Turk worker per text-classification task, 3 workers per
     item by default: ~$0.12. Expert labels (legal, medical) cost dollars each: set your own."""
+    written_per_example: float = 1.00
+    """$ per written target an arm needs when the task is free text (a summary, a translation, an answer in
+    house style): the writer's time, not a click. Default $1.00: about 4 minutes (read a ~130-word
+    dialogue, write a ~25-word summary) at $15/hour, a common crowd-writing rate; professional
+    translation is commonly quoted at $0.10-0.25 per word, $2.50-6 for such a target, and expert
+    writing (legal, medical) costs more: set your own. Class labels use `label_per_example`."""
     engineer_per_hour: float = 60.0
     """$ per hour of the person who writes prompts and prepares training data. Default $60: about the
     US median wage of a software developer (BLS occupational wage statistics, 2023-24), before
@@ -50,9 +56,14 @@ class PriceTable:
     """Hours to prepare training data (collect, clean, format, validate) for a fine-tune or combined
     arm: a working day by default. Labelling itself is `label_per_example`."""
 
+    def per_example(self, written: bool) -> float:
+        """The price of one example an arm needs: a written target's or a class label's."""
+        return self.written_per_example if written else self.label_per_example
+
     def __post_init__(self):
         for name in ("hardware_per_hour", "input_per_1k_tokens", "output_per_1k_tokens", "horizon_months",
-                     "label_per_example", "engineer_per_hour", "prompt_hours", "data_hours"):
+                     "label_per_example", "written_per_example", "engineer_per_hour", "prompt_hours",
+                     "data_hours"):
             if getattr(self, name) < 0:
                 raise TuneoffError("must be >= 0", field=f"prices.{name}")
         if self.horizon_months <= 0:
