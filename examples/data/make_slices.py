@@ -19,6 +19,8 @@ SLICES = [  # (source, destination, rows, mapping)
     ("banking77/test.csv", "banking77/test.csv", 770, ColumnMapping("text", "category")),
     ("gsm8k/train.jsonl", "gsm8k/train.jsonl", 300, ColumnMapping("question", "answer")),
     ("gsm8k/test.jsonl", "gsm8k/test.jsonl", 100, ColumnMapping("question", "answer")),
+    ("dialogsum/train.jsonl", "dialogsum/train.jsonl", 300, ColumnMapping("dialogue", "summary")),
+    ("dialogsum/test.jsonl", "dialogsum/test.jsonl", 100, ColumnMapping("dialogue", "summary1,summary2,summary3")),
 ]
 
 

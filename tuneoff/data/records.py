@@ -83,7 +83,8 @@ class RecordReader:
         if target is None:
             return
         text = values[0][1] if len(values) == 1 else "\n".join(f"{k}: {v}" for k, v in values)
-        self.add(line, text, target, record, references=(target, *refs[1:]))
+        # a reference named twice (`a|x, b|x` in a file that has only x) is one reference
+        self.add(line, text, target, record, references=tuple(dict.fromkeys((target, *refs[1:]))))
 
     def references(self, value: Any, line: int, field: str) -> list[str | None]:
         """A reference column's texts: one string, or a JSON list of strings (several references); each
