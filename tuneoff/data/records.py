@@ -76,15 +76,16 @@ class RecordReader:
 
     def flat(self, record: dict, line: int, inputs: list[str], target_keys: list[str]) -> None:
         values = [(key, self.text(record[key], line, key)) for key in inputs]
-        refs = [ref for key in target_keys for ref in self.references(record[key], line, key)]
+        # a column named twice (`a|x, b|x` in a file that has only x) is one reference; equal texts from
+        # different columns stay (TER averages the references' lengths, duplicates included)
+        refs = [ref for key in dict.fromkeys(target_keys) for ref in self.references(record[key], line, key)]
         if any(v is None for _, v in values) or not refs or None in refs:
             return
         target = self.label(refs[0], line, target_keys[0])
         if target is None:
             return
         text = values[0][1] if len(values) == 1 else "\n".join(f"{k}: {v}" for k, v in values)
-        # a reference named twice (`a|x, b|x` in a file that has only x) is one reference
-        self.add(line, text, target, record, references=tuple(dict.fromkeys((target, *refs[1:]))))
+        self.add(line, text, target, record, references=(target, *refs[1:]))
 
     def references(self, value: Any, line: int, field: str) -> list[str | None]:
         """A reference column's texts: one string, or a JSON list of strings (several references); each

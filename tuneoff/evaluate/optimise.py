@@ -21,6 +21,7 @@ from typing import Sequence
 
 from ..data import Example
 from ..errors import TuneoffError
+from ..metrics import get_metric
 from ..models.base import Backend, GenerationConfig
 from ..records import OptimiseSummary
 from ..store import Store
@@ -120,7 +121,8 @@ class Search:
         value = result.main.value or 0.0
         self.trials.append(Trial(resolve_instruction(arm, self.ctx), demos, value, result.run_id, arm.n_shots,
                                  arm.calibration))
-        if self.best is None or value > self.best[0]:  # ties keep the earlier, simpler candidate
+        better = get_metric(self.ctx.metric).better
+        if self.best is None or better(value, self.best[0]):  # ties keep the earlier, simpler candidate
             self.best = (value, arm)
         return value
 

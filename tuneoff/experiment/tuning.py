@@ -22,6 +22,7 @@ from ..config.experiment import ArmEntry, build_finetune_arm, build_prompt_arm
 from ..config.tuning import FinetuneTuning, grid
 from ..data import digest
 from ..finetune.outputs import is_finished
+from ..metrics import get_metric
 from ..records import Role, RunKind, TrainStats, TuningSummary, read_model_meta
 from .context import RunContext
 
@@ -105,12 +106,13 @@ def tune_finetune(ctx: RunContext, entry: ArmEntry) -> tuple[Path, dict]:
     # curve points and repeats retrain without a dev search: the chosen options, for the epochs that scored best
     best_epoch = next(e for e, _, v in chosen.stats.dev_metrics if v == chosen.best)
     chosen_options = {**chosen.options, "epochs": int(best_epoch)}
-    summary = TuningSummary([t.record() for t in trials], chosen_options, str(chosen.out), chosen.best,
+    dev_metric = get_metric(ctx.exp.task.metric).key(chosen.best)  # back from the scorer's orientation
+    summary = TuningSummary([t.record() for t in trials], chosen_options, str(chosen.out), dev_metric,
                             time.perf_counter() - began, sum(t.stats.epochs for t in trials if t.stats))
     ctx.store.finish_run(run_id, "done", summary.to_dict())
     ctx.say(f"{entry.name}: tuned on {len(ctx.data.dev)} dev items, {len(trials)} candidates, "
             f"{summary.epochs_trained:g} epochs in {summary.seconds / 60:.1f} min; chosen "
-            f"{summary.chosen_text()} (dev {chosen.best:.3f})")
+            f"{summary.chosen_text()} (dev {dev_metric:.3f})")
     _link_chosen(ctx, entry, run_id, chosen.out, chosen.run_id)
     return chosen.out, summary.chosen
 
@@ -171,7 +173,8 @@ class DevScorer:
         backend = TransformersBackend(model, self.tokenizer, info, batch_size=self.ctx.exp.batch_size)
         result = evaluate(backend, self.arm, self.ctx.data.dev, TaskContext.of(self.ctx.data), store=self.ctx.store,
                           split="dev", kind=RunKind.TUNE)
-        return float(result.main.value or 0.0)
+        # the loop keeps the highest dev score: a lower-is-better metric is handed over negated
+        return get_metric(result.main.name).key(float(result.main.value or 0.0))
 
 
 def training_format(ctx, entry: ArmEntry):
