@@ -95,6 +95,7 @@ def test_free_text_rows_say_what_was_not_computed(run):
     assert "ter (lower is better)" in rows["  ter"]["greedy"]
     assert "paired bootstrap p=" in rows["  rougeL"]["greedy"] or "paired bootstrap p=" in rows["  rougeL"]["sampled"]
     assert "hallucinated labels" not in (tmp / "out" / "report.md").read_text()
+    assert "Written targets at $1.00 each" in (tmp / "out" / "report.html").read_text()  # priced by kind
 
 
 def test_a_missing_or_empty_reference_names_file_line_and_field(tmp_path):
