@@ -22,6 +22,7 @@ from ..compare.sequential import Settled, confidence_sequence, look
 from ..config.experiment import ArmEntry, build_prompt_arm
 from ..data import Example
 from ..evaluate.engine import EvalSession, evaluation
+from ..metrics import get_metric
 from ..prompting import TaskContext
 from ..records import AdaptiveStop, AdaptiveSummary, ExperimentRuns, Role, RunKind, StopReason
 from .context import RunContext
@@ -100,7 +101,9 @@ def _schedule(ctx: RunContext, lanes: dict[str, Lane], n: int) -> int:
         looks += 1
         if t < spec.min_items and t < n:
             continue
-        scores = {name: np.array(lanes[name].session.scores()[:t]) for name in running}
+        # item scores are in [0, 1] in the metric's direction: a lower-is-better metric leads by its lowest
+        flip = not get_metric(ctx.exp.task.metric).higher_is_better
+        scores = {name: np.abs(flip - np.array(lanes[name].session.scores()[:t])) for name in running}
         leader, settled = look(scores, spec.alpha, spec.margin)
         for name in running:
             how = settled.get(name)
