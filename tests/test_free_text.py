@@ -140,3 +140,23 @@ def test_free_text_consistency_is_measured_with_the_metric():
     assert agreement([a, b]) == 0.5  # identical strings: one item of two
     assert metric_agreement("chrf", [a, a]) == pytest.approx(1.0)
     assert 0.8 < metric_agreement("chrf", [a, b]) < 1.0  # near-identical summaries are near-identical
+
+
+def test_free_text_on_accuracy_and_long_references_are_warned():
+    from tuneoff.data import Example
+    from tuneoff.evaluate.lengths import reference_warnings
+    from tuneoff.metrics import free_text_warning
+
+    assert "rougeL" in free_text_warning("accuracy", None)
+    assert free_text_warning("accuracy", ("a", "b")) is None and free_text_warning("chrf", None) is None
+
+    class Words:
+        context_length = 40
+
+        def count_tokens(self, text):
+            return len(text.split())
+
+    items = [Example("d", " ".join(["w"] * n)) for n in (5, 10, 30, 50)]
+    warnings = reference_warnings(Words(), items, cap=20)
+    assert "50% of the references are longer than the generation cap (20 tokens)" in warnings[0]
+    assert "25% of the references are longer than the model's context (40 tokens)" in warnings[1]
