@@ -140,6 +140,7 @@ def test_free_text_consistency_is_measured_with_the_metric():
     assert agreement([a, b]) == 0.5  # identical strings: one item of two
     assert metric_agreement("chrf", [a, a]) == pytest.approx(1.0)
     assert 0.8 < metric_agreement("chrf", [a, b]) < 1.0  # near-identical summaries are near-identical
+    assert metric_agreement("ter", [a, a]) == pytest.approx(1.0)  # lower-is-better: no edits = alike
 
 
 def test_free_text_on_accuracy_and_long_references_are_warned():

@@ -78,6 +78,7 @@ def metric_agreement(name: str, predictions: Sequence[Sequence[str | None]]) -> 
     metric = get_metric(name)
     values = [metric.unit(metric.value_of(metric.stats_many(predictions[j], [[r or ""] for r in predictions[i]])))
               for i in range(len(predictions)) for j in range(len(predictions)) if i != j]
+    values = values if metric.higher_is_better else [1.0 - v for v in values]  # TER 0 between variants: alike
     return float(np.mean(values)) if values else float("nan")
 
 
