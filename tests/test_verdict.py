@@ -184,7 +184,7 @@ def test_changes_are_signed_and_labels_are_charged_by_part():
     rows = dict(head_to_head([lora], PriceTable()))
     assert "change +0.095 vs in-domain 0.855" in rows["Out of domain"]["lora"]
     assert "(change +0.120)" in rows["Flexibility"]["lora"] and "drop" not in rows["Flexibility"]["lora"]
-    assert "labels $35.60 (256 training + 100 dev (fine-tune search) = 356 x $0.10)" in rows["One-off cost"]["lora"]
+    assert "labels $35.60 (256 training + 100 dev (fine-tune search) = 356 x $0.10 per label)" in rows["One-off cost"]["lora"]
 
 
 def test_a_tuning_row_shows_the_dev_noise_of_chosen_and_runner_up():
