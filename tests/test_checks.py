@@ -110,3 +110,14 @@ def test_data_to_text_slot_coverage_is_measured_per_arm(tmp_path):
     assert m["slot_missing_share"].value == pytest.approx(1 / 6)      # Zizzi's price range
     extras = [json.loads(r["extra_json"]) for r in store.predictions(result.run_id)]
     assert extras[0]["slots_contradicted"] == ["priceRange"] and extras[1]["slots_missing"] == ["priceRange"]
+
+
+def test_a_dialogue_is_not_fields_and_a_json_reply_is_grounded_on_its_values():
+    from tuneoff.evaluate.checks import stated_text
+    from tuneoff.grounding import ground, parse_slots
+
+    assert parse_slots("#Person1#: hi\n#Person2#: hello\n#Person1#: bye") == {}
+    reply = '{"topic": "travel", "summary": "#Person1# meets Tom at 10:30."}'
+    assert stated_text(reply) == "travel\n#Person1# meets Tom at 10:30."
+    g = ground(stated_text(reply), "#Person1#: see you at 10:30, Tom.")
+    assert not g.ungrounded  # the keys and the JSON quotes are not content

@@ -209,7 +209,11 @@ def parse_slots(text: str) -> dict[str, str]:
     if pairs:
         return {k.strip(): v.strip() for k, v in pairs if v.strip()}
     lines = [ln.split(":", 1) for ln in text.splitlines() if ":" in ln]
-    return {k.strip(): v.strip() for k, v in lines if k.strip() and v.strip()} if len(lines) > 1 else {}
+    keys = [k.strip() for k, _ in lines]
+    # a dialogue ("#Person1#: ...") repeats its speakers: turns, not fields
+    if len(lines) < 2 or len(set(keys)) < len(keys) or not all(re.fullmatch(r"[A-Za-z_][\w ]{0,40}", k) for k in keys):
+        return {}
+    return {k.strip(): v.strip() for k, v in lines if k.strip() and v.strip()}
 
 
 def _states(output: str, value: str) -> bool:

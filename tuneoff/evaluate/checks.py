@@ -33,11 +33,24 @@ def reply_of(row) -> str:
     return row["prediction"] if row["prediction"] is not None else row["output"]
 
 
+def stated_text(reply: str | None) -> str:
+    """What a reply states: a JSON reply's string and number values (its keys and quotes are syntax,
+    not content), else the reply as written."""
+    try:
+        value = parse_json(reply)
+    except ValueError:
+        return reply or ""
+    from ..structured import leaves
+
+    return "\n".join(str(v) for v in leaves(value).values() if isinstance(v, (str, int, float)) and v is not True)
+
+
 def grounding_values(rows: Sequence, extras: Sequence[dict], references: Sequence[list[str]],
                      seed: int = 0) -> list[MetricValue]:
     """Unsupported content per reply (README "Grounding"): the share of replies stating a number, name,
     tag or quote their input does not, the unit share, and the same against the references."""
-    results = [ground(reply_of(r), r["input"], refs) for r, refs in zip(rows, references)]
+    results = [ground(stated_text(reply_of(r)), r["input"], [stated_text(x) for x in refs])
+               for r, refs in zip(rows, references)]
     for extra, g in zip(extras, results):
         extra["ungrounded"] = g.ungrounded
         extra["unsupported"] = [u.text for u in g.unsupported_by_input]
